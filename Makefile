@@ -1,0 +1,62 @@
+# Two commands for a user: `make demo` and `make test`. Everything else is here for developers.
+# Each target installs what it needs into .venv first (Python 3.11, pinned requirements.txt).
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+export PYTHONPATH := $(CURDIR)/include:$(PYTHONPATH)
+
+.PHONY: demo demo-reset test lint typecheck unit sandbox sandbox-reset bench lock clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@echo ">> creating $(VENV) with $$(command -v $(PYTHON) || command -v python3)"
+	@command -v $(PYTHON) >/dev/null 2>&1 || command -v python3 >/dev/null 2>&1 || { echo "Python 3.11 is required"; exit 1; }
+	@test -x $(BIN)/python || $$(command -v $(PYTHON) || command -v python3) -m venv $(VENV)
+	@echo ">> installing pinned requirements (requirements.txt) with uv $(UV_VERSION)"
+	@$(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.txt
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+## The main job on the embedded defaults: embedded Postgres, the sandbox, the CRONUS demo data.
+demo: $(STAMP)
+	@$(BIN)/python include/scripts/demo.py
+
+## Wipe the demo's state (state store, sandbox data, Airflow metadata).
+demo-reset: $(STAMP)
+	@$(BIN)/python include/scripts/demo.py --reset
+
+## The whole test suite, with lint, format and type checks first.
+test: $(STAMP) lint typecheck
+	@echo ">> pytest (real Postgres, real HTTP to the sandbox, Airflow DAG runs)"
+	@$(BIN)/pytest tests
+
+lint: $(STAMP)
+	@echo ">> ruff check and ruff format --check"
+	@$(BIN)/ruff check dags plugins include tests
+	@$(BIN)/ruff format --check dags plugins include tests
+
+typecheck: $(STAMP)
+	@echo ">> mypy on the package"
+	@$(BIN)/mypy plugins/dynamics_jobqueue dags
+
+## The API sandbox in the foreground (Ctrl-C stops it); SANDBOX_PORT, default 8765.
+sandbox: $(STAMP)
+	@$(BIN)/python -m sandbox serve
+
+sandbox-reset: $(STAMP)
+	@$(BIN)/python -m sandbox reset
+
+## Benchmarks (not tests): prints the figures the issues ask for.
+bench: $(STAMP)
+	@$(BIN)/python include/scripts/bench.py
+
+## Re-resolve requirements.in into the pinned requirements.txt.
+lock:
+	@test -x $(BIN)/uv || { $$(command -v $(PYTHON) || command -v python3) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
+	@$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+
+clean:
+	rm -rf $(VENV) .demo .state .pytest_cache .mypy_cache .ruff_cache
