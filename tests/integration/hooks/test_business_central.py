@@ -74,7 +74,7 @@ def test_batch_returns_one_result_per_operation(bc: BusinessCentralHook) -> None
     assert [r.id for r in results] == [op.id for op in ops]
     assert all(r.ok for r in results[:150])
     assert not results[-1].ok and results[-1].error is not None
-    created = [r for p in bc.iter_pages("currencies", filter="startswith(code,'X')") for r in p]
+    created = [r for p in bc.iter_pages("currencies", filter="startswith(displayName,'Test ')") for r in p]
     assert len(created) == 150
 
 
