@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/include:$(PYTHONPATH)
 
-.PHONY: demo demo-reset test lint typecheck unit sandbox sandbox-reset bench lock clean
+.PHONY: demo demo-reset test lint typecheck system-deps sandbox sandbox-reset bench lock clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) with $$(command -v $(PYTHON) || command -v python3)"
@@ -20,8 +20,12 @@ $(STAMP): requirements.txt pyproject.toml
 	@$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
+# Dovecot (IMAP/POP3) and mbsync from Debian for the mailbox counterparts; a no-op when present.
+system-deps:
+	@sh include/scripts/install_system_deps.sh
+
 ## The main job on the embedded defaults: embedded Postgres, the sandbox, the CRONUS demo data.
-demo: $(STAMP)
+demo: $(STAMP) system-deps
 	@$(BIN)/python include/scripts/demo.py
 
 ## Wipe the demo's state (state store, sandbox data, Airflow metadata).
@@ -29,7 +33,7 @@ demo-reset: $(STAMP)
 	@$(BIN)/python include/scripts/demo.py --reset
 
 ## The whole test suite, with lint, format and type checks first.
-test: $(STAMP) lint typecheck
+test: $(STAMP) system-deps lint typecheck
 	@echo ">> pytest (real Postgres, real HTTP to the sandbox, Airflow DAG runs)"
 	@$(BIN)/pytest tests
 
@@ -50,7 +54,7 @@ sandbox-reset: $(STAMP)
 	@$(BIN)/python -m sandbox reset
 
 ## Benchmarks (not tests): prints the figures the issues ask for.
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	@$(BIN)/python include/scripts/bench.py
 
 ## Re-resolve requirements.in into the pinned requirements.txt.
