@@ -1,0 +1,116 @@
+"""Latency and fault injection for the API routes, plus request statistics.
+
+Faults are decided when a request arrives, before it reaches an API handler, so a 429, a 5xx or a
+dropped connection never leaves a half-applied write: the client may safely retry. (A real service
+can also fail after committing; clients must be idempotent anyway, but the sandbox keeps tests
+deterministic by failing only before the write.)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass
+class FaultConfig:
+    """What goes wrong, and how often.
+
+    :param latency_ms: delay added to every API request, in milliseconds.
+    :param rate_429: probability (0..1) of a 429 Too Many Requests answer with ``Retry-After``.
+    :param retry_after_s: the ``Retry-After`` value of a 429 answer, in seconds.
+    :param rate_5xx: probability of a 503 or 500 answer.
+    :param rate_drop: probability that the connection is closed without an answer.
+    :param seed: seed of the random generator (``None``: not reproducible).
+    """
+
+    latency_ms: float = 0.0
+    rate_429: float = 0.0
+    retry_after_s: float = 1.0
+    rate_5xx: float = 0.0
+    rate_drop: float = 0.0
+    seed: int | None = None
+
+    @classmethod
+    def from_env(cls) -> FaultConfig:
+        """Read ``SANDBOX_LATENCY_MS``, ``SANDBOX_RATE_429``, ``SANDBOX_RETRY_AFTER``, ``SANDBOX_RATE_5XX``,
+        ``SANDBOX_RATE_DROP`` and ``SANDBOX_SEED``."""
+        env = os.environ
+        seed = env.get("SANDBOX_SEED")
+        return cls(
+            latency_ms=float(env.get("SANDBOX_LATENCY_MS", 0)),
+            rate_429=float(env.get("SANDBOX_RATE_429", 0)),
+            retry_after_s=float(env.get("SANDBOX_RETRY_AFTER", 1)),
+            rate_5xx=float(env.get("SANDBOX_RATE_5XX", 0)),
+            rate_drop=float(env.get("SANDBOX_RATE_DROP", 0)),
+            seed=int(seed) if seed else None,
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultConfig:
+        """A configuration from the admin endpoint's JSON; absent keys mean "no fault".
+
+        :raises ValueError: on unknown keys or values out of range.
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        config = cls(**{k: v for k, v in data.items() if v is not None})
+        for name in ("rate_429", "rate_5xx", "rate_drop"):
+            if not 0 <= float(getattr(config, name)) <= 1:
+                raise ValueError(f"{name} must be between 0 and 1")
+        if config.latency_ms < 0 or config.retry_after_s < 0:
+            raise ValueError("latency_ms and retry_after_s must not be negative")
+        return config
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Faults:
+    """The active fault configuration and its random generator."""
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.configure(config)
+
+    def configure(self, config: FaultConfig) -> None:
+        self.config = config
+        self._random = random.Random(config.seed)
+
+    def decide(self) -> str | None:
+        """``"drop"``, ``"429"``, ``"503"``, ``"500"`` or ``None`` for the request that just arrived."""
+        c = self.config
+        if c.rate_drop and self._random.random() < c.rate_drop:
+            return "drop"
+        if c.rate_429 and self._random.random() < c.rate_429:
+            return "429"
+        if c.rate_5xx and self._random.random() < c.rate_5xx:
+            return "503" if self._random.random() < 0.5 else "500"
+        return None
+
+    def retry_after(self) -> str:
+        value = self.config.retry_after_s
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class Stats:
+    """Counts API requests (a ``$batch`` is one request) since the last reset."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.by_route: Counter[str] = Counter()
+
+    def count(self, route: str) -> None:
+        self.requests += 1
+        self.by_route[route] += 1
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.by_route.clear()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"requests": self.requests, "by_route": dict(self.by_route)}
