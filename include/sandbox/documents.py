@@ -22,12 +22,17 @@ answers what is special to documents:
 Posting really changes state, as Business Central does: an invoice or credit memo keeps its id, gets the
 posted number and leaves status ``Draft`` for ``Open`` (a second post answers "The action can be applied to a
 draft invoice only."); a fully posted order is deleted and a posted invoice with ``orderId``/``orderNumber``
-appears (a second post answers 404); a return order is deleted and a posted credit memo appears. Documents that
-cannot post answer 400 ``Application_DialogException`` with Business Central's message, checked in its order:
-a blocked customer/vendor, a posting date outside the allowed posting period, a purchase invoice/order without
-Vendor Invoice No., no line with a quantity ("There is nothing to post.").
+appears (a second post answers 404); a return order is deleted and a posted credit memo appears. Every posting
+takes the configured latency and is recorded in the posting log. Documents that cannot post answer 400
+``Application_DialogException`` with Business Central's message, checked in its order: a blocked
+customer/vendor, a posting date outside the allowed posting period, a purchase invoice/order without Vendor
+Invoice No., no line with a quantity ("There is nothing to post."). A hanging posting answers 408
+``Request_Timeout`` after ``hang_s`` without posting, as the real API's operation timeout does.
 
-Admin (loopback, unauthenticated, like the sandbox's other ``/_sandbox`` endpoints; see :data:`router`):
+Sandbox simplification: the bound actions, line sub-paths and ``pdfDocument`` are answered for single requests
+only, not inside ``$batch`` (the job queue posts one document per request anyway).
+
+Admin (loopback, unauthenticated, like the sandbox's other ``/_sandbox`` endpoints; added by :func:`install`):
 ``POST /_sandbox/posting`` configures posting latency, hangs and the allowed posting period;
 ``GET /_sandbox/postings`` lists every posting with its start and end timestamps (benchmarks prove from it
 that no two postings of one category overlapped); ``DELETE /_sandbox/postings`` clears that list;
@@ -57,14 +62,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from sandbox.api import ApiError, ApiRequest, ApiResponse, timestamp
-from sandbox.business_central import COMPANY_ID, CUSTOM_API, STANDARD_API, stable_id
+from sandbox.business_central import COMPANY_ID, CUSTOM_API, STANDARD_API, error_body, stable_id
 from sandbox.schema import BC_CUSTOM_SETS, BC_SETS, EMPTY_GUID, B, C, E, EntitySet, Field, G, N, S, _bc
+from sandbox.store import Row
 
 if TYPE_CHECKING:
     import sqlite3
 
     from sandbox.business_central import BusinessCentral
-    from sandbox.store import Row
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data" / "cronus"
 #: UK standard VAT, the DOMESTIC VAT posting setup of CRONUS UK.
@@ -497,8 +502,6 @@ class Documents:
             record_id = unquote(key).strip("'").lower()
             return self._bound(request, kind, record_id, rest or "")
         except ApiError as err:
-            from sandbox.business_central import error_body
-
             return ApiResponse(err.status, error_body(err.code, err.message), err.headers)
 
     def ensure_seeded(self) -> None:
@@ -551,7 +554,7 @@ class Documents:
                     {
                         "id": header.id,
                         "parentId": header.id,
-                        "parentType": kind.display.split()[-1] if "Invoice" in kind.display else "Credit Memo",
+                        "parentType": kind.display,
                         "pdfDocumentContent@odata.mediaReadLink": f"{url}/pdfDocumentContent",
                     },
                 )
@@ -615,9 +618,7 @@ class Documents:
             " WHERE json_extract(body, '$.documentId') = ? ORDER BY seq",
             (document_id,),
         ).fetchall()
-        from sandbox.store import Store
-
-        return [Store._row(r) for r in rows]
+        return [Row(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def _retotal(self, db: sqlite3.Connection, kind: Kind, document_id: str) -> Row:
         """Recompute line amounts and the header's totals (as the API's read-only totals)."""
@@ -838,21 +839,21 @@ FAILING_DOCUMENTS: tuple[dict[str, Any], ...] = (
     {
         "set": "salesInvoices",
         "party": "20000",
-        "reason": "There is nothing to post.",
+        # its only line has quantity 0: "There is nothing to post."
         "lines": [("Item", "1928-S", "AMSTERDAM Lamp", 0, "PCS", 35.6)],
         "posting_year_offset": 0,
     },
     {
         "set": "salesCreditMemos",
         "party": "30000",
-        "reason": "Posting Date is not within your range of allowed posting dates.",
+        # posted two years back, before Allow Posting From: "Posting Date is not within your range of ..."
         "lines": [("Item", "1920-S", "ANTWERP Conference Table", 1, "PCS", 420.4)],
         "posting_year_offset": -2,
     },
     {
         "set": "purchaseInvoices",
         "party": "40000",
-        "reason": "Vendor Invoice No. missing",
+        # no Vendor Invoice No.: "You need to enter the document number of the document from the vendor ..."
         "lines": [("Item", "1900-S", "PARIS Guest Chair, black", 4, "PCS", 97.5)],
         "posting_year_offset": 0,
     },

@@ -10,6 +10,8 @@ Routes under ``/graph/v1.0/`` (microsoftgraph/microsoft-graph-docs-contrib: "mes
   ``410 Gone`` with code ``syncStateNotFound``: the client must start a full resync.
 - ``GET users/{user}/messages/{id}/$value``: the MIME source.
 - ``POST users/{user}/sendMail``: ``{"message": {...}, "saveToSentItems": bool}`` -> 202.
+- ``GET users/{user}/contactFolders/{folder}/contacts/delta`` (same delta rules, items carry ``changeKey``),
+  ``POST users/{user}/contactFolders/{folder}/contacts`` -> 201, ``PATCH users/{user}/contacts/{id}``.
 
 Admin (loopback only, unauthenticated): ``POST /_sandbox/graph/users/{user}/messages`` with
 ``{"mime": "<base64>", "folder": "inbox"}`` delivers a message; ``DELETE .../messages/{id}`` removes one;
@@ -109,6 +111,23 @@ class GraphStore:
             self.user(user).items[item_id] = item
         return item
 
+    def put_contact(self, user: str, folder: str, body: dict[str, Any], item_id: str | None = None) -> _Item | None:
+        """Create (``item_id`` None) or update a contact; every write gets a new ``changeKey``."""
+        with self._lock:
+            box = self.user(user)
+            if item_id is not None:
+                item = box.items.get(item_id)
+                if item is None or item.removed or not item.folder.startswith("contacts:"):
+                    return None
+                item.resource.update({k: v for k, v in body.items() if k not in ("id", "changeKey")})
+            else:
+                item_id = "AAMkC" + uuid.uuid4().hex
+                item = _Item(item_id, f"contacts:{folder.lower()}", 0, {**body, "id": item_id}, b"")
+                box.items[item_id] = item
+            item.seq = next(self._seq)
+            item.resource["changeKey"] = f"CK{item.seq}"
+            return item
+
     def remove(self, user: str, item_id: str) -> bool:
         with self._lock:
             item = self.user(user).items.get(item_id)
@@ -178,7 +197,7 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
             rows, token = store.changes(user, folder, since)
         except LookupError:
             return _error(410, "syncStateNotFound", "The sync state generation is not found; resync.")
-        base = str(request.base_url).rstrip("/") + f"{PREFIX}/users/{user}/mailFolders/{folder}/messages/delta"
+        base = str(request.url).split("?", 1)[0]
         page = rows[offset : offset + page_size]
         body: dict[str, Any] = {"@odata.context": f"{PREFIX}/$metadata#Collection(message)", "value": page}
         if offset + page_size < len(rows):
@@ -187,6 +206,27 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
         else:
             body["@odata.deltaLink"] = f"{base}?$deltatoken={token}"
         return JSONResponse(body)
+
+    @app.get(PREFIX + "/users/{user}/contactFolders/{folder}/contacts/delta")
+    async def contacts_delta(user: str, folder: str, request: Request) -> Response:
+        return await delta(user, f"contacts:{folder}", request)
+
+    @app.post(PREFIX + "/users/{user}/contactFolders/{folder}/contacts")
+    async def create_contact(user: str, folder: str, request: Request) -> Response:
+        if (denied := caller_ok(request)) is not None:
+            return denied
+        item = store.put_contact(user, folder, await request.json())
+        assert item is not None
+        return JSONResponse(item.resource, status_code=201)
+
+    @app.patch(PREFIX + "/users/{user}/contacts/{item_id}")
+    async def update_contact(user: str, item_id: str, request: Request) -> Response:
+        if (denied := caller_ok(request)) is not None:
+            return denied
+        item = store.put_contact(user, "", await request.json(), item_id)
+        if item is None:
+            return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return JSONResponse(item.resource)
 
     @app.get(PREFIX + "/users/{user}/messages/{item_id}/$value")
     async def mime(user: str, item_id: str, request: Request) -> Response:

@@ -109,6 +109,8 @@ def main() -> int:
         os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
         say(f"Airflow home {DEMO / 'airflow'} (SQLite metadata): airflow db migrate")
         airflow(env, "db", "migrate")
+        say("pools SALESPOST and PURCHPOST (one slot each: one posting at a time per job queue category)")
+        subprocess.run([sys.executable, "-m", "dynamics_jobqueue.posting", "create-pools"], env=env, check=True)
         failures = 0
         for step in STEPS:
             failures += step(env)
@@ -137,7 +139,9 @@ def crm_sync(env: dict[str, str]) -> int:
     return 0
 
 
-STEPS: list[Callable[[dict[str, str]], int]] = [crm_sync]
+from demo_posting import background_posting  # noqa: E402
+
+STEPS: list[Callable[[dict[str, str]], int]] = [crm_sync, background_posting]
 
 if __name__ == "__main__":
     sys.exit(main())

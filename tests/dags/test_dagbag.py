@@ -25,7 +25,8 @@ def test_dagbag_has_no_import_errors(no_network, monkeypatch: pytest.MonkeyPatch
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("DYNAMICS_STATE_DIR", str(tmp_path))  # an accidental embedded start would land here
-    bag = DagBag(dag_folder=str(DAGS), include_examples=False)
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}
     assert bag.dag_ids, "no DAGs found"
     assert not (tmp_path / "pgdata").exists(), "a DAG file started the state store at parse time"

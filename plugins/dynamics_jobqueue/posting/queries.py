@@ -1,0 +1,164 @@
+"""SQL of the job queue (schema in include/sql/migrations/0003_job_queue.sql).
+
+``{columns}`` placeholders are filled with the entry dataclass's column list (code, never values); values are
+always bound parameters.
+"""
+
+from __future__ import annotations
+
+_ENTRY_VALUES = """
+    (category_code, document_type, document_id, document_number, description, user_id, priority,
+     earliest_start_at, expires_at, max_attempts, rerun_delay_s, timeout_s, post_and_print, posting_options)
+VALUES (%(category_code)s, %(document_type)s, %(document_id)s, %(document_number)s, %(description)s,
+        %(user_id)s, %(priority)s, coalesce(%(earliest_start_at)s, now()), %(expires_at)s, %(max_attempts)s,
+        %(rerun_delay_s)s, %(timeout_s)s, %(post_and_print)s, %(posting_options)s)
+"""
+
+INSERT_ENTRY = "INSERT INTO dynamics.job_queue_entries " + _ENTRY_VALUES + " RETURNING {columns}"
+
+INSERT_ENTRY_IF_NOT_SCHEDULED = (
+    "INSERT INTO dynamics.job_queue_entries "
+    + _ENTRY_VALUES
+    + " ON CONFLICT (document_type, document_id) WHERE status <> 'Finished' DO NOTHING"
+)
+
+DELETE_ERROR_ENTRY_OF_DOCUMENT = """
+DELETE FROM dynamics.job_queue_entries WHERE document_type = %s AND document_id = %s AND status = 'Error'
+"""
+
+SELECT_OPEN_ENTRY_BY_NUMBER = """
+SELECT {columns} FROM dynamics.job_queue_entries
+WHERE document_type = %s AND document_number = %s AND status <> 'Finished'
+FOR UPDATE
+"""
+
+DELETE_ENTRY = "DELETE FROM dynamics.job_queue_entries WHERE id = %s"
+
+# Ready again after Error means a fresh run: attempts start over, as the reference's Set Status to Ready.
+SET_STATUS = """
+UPDATE dynamics.job_queue_entries
+SET status = %s, updated_at = now(),
+    attempts = CASE WHEN status = 'Error' THEN 0 ELSE attempts END,
+    earliest_start_at = CASE WHEN status = 'Error' THEN now() ELSE earliest_start_at END
+WHERE id = %s
+RETURNING {columns}
+"""
+
+SELECT_ENTRY = "SELECT {columns} FROM dynamics.job_queue_entries WHERE id = %s"
+
+SELECT_ENTRIES = """
+SELECT {columns} FROM dynamics.job_queue_entries
+WHERE (%(category_code)s::text IS NULL OR category_code = %(category_code)s)
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
+ORDER BY created_at DESC, id
+LIMIT %(limit)s
+"""
+
+SELECT_LOG_ENTRIES = """
+SELECT {columns} FROM dynamics.job_queue_log_entries
+WHERE %(entry_id)s::uuid IS NULL OR job_queue_entry_id = %(entry_id)s::uuid
+ORDER BY entry_no
+"""
+
+SELECT_DOCUMENT_STATUS = """
+SELECT job_queue_status FROM dynamics.document_job_queue_status WHERE document_type = %s AND document_id = %s
+"""
+
+# -- the runner ------------------------------------------------------------------------------------------------
+
+# Session-level, so that it survives the claim's and the outcome's transactions; waits up to lock_timeout.
+CATEGORY_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
+RELEASE_CATEGORY_LOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"
+
+# Ready entries whose Expiration Date/Time has passed never run (the reference's Expiration Date/Time).
+EXPIRE_ENTRIES = """
+UPDATE dynamics.job_queue_entries
+SET status = 'Error', updated_at = now(),
+    error_message = 'The job queue entry expired on ' || to_char(expires_at AT TIME ZONE 'UTC',
+                    'YYYY-MM-DD HH24:MI:SS') || ' UTC before it could run.'
+WHERE category_code = %s AND status = 'Ready' AND expires_at < now()
+RETURNING {columns}
+"""
+
+# Entries left In Process by a worker that is gone. Called only while holding the category lock, which a live
+# worker holds for as long as it posts; the backend check and the lease make the decision explicit.
+SELECT_ORPHANED = """
+SELECT {columns} FROM dynamics.job_queue_entries e
+WHERE category_code = %s AND status = 'In Process'
+  AND (lease_expires_at < now()
+       OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = e.backend_pid))
+"""
+
+# Claim the next Ready entry (priority, then earliest start) and open its log entry, in one round trip.
+CLAIM_NEXT = """
+WITH next AS (
+    SELECT id FROM dynamics.job_queue_entries
+    WHERE category_code = %(category_code)s AND status = 'Ready' AND earliest_start_at <= now()
+      AND (expires_at IS NULL OR expires_at >= now())
+    ORDER BY priority, earliest_start_at, created_at
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE dynamics.job_queue_entries e
+    SET status = 'In Process', attempts = attempts + 1, worker = %(worker)s, backend_pid = pg_backend_pid(),
+        started_at = now(), heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s),
+        ended_at = NULL, error_message = NULL, updated_at = now()
+    FROM next WHERE e.id = next.id
+    RETURNING e.*
+), log AS (
+    INSERT INTO dynamics.job_queue_log_entries
+        (job_queue_entry_id, category_code, document_type, document_id, document_number, user_id,
+         description, status, worker)
+    SELECT id, category_code, document_type, document_id, document_number, user_id, description,
+           'In Process', worker
+    FROM claimed
+    RETURNING entry_no
+)
+SELECT {columns}, log.entry_no FROM claimed, log
+"""
+
+OPEN_RECOVERY_LOG = """
+INSERT INTO dynamics.job_queue_log_entries
+    (job_queue_entry_id, category_code, document_type, document_id, document_number, user_id, description,
+     status, started_at, worker)
+VALUES (%s, %s, %s, %s, %s, %s, %s, 'In Process', coalesce(%s, now()), %s)
+RETURNING entry_no
+"""
+
+MARK_POSTED = """
+UPDATE dynamics.job_queue_entries SET posted_at = now(), updated_at = now() WHERE id = %s
+"""
+
+HEARTBEAT = """
+UPDATE dynamics.job_queue_entries
+SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %s)
+WHERE id = %s AND status = 'In Process'
+"""
+
+# Close one attempt: the entry's new state and its log entry, in one round trip.
+FINISH_ATTEMPT = """
+WITH entry AS (
+    UPDATE dynamics.job_queue_entries
+    SET status = %(status)s, error_message = %(error_message)s,
+        earliest_start_at = CASE WHEN %(status)s = 'Ready'
+                                 THEN now() + make_interval(secs => rerun_delay_s) ELSE earliest_start_at END,
+        posted_at = CASE WHEN %(posted)s THEN coalesce(posted_at, now()) ELSE posted_at END,
+        printed_at = CASE WHEN %(printed)s THEN now() ELSE printed_at END,
+        ended_at = now(), lease_expires_at = NULL, backend_pid = NULL, updated_at = now()
+    WHERE id = %(id)s
+    RETURNING id
+)
+UPDATE dynamics.job_queue_log_entries
+SET status = %(log_status)s, ended_at = now(), error_message = %(error_message)s, error_detail = %(error_detail)s
+WHERE entry_no = %(entry_no)s
+"""
+
+COUNT_READY = """
+SELECT count(*) FROM dynamics.job_queue_entries
+WHERE category_code = %s AND status = 'Ready' AND earliest_start_at <= now()
+"""
+
+SELECT_OPEN_LOG_ENTRY = """
+SELECT max(entry_no) FROM dynamics.job_queue_log_entries WHERE job_queue_entry_id = %s AND status = 'In Process'
+"""
