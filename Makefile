@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/include:$(PYTHONPATH)
 
-.PHONY: demo demo-reset test lint typecheck system-deps sandbox sandbox-reset bench lock clean
+.PHONY: demo demo-ui demo-reset test lint typecheck system-deps sandbox sandbox-reset bench lock clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) with $$(command -v $(PYTHON) || command -v python3)"
@@ -27,6 +27,10 @@ system-deps:
 ## The main job on the embedded defaults: embedded Postgres, the sandbox, the CRONUS demo data.
 demo: $(STAMP) system-deps
 	@$(BIN)/python include/scripts/demo.py
+
+## The operator console: airflow standalone with the plugin and the demo's state; prints URL and credentials.
+demo-ui: $(STAMP) system-deps
+	@$(BIN)/python include/scripts/demo_ui.py
 
 ## Wipe the demo's state (state store, sandbox data, Airflow metadata).
 demo-reset: $(STAMP)

@@ -11,7 +11,11 @@ Routes under ``/graph/v1.0/`` (microsoftgraph/microsoft-graph-docs-contrib: "mes
 - ``GET users/{user}/messages/{id}/$value``: the MIME source.
 - ``POST users/{user}/sendMail``: ``{"message": {...}, "saveToSentItems": bool}`` -> 202.
 - ``GET users/{user}/contactFolders/{folder}/contacts/delta`` (same delta rules, items carry ``changeKey``),
-  ``POST users/{user}/contactFolders/{folder}/contacts`` -> 201, ``PATCH users/{user}/contacts/{id}``.
+  ``POST users/{user}/contactFolders/{folder}/contacts`` -> 201, ``PATCH users/{user}/contacts/{id}``;
+- ``GET users/{user}/calendarView/delta?startDateTime=..&endDateTime=..``, ``POST users/{user}/events``,
+  ``PATCH users/{user}/events/{id}`` (one calendar; the window is required but not applied);
+- ``GET users/{user}/todo/lists`` (one list, ``defaultList``), ``GET .../todo/lists/{list}/tasks/delta``,
+  ``POST .../todo/lists/{list}/tasks``, ``PATCH .../todo/lists/{list}/tasks/{id}``.
 
 Admin (loopback only, unauthenticated): ``POST /_sandbox/graph/users/{user}/messages`` with
 ``{"mime": "<base64>", "folder": "inbox"}`` delivers a message; ``DELETE .../messages/{id}`` removes one;
@@ -111,18 +115,21 @@ class GraphStore:
             self.user(user).items[item_id] = item
         return item
 
-    def put_contact(self, user: str, folder: str, body: dict[str, Any], item_id: str | None = None) -> _Item | None:
-        """Create (``item_id`` None) or update a contact; every write gets a new ``changeKey``."""
+    def put_item(
+        self, user: str, kind: str, folder: str, body: dict[str, Any], item_id: str | None = None
+    ) -> _Item | None:
+        """Create (``item_id`` None) or update a contact, event or To Do task (``kind``); every write gets a
+        new ``changeKey``."""
         with self._lock:
             box = self.user(user)
             if item_id is not None:
                 item = box.items.get(item_id)
-                if item is None or item.removed or not item.folder.startswith("contacts:"):
+                if item is None or item.removed or not item.folder.startswith(f"{kind}:"):
                     return None
                 item.resource.update({k: v for k, v in body.items() if k not in ("id", "changeKey")})
             else:
-                item_id = "AAMkC" + uuid.uuid4().hex
-                item = _Item(item_id, f"contacts:{folder.lower()}", 0, {**body, "id": item_id}, b"")
+                item_id = "AAMk" + kind[0].upper() + uuid.uuid4().hex
+                item = _Item(item_id, f"{kind}:{folder.lower()}", 0, {**body, "id": item_id}, b"")
                 box.items[item_id] = item
             item.seq = next(self._seq)
             item.resource["changeKey"] = f"CK{item.seq}"
@@ -207,26 +214,62 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
             body["@odata.deltaLink"] = f"{base}?$deltatoken={token}"
         return JSONResponse(body)
 
+    async def save(user: str, kind: str, folder: str, item_id: str | None, request: Request) -> Response:
+        if (denied := caller_ok(request)) is not None:
+            return denied
+        item = store.put_item(user, kind, folder, await request.json(), item_id)
+        if item is None:
+            return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        return JSONResponse(item.resource, status_code=201 if item_id is None else 200)
+
     @app.get(PREFIX + "/users/{user}/contactFolders/{folder}/contacts/delta")
     async def contacts_delta(user: str, folder: str, request: Request) -> Response:
         return await delta(user, f"contacts:{folder}", request)
 
     @app.post(PREFIX + "/users/{user}/contactFolders/{folder}/contacts")
     async def create_contact(user: str, folder: str, request: Request) -> Response:
-        if (denied := caller_ok(request)) is not None:
-            return denied
-        item = store.put_contact(user, folder, await request.json())
-        assert item is not None
-        return JSONResponse(item.resource, status_code=201)
+        return await save(user, "contacts", folder, None, request)
 
     @app.patch(PREFIX + "/users/{user}/contacts/{item_id}")
     async def update_contact(user: str, item_id: str, request: Request) -> Response:
+        return await save(user, "contacts", "", item_id, request)
+
+    # calendarView/delta returns the events of the window; the sandbox keeps one calendar per user and ignores
+    # the window's bounds (it only requires them, as Graph does)
+    @app.get(PREFIX + "/users/{user}/calendarView/delta")
+    async def events_delta(user: str, request: Request) -> Response:
+        params = request.query_params
+        first_read = "$skiptoken" not in params and "$deltatoken" not in params
+        if first_read and not (params.get("startDateTime") and params.get("endDateTime")):
+            return _error(400, "ErrorInvalidParameter", "startDateTime and endDateTime are required.")
+        return await delta(user, "events:calendar", request)
+
+    @app.post(PREFIX + "/users/{user}/events")
+    async def create_event(user: str, request: Request) -> Response:
+        return await save(user, "events", "calendar", None, request)
+
+    @app.patch(PREFIX + "/users/{user}/events/{item_id}")
+    async def update_event(user: str, item_id: str, request: Request) -> Response:
+        return await save(user, "events", "", item_id, request)
+
+    @app.get(PREFIX + "/users/{user}/todo/lists")
+    async def todo_lists(user: str, request: Request) -> Response:
         if (denied := caller_ok(request)) is not None:
             return denied
-        item = store.put_contact(user, "", await request.json(), item_id)
-        if item is None:
-            return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-        return JSONResponse(item.resource)
+        default = {"id": "defaultList", "displayName": "Tasks", "wellknownListName": "defaultList"}
+        return JSONResponse({"value": [default]})
+
+    @app.get(PREFIX + "/users/{user}/todo/lists/{list_id}/tasks/delta")
+    async def tasks_delta(user: str, list_id: str, request: Request) -> Response:
+        return await delta(user, f"tasks:{list_id}", request)
+
+    @app.post(PREFIX + "/users/{user}/todo/lists/{list_id}/tasks")
+    async def create_task(user: str, list_id: str, request: Request) -> Response:
+        return await save(user, "tasks", list_id, None, request)
+
+    @app.patch(PREFIX + "/users/{user}/todo/lists/{list_id}/tasks/{item_id}")
+    async def update_task(user: str, list_id: str, item_id: str, request: Request) -> Response:
+        return await save(user, "tasks", list_id, item_id, request)
 
     @app.get(PREFIX + "/users/{user}/messages/{item_id}/$value")
     async def mime(user: str, item_id: str, request: Request) -> Response:

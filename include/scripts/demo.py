@@ -139,9 +139,28 @@ def crm_sync(env: dict[str, str]) -> int:
     return 0
 
 
+def mailbox_sync(env: dict[str, str]) -> int:
+    """Mailbox synchronization: real Dovecot (IMAP, POP3) and SMTP servers plus the sandbox's Graph."""
+    from demo_mailbox import MailboxDemo
+
+    from dynamics_jobqueue.hooks.state import StateStoreHook
+
+    state = StateStoreHook()
+    with MailboxDemo(DEMO / "mail") as mail:
+        say("mailbox_sync: Dovecot (IMAP, POP3) and an SMTP server on loopback, seeded with realistic mail")
+        mail_env = mail.seed(state)
+        say("mailbox_sync: airflow dags test mailbox_sync (due mailboxes, one task per mailbox)")
+        result = airflow({**env, **mail_env}, "dags", "test", "mailbox_sync", check=False)
+        print(mail.report(state))
+    if result.returncode != 0:
+        say(f"mailbox_sync ended with failed tasks; see {DEMO / 'logs'}")
+        return 1
+    return 0
+
+
 from demo_posting import background_posting  # noqa: E402
 
-STEPS: list[Callable[[dict[str, str]], int]] = [crm_sync, background_posting]
+STEPS: list[Callable[[dict[str, str]], int]] = [crm_sync, background_posting, mailbox_sync]
 
 if __name__ == "__main__":
     sys.exit(main())

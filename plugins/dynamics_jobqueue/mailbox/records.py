@@ -1,0 +1,316 @@
+"""Mailbox records and email server profiles in the state store (dynamics-semantics.md section 3).
+
+A mailbox belongs to at most one CRM user and a CRM user has at most one mailbox: the database enforces both
+(unique indexes on ``dynamics.mailbox``). Mapping a mailbox to a user who already has one, or a mailbox that
+is already mapped, is refused with :class:`MailboxAlreadyMappedError` unless ``confirm=True``; a confirmed
+remap breaks the previous mapping(s) and writes each change to ``dynamics.mailbox_mapping_log`` (the reference
+asks for the same confirmation before it breaks a mapping).
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from dynamics_jobqueue.mailbox.store import StateLike, transaction
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+class IncomingFilter(enum.StrEnum):
+    """The mailbox's incoming email filter option (the reference's five choices)."""
+
+    ALL = "all"
+    REPLIES_TO_TRACKED = "replies_to_tracked"
+    FROM_CRM_RECORDS = "from_crm_records"
+    FROM_EMAIL_ENABLED_RECORDS = "from_email_enabled_records"
+    NONE = "none"
+
+
+class Workload(enum.StrEnum):
+    """What a mailbox synchronizes; each has its own status and next sync time."""
+
+    INCOMING = "incoming"
+    OUTGOING = "outgoing"
+    ACT = "act"  # appointments, contacts and tasks (Exchange profiles only)
+
+
+class MailboxAlreadyMappedError(Exception):
+    """The mailbox or the CRM user is already mapped; repeat with ``confirm=True`` to break that mapping."""
+
+
+@dataclass(frozen=True)
+class ServerProfile:
+    """An email server profile: ``server_type`` (``imap``, ``pop3`` or ``exchange_online``) and the Airflow
+    connection ``conn_id`` that reaches it."""
+
+    name: str
+    server_type: str
+    conn_id: str
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """One mailbox record, with its server profile.
+
+    ``process_after`` is UTC; ``base_interval_s``/``max_interval_s`` are seconds.
+    """
+
+    mailbox_id: int
+    name: str
+    email_address: str
+    crm_user_id: str | None
+    profile: ServerProfile
+    credentials_conn_id: str | None
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    incoming_filter: IncomingFilter
+    folders: tuple[str, ...]
+    process_after: datetime | None
+    pop3_delete: bool
+    base_interval_s: int
+    max_interval_s: int
+
+    def workloads(self) -> list[Workload]:
+        """The workloads this mailbox runs: POP3/IMAP profiles are email only, as in the reference."""
+        found = []
+        if self.incoming_method == "server_side_sync":
+            found.append(Workload.INCOMING)
+        if self.outgoing_method == "server_side_sync":
+            found.append(Workload.OUTGOING)
+        if self.act_method == "server_side_sync" and self.profile.server_type == "exchange_online":
+            found.append(Workload.ACT)
+        return found
+
+
+_SELECT_MAILBOX = """
+SELECT m.mailbox_id, m.name, m.email_address, m.crm_user_id::text, p.name, p.server_type, p.conn_id,
+       m.credentials_conn_id, m.incoming_method, m.outgoing_method, m.act_method, m.incoming_filter,
+       m.folders, m.process_after, m.pop3_delete, m.base_interval_s, m.max_interval_s
+  FROM dynamics.mailbox m JOIN dynamics.email_server_profile p ON p.name = m.server_profile
+"""
+
+
+def _mailbox(row: tuple[Any, ...]) -> Mailbox:
+    return Mailbox(
+        mailbox_id=row[0],
+        name=row[1],
+        email_address=row[2],
+        crm_user_id=row[3],
+        profile=ServerProfile(row[4], row[5], row[6]),
+        credentials_conn_id=row[7],
+        incoming_method=row[8],
+        outgoing_method=row[9],
+        act_method=row[10],
+        incoming_filter=IncomingFilter(row[11]),
+        folders=tuple(row[12]),
+        process_after=row[13],
+        pop3_delete=row[14],
+        base_interval_s=row[15],
+        max_interval_s=row[16],
+    )
+
+
+def save_profile(state: StateLike, name: str, server_type: str, conn_id: str) -> ServerProfile:
+    """Create or change an email server profile.
+
+    :param server_type: ``imap``, ``pop3`` or ``exchange_online``.
+    :param conn_id: Airflow connection with host, ports and the default login (see :mod:`..hooks.mail`).
+    """
+    with transaction(state) as cur:
+        cur.execute(
+            "INSERT INTO dynamics.email_server_profile (name, server_type, conn_id) VALUES (%s, %s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET server_type = EXCLUDED.server_type, conn_id = EXCLUDED.conn_id",
+            (name, server_type, conn_id),
+        )
+    return ServerProfile(name, server_type, conn_id)
+
+
+def create_mailbox(
+    state: StateLike,
+    *,
+    name: str,
+    email_address: str,
+    server_profile: str,
+    credentials_conn_id: str | None = None,
+    incoming_filter: IncomingFilter = IncomingFilter.REPLIES_TO_TRACKED,
+    incoming_method: str = "server_side_sync",
+    outgoing_method: str = "server_side_sync",
+    act_method: str = "none",
+    folders: tuple[str, ...] = ("INBOX",),
+    process_after: datetime | None = None,
+    base_interval_s: int = 900,
+    max_interval_s: int = 21_600,
+) -> Mailbox:
+    """Create a mailbox record (not yet mapped to a CRM user; see :func:`map_user`).
+
+    Its workloads start as Not Run and are due at once.
+
+    :raises psycopg.errors.UniqueViolation: when a mailbox with this address exists (case-insensitive).
+    """
+    with transaction(state) as cur:
+        cur.execute(
+            "INSERT INTO dynamics.mailbox (name, email_address, server_profile, credentials_conn_id,"
+            " incoming_filter, incoming_method, outgoing_method, act_method, folders, process_after,"
+            " base_interval_s, max_interval_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " RETURNING mailbox_id",
+            (
+                name,
+                email_address,
+                server_profile,
+                credentials_conn_id,
+                str(incoming_filter),
+                incoming_method,
+                outgoing_method,
+                act_method,
+                list(folders),
+                process_after,
+                base_interval_s,
+                max_interval_s,
+            ),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        mailbox_id = int(row[0])
+        cur.executemany(
+            "INSERT INTO dynamics.mailbox_workload (mailbox_id, workload) VALUES (%s, %s)",
+            [(mailbox_id, str(w)) for w in Workload],
+        )
+    return get_mailbox(state, mailbox_id)
+
+
+def get_mailbox(state: StateLike, mailbox_id: int) -> Mailbox:
+    """Load one mailbox. :raises KeyError: when there is no such mailbox."""
+    with transaction(state) as cur:
+        cur.execute(_SELECT_MAILBOX + " WHERE m.mailbox_id = %s", (mailbox_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"no mailbox {mailbox_id}")
+    return _mailbox(row)
+
+
+def find_mailbox(state: StateLike, email_address: str) -> Mailbox | None:
+    """The mailbox of an email address (case-insensitive), or ``None``."""
+    with transaction(state) as cur:
+        cur.execute(_SELECT_MAILBOX + " WHERE lower(m.email_address) = lower(%s)", (email_address,))
+        row = cur.fetchone()
+    return _mailbox(row) if row else None
+
+
+def update_mailbox(state: StateLike, mailbox_id: int, **fields: Any) -> Mailbox:
+    """Change settings of a mailbox (e.g. ``incoming_filter``, ``credentials_conn_id``, ``folders``)."""
+    allowed = {
+        "name", "credentials_conn_id", "incoming_method", "outgoing_method", "act_method", "incoming_filter",
+        "folders", "process_after", "pop3_delete", "base_interval_s", "max_interval_s",
+    }  # fmt: skip
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"not mailbox settings: {sorted(unknown)}")
+    with transaction(state) as cur:
+        for column, value in fields.items():
+            value = list(value) if column == "folders" else value
+            value = str(value) if isinstance(value, enum.Enum) else value
+            # column names come from the allow-list above, never from the caller's text
+            cur.execute(
+                f"UPDATE dynamics.mailbox SET {column} = %s, updated_at = now() WHERE mailbox_id = %s",
+                (value, mailbox_id),
+            )
+    return get_mailbox(state, mailbox_id)
+
+
+def add_sync_filter(
+    state: StateLike, entity: str, name: str, odata_filter: str, *, mailbox_id: int | None = None
+) -> int:
+    """Add an enabled synchronization filter (``entity``: appointments, contacts or tasks).
+
+    :param odata_filter: a Dataverse ``$filter`` expression, e.g. ``address1_city eq 'Reading'``.
+    :param mailbox_id: the mailbox it belongs to; ``None`` for an organisation filter (every mailbox).
+    :return: the filter's id.
+    """
+    with transaction(state) as cur:
+        cur.execute(
+            "INSERT INTO dynamics.mailbox_sync_filter (mailbox_id, entity, name, odata_filter)"
+            " VALUES (%s, %s, %s, %s) RETURNING filter_id",
+            (mailbox_id, entity, name, odata_filter),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def map_user(
+    state: StateLike,
+    mailbox_id: int,
+    crm_user_id: str | uuid.UUID,
+    *,
+    confirm: bool = False,
+    changed_by: str = "airflow",
+) -> list[str]:
+    """Map a mailbox to a CRM user (one user <-> one mailbox).
+
+    :param crm_user_id: the user's ``systemuserid``.
+    :param confirm: break existing mappings of this mailbox and of this user; without it such a remap is
+        refused.
+    :param changed_by: who asked, for the mapping log.
+    :return: one sentence per mapping that was broken (empty when none).
+    :raises MailboxAlreadyMappedError: when a mapping would be broken and ``confirm`` is false.
+    """
+    user = str(crm_user_id).lower()
+    broken: list[str] = []
+    with transaction(state) as cur:
+        # row locks on both rows so two concurrent remaps cannot interleave
+        cur.execute(
+            "SELECT mailbox_id, email_address, crm_user_id::text FROM dynamics.mailbox"
+            " WHERE mailbox_id = %s OR crm_user_id = %s ORDER BY mailbox_id FOR UPDATE",
+            (mailbox_id, user),
+        )
+        rows = cur.fetchall()
+        target = next((r for r in rows if r[0] == mailbox_id), None)
+        if target is None:
+            raise KeyError(f"no mailbox {mailbox_id}")
+        if target[2] == user:
+            return []
+        conflicts = []
+        if target[2] is not None:
+            conflicts.append(f"mailbox {target[1]} is mapped to CRM user {target[2]}")
+        other = next((r for r in rows if r[0] != mailbox_id), None)
+        if other is not None:
+            conflicts.append(f"CRM user {user} already has mailbox {other[1]}")
+        if conflicts and not confirm:
+            raise MailboxAlreadyMappedError(
+                "; ".join(conflicts) + ". Map again with confirm=True to break the existing mapping."
+            )
+        if other is not None:
+            _set_user(cur, other[0], None, user, "broken", changed_by, f"user remapped to mailbox {target[1]}")
+            broken.append(f"mailbox {other[1]} no longer belongs to CRM user {user}")
+        if target[2] is not None:
+            broken.append(f"mailbox {target[1]} no longer belongs to CRM user {target[2]}")
+        action = "remapped" if target[2] is not None else "mapped"
+        reason = "; ".join(conflicts) or "new mapping"
+        _set_user(cur, mailbox_id, user, target[2], action, changed_by, reason)
+    return broken
+
+
+def _set_user(
+    cur: psycopg.Cursor,
+    mailbox_id: int,
+    new_user: str | None,
+    previous_user: str | None,
+    action: str,
+    changed_by: str,
+    reason: str,
+) -> None:
+    cur.execute(
+        "UPDATE dynamics.mailbox SET crm_user_id = %s, updated_at = now() WHERE mailbox_id = %s",
+        (new_user, mailbox_id),
+    )
+    cur.execute(
+        "INSERT INTO dynamics.mailbox_mapping_log (mailbox_id, action, previous_user_id, new_user_id,"
+        " changed_by, reason) VALUES (%s, %s, %s, %s, %s, %s)",
+        (mailbox_id, action, previous_user, new_user, changed_by, reason),
+    )

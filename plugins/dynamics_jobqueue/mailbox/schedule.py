@@ -1,0 +1,164 @@
+"""Adaptive synchronization frequency of mailboxes, and the status of each workload.
+
+Rules (dynamics-semantics.md section 3, "Frequency", made explicit; the README repeats them):
+
+- a workload that found items runs again after the mailbox's base interval (default 15 minutes);
+- each empty cycle doubles the wait: base x 2^n, capped at the mailbox's maximum (default 6 hours), so an
+  idle mailbox costs at most one cycle per cap; the first item found resets it to the base;
+- a transient error (server unreachable, throttled, timeout) retries after 1, 2, 4 ... minutes, capped at
+  the base interval: an outage never disables a mailbox, it simply catches up when the server is back;
+- a permanent error (refused credentials) marks the workload Failure with the error's fix, alerts, and is
+  retested every :data:`PERMANENT_RETEST_S` (1 hour) — the mailbox recovers on its own once the cause is
+  fixed, where the reference keeps it disabled until someone re-enables it by hand.
+
+All times are UTC (``timestamptz``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dynamics_jobqueue.mailbox.store import StateLike, transaction
+
+if TYPE_CHECKING:
+    from dynamics_jobqueue.mailbox.records import Mailbox, Workload
+
+#: First retry after a transient error, in seconds; doubles per consecutive error.
+TRANSIENT_RETRY_S = 60
+#: How often a workload parked by a permanent error is retested, in seconds.
+PERMANENT_RETEST_S = 3_600
+
+
+def idle_interval(base_s: int, cap_s: int, empty_cycles: int) -> int:
+    """Seconds to the next run after ``empty_cycles`` consecutive empty cycles: ``min(base x 2^n, cap)``."""
+    return int(min(base_s * 2 ** min(empty_cycles, 30), cap_s))
+
+
+def transient_interval(base_s: int, error_count: int) -> int:
+    """Seconds to the retry after the ``error_count``-th consecutive transient error."""
+    return int(min(TRANSIENT_RETRY_S * 2 ** min(max(error_count - 1, 0), 30), base_s))
+
+
+@dataclass(frozen=True)
+class WorkloadOutcome:
+    """What one run of one workload did.
+
+    :param processed: items handled (tracked, filtered, quarantined, sent).
+    :param failed: items that failed on their own (the mailbox still succeeded).
+    :param error_code: set when the whole workload failed (``auth_failed``, ``connection_failed`` ...).
+    :param error_message: the error as the server said it.
+    :param fix: what the owner must do; shown in the alert and stored on the mailbox.
+    :param permanent: the error needs a person (see the module rules).
+    """
+
+    processed: int = 0
+    failed: int = 0
+    error_code: str | None = None
+    error_message: str | None = None
+    fix: str | None = None
+    permanent: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+def record_outcome(
+    state: StateLike, mailbox: Mailbox, workload: Workload, outcome: WorkloadOutcome, now: datetime | None = None
+) -> datetime:
+    """Store a workload's outcome and compute its next sync time by the module's rules.
+
+    :return: the next sync time (UTC).
+    """
+    now = now or datetime.now(UTC)
+    with transaction(state) as cur:
+        cur.execute(
+            "SELECT empty_cycles, error_count FROM dynamics.mailbox_workload"
+            " WHERE mailbox_id = %s AND workload = %s FOR UPDATE",
+            (mailbox.mailbox_id, str(workload)),
+        )
+        row = cur.fetchone()
+        empty_cycles, error_count = (row[0], row[1]) if row else (0, 0)
+        if outcome.ok:
+            empty_cycles = 0 if outcome.processed else empty_cycles + 1
+            delay = (
+                mailbox.base_interval_s
+                if outcome.processed
+                else idle_interval(mailbox.base_interval_s, mailbox.max_interval_s, empty_cycles)
+            )
+            next_at = now + timedelta(seconds=delay)
+            cur.execute(
+                "UPDATE dynamics.mailbox_workload SET status = 'success', permanent_error = false,"
+                " error_count = 0, last_success_at = %s, last_run_at = %s,"
+                " items_processed = items_processed + %s, items_failed = items_failed + %s,"
+                " empty_cycles = %s, next_sync_at = %s WHERE mailbox_id = %s AND workload = %s",
+                (now, now, outcome.processed, outcome.failed, empty_cycles, next_at, mailbox.mailbox_id, str(workload)),
+            )
+        else:
+            error_count += 1
+            delay = (
+                PERMANENT_RETEST_S if outcome.permanent else transient_interval(mailbox.base_interval_s, error_count)
+            )
+            next_at = now + timedelta(seconds=delay)
+            cur.execute(
+                "UPDATE dynamics.mailbox_workload SET status = 'failure', permanent_error = %s,"
+                " last_error_code = %s, last_error_message = %s, last_error_fix = %s, error_count = %s,"
+                " last_error_at = %s, last_run_at = %s, items_processed = items_processed + %s,"
+                " items_failed = items_failed + %s, next_sync_at = %s WHERE mailbox_id = %s AND workload = %s",
+                (
+                    outcome.permanent,
+                    outcome.error_code,
+                    outcome.error_message,
+                    outcome.fix,
+                    error_count,
+                    now,
+                    now,
+                    outcome.processed,
+                    outcome.failed,
+                    next_at,
+                    mailbox.mailbox_id,
+                    str(workload),
+                ),
+            )
+    return next_at
+
+
+def due_workloads(state: StateLike, mailbox_id: int, now: datetime | None = None) -> set[str]:
+    """Names of the mailbox's workloads whose next sync time has come."""
+    with transaction(state) as cur:
+        cur.execute(
+            "SELECT workload FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at <= %s",
+            (mailbox_id, now or datetime.now(UTC)),
+        )
+        return {row[0] for row in cur.fetchall()}
+
+
+def due_mailboxes(state: StateLike, now: datetime | None = None) -> list[int]:
+    """Ids of mailboxes with at least one enabled workload due now, most overdue first."""
+    with transaction(state) as cur:
+        cur.execute(
+            "SELECT w.mailbox_id FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
+            " WHERE w.next_sync_at <= %s AND ("
+            "   (w.workload = 'incoming' AND m.incoming_method <> 'none')"
+            "   OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none')"
+            "   OR (w.workload = 'act' AND m.act_method <> 'none'))"
+            " GROUP BY w.mailbox_id ORDER BY min(w.next_sync_at), w.mailbox_id",
+            (now or datetime.now(UTC),),
+        )
+        return [row[0] for row in cur.fetchall()]
+
+
+def next_sync_at(state: StateLike, mailbox_id: int) -> datetime | None:
+    """The mailbox's next sync time: the earliest of its enabled workloads' (UTC)."""
+    with transaction(state) as cur:
+        cur.execute(
+            "SELECT min(w.next_sync_at) FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
+            " WHERE w.mailbox_id = %s AND ((w.workload = 'incoming' AND m.incoming_method <> 'none')"
+            "   OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none')"
+            "   OR (w.workload = 'act' AND m.act_method <> 'none'))",
+            (mailbox_id,),
+        )
+        row = cur.fetchone()
+    return row[0] if row else None

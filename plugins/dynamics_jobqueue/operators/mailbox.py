@@ -1,0 +1,89 @@
+"""Operators of the mailbox cycle: pick the due mailboxes, then synchronize them (mapped, isolated)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from dynamics_jobqueue.hooks.state import StateStoreHook
+from dynamics_jobqueue.mailbox import schedule
+from dynamics_jobqueue.mailbox.cycle import MailboxSyncError, plan_batches, sync_mailboxes
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class SelectDueMailboxesOperator(BaseOperator):
+    """Return the due mailboxes as batches for ``expand`` (one mailbox per batch while fewer than
+    Airflow's ``max_map_length``).
+
+    :param state_conn_id: the state store connection.
+    """
+
+    def __init__(self, *, state_conn_id: str = StateStoreHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state_conn_id = state_conn_id
+
+    def execute(self, context: Context) -> list[list[int]]:
+        due = schedule.due_mailboxes(StateStoreHook(state_conn_id=self.state_conn_id))
+        self.log.info("%d mailbox(es) due", len(due))
+        return plan_batches(due)
+
+
+class MailboxSyncOperator(BaseOperator):
+    """Synchronize a batch of mailboxes; each mailbox runs isolated from the others.
+
+    The task fails (an alert) when any mailbox of its batch failed; the message names each mailbox and the
+    fix. Retrying is the mailbox schedule's job (adaptive frequency), not Airflow's, so ``retries`` is 0.
+
+    :param mailbox_ids: ids of ``dynamics.mailbox`` rows (templated).
+    :param state_conn_id: the state store connection.
+    :param dataverse_conn_id: the CRM connection.
+    """
+
+    template_fields: Sequence[str] = ("mailbox_ids",)
+
+    def __init__(
+        self,
+        *,
+        mailbox_ids: list[int],
+        state_conn_id: str = StateStoreHook.default_conn_name,
+        dataverse_conn_id: str = "dataverse_default",
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("retries", 0)
+        super().__init__(**kwargs)
+        self.mailbox_ids = mailbox_ids
+        self.state_conn_id = state_conn_id
+        self.dataverse_conn_id = dataverse_conn_id
+
+    @cached_property
+    def state(self) -> StateStoreHook:
+        return StateStoreHook(state_conn_id=self.state_conn_id)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
+        summaries = sync_mailboxes(
+            [int(i) for i in self.mailbox_ids],
+            state=self.state,
+            dataverse=DataverseHook(self.dataverse_conn_id),
+            raise_on_error=False,
+        )
+        for s in summaries:
+            self.log.info(
+                "Mailbox %s: %d tracked, %d filtered out, %d quarantined, %d sent; next run %s",
+                s.mailbox,
+                len(s.tracked),
+                len(s.filtered),
+                len(s.quarantined),
+                len(s.sent),
+                s.next_sync_at,
+            )
+        errors = [e for s in summaries for e in s.errors]
+        if errors:
+            raise MailboxSyncError("; ".join(errors))
+        return [s.as_dict() for s in summaries]
