@@ -1,0 +1,201 @@
+"""Request and response bodies of the console's JSON API (they document it in FastAPI's OpenAPI schema).
+
+Times are ISO 8601 in UTC; ids are the state store's (job queue entry UUIDs, Business Central and Dataverse
+GUIDs as lower-case text).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class JobQueueEntryOut(BaseModel):
+    """A Job Queue Entry: one document queued for posting."""
+
+    id: uuid.UUID
+    category_code: str
+    document_type: str
+    document_id: uuid.UUID
+    document_number: str
+    description: str
+    status: str = Field(description="Ready, In Process, Error, On Hold or Finished")
+    job_queue_status: str = Field(description="the document's Job Queue Status: Scheduled for Posting, Posting, Error")
+    user_id: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    earliest_start_at: datetime = Field(description="next start: not before this moment")
+    expires_at: datetime | None
+    error_message: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class JobQueueLogEntryOut(BaseModel):
+    """A Job Queue Log Entry: one attempt of one entry."""
+
+    entry_no: int
+    job_queue_entry_id: uuid.UUID
+    category_code: str
+    document_type: str
+    document_number: str
+    user_id: str
+    description: str
+    status: str = Field(description="In Process, Success or Error")
+    started_at: datetime
+    ended_at: datetime | None
+    error_message: str | None
+    error_detail: str | None
+    worker: str | None
+
+
+class JobQueueEntryDetail(BaseModel):
+    """Show Error: an entry with every attempt of it."""
+
+    entry: JobQueueEntryOut
+    log_entries: list[JobQueueLogEntryOut]
+
+
+class EnqueueBody(BaseModel):
+    """Post via the job queue: what an external system's "Post" button sends."""
+
+    document_type: str = Field(examples=["Sales Invoice"])
+    document_id: uuid.UUID = Field(description="the document's id (SystemId) in Business Central")
+    document_number: str = Field(examples=["103001"])
+    priority: int = 1000
+    earliest_start_at: datetime | None = None
+    post_and_print: bool = False
+
+
+class DocumentToHandleOut(BaseModel):
+    """A document whose posting failed: Job Queue Status Error, with the reason."""
+
+    document_type: str
+    document_number: str
+    document_id: uuid.UUID
+    category_code: str
+    job_queue_entry_id: uuid.UUID
+    user_id: str
+    error_message: str | None
+    updated_at: datetime
+    attempts: int
+    max_attempts: int
+
+
+class SyncRunOut(BaseModel):
+    """An Integration Synch. Job: one mapping, direction and run, with its counts."""
+
+    id: int
+    run_id: str
+    mapping: str
+    direction: str
+    full_sync: bool
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    inserted: int
+    modified: int
+    deleted: int
+    unchanged: int
+    skipped: int
+    failed: int
+    message: str | None
+
+
+class SyncErrorOut(BaseModel):
+    """The current error of a failing record."""
+
+    mapping: str
+    direction: str
+    source_id: str
+    source_key: str | None
+    destination_id: str | None
+    kind: str
+    message: str
+    detail: str | None
+    error_count: int
+    skipped: bool
+    first_failed_at: datetime
+    last_failed_at: datetime
+    last_job_id: int | None
+
+
+class SyncRecordBody(BaseModel):
+    """Names one failing record of a mapping and direction (``to_crm`` or ``from_crm``)."""
+
+    mapping: str
+    direction: str = Field(pattern="^(to_crm|from_crm)$")
+    source_id: str
+
+
+class CouplingOut(BaseModel):
+    """A coupling (CRM Integration Record)."""
+
+    mapping: str
+    erp_id: str
+    crm_id: str
+    erp_key: str | None
+    crm_key: str | None
+    coupled_at: datetime
+    synced_at: datetime
+
+
+class CoupleBody(BaseModel):
+    """Couple an ERP record to a CRM record of a mapping."""
+
+    mapping: str
+    erp_id: str
+    crm_id: str
+    erp_key: str | None = None
+
+
+class WorkloadOut(BaseModel):
+    """One workload (incoming, outgoing, act) of a mailbox."""
+
+    workload: str
+    status: str = Field(description="not_run, success or failure")
+    permanent_error: bool
+    last_error_code: str | None
+    last_error_message: str | None
+    last_error_fix: str | None
+    error_count: int
+    last_error_at: datetime | None
+    last_success_at: datetime | None
+    last_run_at: datetime | None
+    items_processed: int
+    items_failed: int
+    next_sync_at: datetime
+
+
+class MailboxOut(BaseModel):
+    """A mailbox with the status of each workload."""
+
+    mailbox_id: int
+    name: str
+    email_address: str
+    crm_user_id: str | None
+    server_profile: str
+    server_type: str
+    incoming_method: str
+    outgoing_method: str
+    act_method: str
+    incoming_filter: str
+    workloads: list[WorkloadOut]
+
+
+class RemapBody(BaseModel):
+    """Map a mailbox to a CRM user; ``confirm`` must be true to break an existing mapping."""
+
+    crm_user_id: uuid.UUID
+    confirm: bool = False
+
+
+class ActionResult(BaseModel):
+    """The outcome of an action, in words for the user; ``ok`` is false when the action ran and found a fault."""
+
+    message: str
+    ok: bool = True
+    details: list[str] = Field(default_factory=list)

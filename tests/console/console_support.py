@@ -1,0 +1,154 @@
+"""Support of the console tests: the seeded state store and the running api-server they act on.
+
+The api-server runs with the simple auth manager and three users: ``admin`` (Admin), ``operator`` (User: may
+act) and ``viewer`` (Viewer: read only). The state store is a database of the session's Postgres, seeded through
+the domain modules (enqueue, mailbox records) plus the rows only the runners write (attempts, sync runs).
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+
+PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-pw"}
+SCRIPT_NAME = "<script>alert(1)</script>"
+HTML_SUBJECT = '<b>Quarterly</b> <img src=x onerror="alert(2)"> offer'
+CUSTOMER_MAPPING = "CUSTOMER"
+CRM_USER_1 = uuid.UUID("11111111-1111-1111-1111-111111111111")
+CRM_USER_2 = uuid.UUID("22222222-2222-2222-2222-222222222222")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Seed:
+    """Ids of the seeded rows the tests act on."""
+
+    ready_entry: uuid.UUID
+    other_user_entry: uuid.UUID
+    error_entry: uuid.UUID
+    coupling_erp_ids: list[str] = field(default_factory=list)
+    error_source_ids: list[str] = field(default_factory=list)
+    mailbox_ids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Console:
+    """A running api-server with the console: ``base_url`` (``http://127.0.0.1:<port>``), the state store."""
+
+    base_url: str
+    conninfo: str
+    store: Any
+    seed: Seed
+    log_file: Path
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.base_url}/dynamics"
+
+    def token(self, user: str) -> str:
+        """A JWT for ``user`` from the auth manager's token endpoint."""
+        response = requests.post(
+            f"{self.base_url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30
+        )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Read the state store directly (what the tests assert on)."""
+        with psycopg.connect(self.conninfo) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+def seed_state(store: Any, conninfo: str) -> Seed:
+    """Seed the state store with what every page shows; returns the ids the tests act on."""
+    from dynamics_jobqueue.mailbox.records import create_mailbox, map_user, save_profile
+    from dynamics_jobqueue.posting.queue import EnqueueRequest, enqueue
+
+    ready = enqueue(store, EnqueueRequest("Sales Invoice", uuid.uuid4(), "103001", "admin"))
+    other = enqueue(store, EnqueueRequest("Sales Order", uuid.uuid4(), "101005", "viewer"))
+    failed = enqueue(store, EnqueueRequest("Purchase Invoice", uuid.uuid4(), "108001", "admin"))
+    message = f"Vendor {SCRIPT_NAME} is blocked for posting."
+    seed = Seed(ready.id, other.id, failed.id)
+    with psycopg.connect(conninfo) as conn:
+        # What the posting runner writes when an attempt fails: the entry in Error, its log entries.
+        conn.execute(
+            "UPDATE dynamics.job_queue_entries SET status = 'Error', attempts = 3, error_message = %s WHERE id = %s",
+            (message, failed.id),
+        )
+        for status, error in (("Error", message), ("Success", None)):
+            entry = failed if status == "Error" else other
+            conn.execute(
+                "INSERT INTO dynamics.job_queue_log_entries (job_queue_entry_id, category_code, document_type,"
+                " document_id, document_number, user_id, description, status, started_at, ended_at, error_message,"
+                " error_detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() - interval '1 hour', now(), %s, %s)",
+                (
+                    entry.id,
+                    entry.category_code,
+                    entry.document_type,
+                    entry.document_id,
+                    entry.document_number,
+                    entry.user_id,
+                    entry.description,
+                    status,
+                    error,
+                    "HTTP 400 Internal_DataNotFound in postPurchaseInvoice" if error else None,
+                ),
+            )
+        # What sync runs write: two runs of the customer mapping, a failing and a skipped record, couplings.
+        for counts in ((5, 2, 0, 10, 0, 1), (0, 3, 1, 14, 1, 1)):
+            conn.execute(
+                "INSERT INTO dynamics.sync_job (run_id, mapping, direction, status, finished_at, inserted, modified,"
+                " deleted, unchanged, skipped, failed) VALUES ('manual__1', %s, 'to_crm', 'success', now(),"
+                " %s, %s, %s, %s, %s, %s)",
+                (CUSTOMER_MAPPING, *counts),
+            )
+        for skipped, key in ((False, SCRIPT_NAME), (True, "10000")):
+            source_id = str(uuid.uuid4())
+            seed.error_source_ids.append(source_id)
+            conn.execute(
+                "INSERT INTO dynamics.sync_record_error (mapping, direction, source_id, source_key, destination_id,"
+                " kind, message, error_count, skipped) VALUES (%s, 'to_crm', %s, %s, %s, 'write', %s, %s, %s)",
+                (
+                    CUSTOMER_MAPPING,
+                    source_id,
+                    key,
+                    str(uuid.uuid4()),
+                    f"Customer {key}: the account name is too long",
+                    2,
+                    skipped,
+                ),
+            )
+        for number in ("20000", "30000"):
+            erp_id = str(uuid.uuid4())
+            seed.coupling_erp_ids.append(erp_id)
+            conn.execute(
+                "INSERT INTO dynamics.sync_coupling (mapping, erp_id, crm_id, erp_key) VALUES (%s, %s, %s, %s)",
+                (CUSTOMER_MAPPING, erp_id, str(uuid.uuid4()), number),
+            )
+    save_profile(store, "imap-test", "imap", "console_test_imap")
+    for name, address in (("Sales", "sales@cronus.example"), ("Support", "support@cronus.example")):
+        box = create_mailbox(store, name=name, email_address=address, server_profile="imap-test")
+        seed.mailbox_ids.append(box.mailbox_id)
+    map_user(store, seed.mailbox_ids[0], CRM_USER_1, changed_by="test")
+    map_user(store, seed.mailbox_ids[1], CRM_USER_2, changed_by="test")
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(
+            "INSERT INTO dynamics.mailbox_message (mailbox_id, message_id, outcome, reason, subject, folder)"
+            " VALUES (%s, '<m1@cronus.example>', 'tracked', 'reply to a tracked email', %s, 'INBOX')",
+            (seed.mailbox_ids[0], HTML_SUBJECT),
+        )
+    return seed

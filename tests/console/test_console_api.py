@@ -1,0 +1,189 @@
+"""The console's JSON API and pages over HTTP against a real api-server: auth refusal, CSRF, escaping, actions."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import pytest
+import requests
+from console_support import CUSTOMER_MAPPING, HTML_SUBJECT, SCRIPT_NAME, Console
+
+from dynamics_jobqueue.console.app import create_app
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _routes() -> list[tuple[str, str]]:
+    """(method, path) of every route of the console app, path parameters filled with plausible values."""
+    values = {"entry_id": str(uuid.uuid4()), "mailbox_id": "1", "mapping": "CUSTOMER", "erp_id": "x", "action": "skip"}
+    found = []
+    for route in create_app().routes:
+        path = getattr(route, "path", "")
+        for method in sorted(getattr(route, "methods", set()) - {"HEAD"}):
+            found.append((method, re.sub(r"{(\w+)}", lambda m: values[m.group(1)], path)))
+    return found
+
+
+def _session(console: Console, user: str) -> requests.Session:
+    """A browser-like session: the ``_token`` cookie the Airflow UI sets, and the console's CSRF cookie."""
+    session = requests.Session()
+    session.trust_env = False
+    session.cookies.set("_token", console.token(user), domain="127.0.0.1", path="/")
+    page = session.get(f"{console.console_url}/job-queue", timeout=30)
+    assert page.status_code == 200, page.text
+    return session
+
+
+def _csrf(session: requests.Session) -> str:
+    return str(session.cookies.get("dynamics_csrf"))
+
+
+def test_every_route_refuses_anonymous(console: Console) -> None:
+    routes = _routes()
+    assert len(routes) > 25
+    for method, path in routes:
+        response = requests.request(method, f"{console.console_url}{path}", timeout=30, allow_redirects=False)
+        assert response.status_code in (401, 403), (method, path, response.status_code)
+
+
+def test_invalid_token_is_refused(console: Console) -> None:
+    response = requests.get(
+        f"{console.console_url}/api/job-queue-entries", headers={"Authorization": "Bearer not-a-jwt"}, timeout=30
+    )
+    assert response.status_code == 403
+
+
+def test_viewer_reads_but_cannot_act(console: Console) -> None:
+    viewer = _session(console, "viewer")
+    assert viewer.get(f"{console.console_url}/api/job-queue-entries", timeout=30).status_code == 200
+    page = viewer.get(f"{console.console_url}/job-queue", timeout=30)
+    assert "(read only)" in page.text and "Remove from Job Queue" not in page.text
+    entry = console.seed.ready_entry
+    response = viewer.post(
+        f"{console.console_url}/job-queue/{entry}/remove", data={"csrf_token": _csrf(viewer)}, allow_redirects=False
+    )
+    assert response.status_code == 403
+    response = viewer.delete(
+        f"{console.console_url}/api/job-queue-entries/{entry}", headers={"X-CSRF-Token": _csrf(viewer)}
+    )
+    assert response.status_code == 403
+    assert console.query("SELECT count(*) FROM dynamics.job_queue_entries WHERE id = %s", (entry,)) == [(1,)]
+
+
+def test_operator_may_act(console: Console) -> None:
+    operator = _session(console, "operator")
+    source_id = console.seed.error_source_ids[0]
+    response = operator.post(
+        f"{console.console_url}/api/sync/errors/retry",
+        json={"mapping": CUSTOMER_MAPPING, "direction": "to_crm", "source_id": source_id},
+        headers={"X-CSRF-Token": _csrf(operator)},
+    )
+    assert response.status_code == 200, response.text
+    assert console.query(
+        "SELECT error_count, skipped FROM dynamics.sync_record_error WHERE source_id = %s", (source_id,)
+    ) == [(0, False)]
+
+
+def test_form_post_needs_the_csrf_token(console: Console) -> None:
+    admin = _session(console, "admin")
+    mailbox_id = console.seed.mailbox_ids[1]
+    url = f"{console.console_url}/mailboxes/{mailbox_id}/sync-now"
+    console.query("UPDATE dynamics.mailbox_workload SET next_sync_at = now() + interval '1 day' RETURNING 1")
+    for data in ({}, {"csrf_token": "forged"}):
+        response = admin.post(url, data=data, allow_redirects=False)
+        assert response.status_code == 403, response.text
+    future = console.query(
+        "SELECT count(*) FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at > now()", (mailbox_id,)
+    )
+    assert future == [(3,)]
+    # A foreign site can make the browser send the auth cookie but cannot read or set the CSRF cookie.
+    foreign = requests.post(url, data={"csrf_token": "forged"}, cookies={"_token": console.token("admin")})
+    assert foreign.status_code == 403
+    response = admin.post(url, data={"csrf_token": _csrf(admin)}, allow_redirects=False)
+    assert response.status_code == 303
+    assert "notice=" in response.headers["location"]
+    due = console.query(
+        "SELECT count(*) FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at <= now()", (mailbox_id,)
+    )
+    assert due == [(3,)]
+
+
+def test_json_write_with_cookie_needs_the_csrf_header(console: Console) -> None:
+    admin = _session(console, "admin")
+    body = {"mapping": CUSTOMER_MAPPING, "direction": "to_crm", "source_id": console.seed.error_source_ids[0]}
+    assert admin.post(f"{console.console_url}/api/sync/errors/skip", json=body).status_code == 403
+    bearer = {"Authorization": f"Bearer {console.token('admin')}"}
+    response = requests.post(f"{console.console_url}/api/sync/errors/skip", json=body, headers=bearer, timeout=30)
+    assert response.status_code == 200, response.text
+    assert console.query(
+        "SELECT skipped FROM dynamics.sync_record_error WHERE source_id = %s", (body["source_id"],)
+    ) == [(True,)]
+    response = requests.post(f"{console.console_url}/api/sync/errors/unskip", json=body, headers=bearer, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "escaped"),
+    [
+        ("/sync", SCRIPT_NAME, "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("/documents", SCRIPT_NAME, "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("/mailboxes", HTML_SUBJECT, "&lt;b&gt;Quarterly&lt;/b&gt; &lt;img src=x onerror=&#34;alert(2)&#34;&gt; offer"),
+    ],
+)
+def test_user_and_mail_supplied_text_is_escaped(console: Console, path: str, raw: str, escaped: str) -> None:
+    page = _session(console, "admin").get(f"{console.console_url}{path}", timeout=30)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert escaped in page.text
+    assert raw not in page.text
+
+
+def test_show_error_escapes_the_message(console: Console) -> None:
+    page = _session(console, "admin").get(f"{console.console_url}/job-queue/{console.seed.error_entry}", timeout=30)
+    assert "Vendor &lt;script&gt;alert(1)&lt;/script&gt; is blocked for posting." in page.text
+    assert SCRIPT_NAME not in page.text
+
+
+def test_enqueue_is_the_post_button_of_an_external_system(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('operator')}"}
+    document = {"document_type": "Sales Invoice", "document_id": str(uuid.uuid4()), "document_number": "103777"}
+    url = f"{console.console_url}/api/job-queue-entries"
+    response = requests.post(url, json=document, headers=bearer, timeout=30)
+    assert response.status_code == 201, response.text
+    entry: dict[str, Any] = response.json()
+    assert entry["status"] == "Ready" and entry["user_id"] == "operator"
+    assert entry["job_queue_status"] == "Scheduled for Posting"
+    again = requests.post(url, json=document, headers=bearer, timeout=30)
+    assert again.status_code == 409
+    assert "cannot be posted because it has already been scheduled for posting" in again.json()["detail"]
+    rows = console.query(
+        "SELECT status, user_id FROM dynamics.job_queue_entries WHERE document_id = %s", (document["document_id"],)
+    )
+    assert rows == [("Ready", "operator")]
+    mine = requests.get(url, params={"mine": "true"}, headers=bearer, timeout=30).json()
+    assert [e["document_number"] for e in mine] == ["103777"]
+
+
+def test_listings_and_openapi(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('viewer')}"}
+    base = console.console_url
+    logs = requests.get(f"{base}/api/job-queue-log-entries", params={"status": "Error"}, headers=bearer).json()
+    assert [log["status"] for log in logs] == ["Error"]
+    assert requests.get(f"{base}/api/documents-to-handle", headers=bearer).json()[0]["document_number"] == "108001"
+    runs = requests.get(f"{base}/api/sync/runs", params={"mapping": CUSTOMER_MAPPING}, headers=bearer).json()
+    assert sorted(run["inserted"] for run in runs) == [0, 5]
+    mailboxes = requests.get(f"{base}/api/mailboxes", headers=bearer).json()
+    assert {w["workload"] for w in mailboxes[0]["workloads"]} == {"incoming", "outgoing", "act"}
+    schema = requests.get(f"{base}/openapi.json", headers=bearer).json()
+    assert "/api/job-queue-entries" in schema["paths"] and "post" in schema["paths"]["/api/job-queue-entries"]
+    assert "/job-queue" not in schema["paths"]
+
+
+def test_plugin_views_are_in_the_airflow_ui(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('admin')}"}
+    plugins = requests.get(f"{console.base_url}/api/v2/plugins", headers=bearer, timeout=30).json()["plugins"]
+    ours = next(p for p in plugins if p["name"] == "dynamics_jobqueue")
+    assert {v["href"] for v in ours["external_views"]} >= {"/dynamics/job-queue", "/dynamics/mailboxes"}
+    assert ours["fastapi_apps"][0]["url_prefix"] == "/dynamics"
