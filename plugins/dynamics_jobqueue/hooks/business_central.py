@@ -85,6 +85,12 @@ class BusinessCentralHook(MicrosoftApiHook):
             raise ApiError(f"set extra.company_id or extra.company_name; companies found: {names}")
         return str(matches[0]["id"])
 
+    def probe(self) -> str:
+        """Resolve and read the company: proves tenant, environment and company (the "Test" button)."""
+        path = f"{self.environment_root}{STANDARD_ROUTE}/companies({self.company_id})"
+        name = self.request("GET", path, entity_set="companies", record_id=self.company_id).json().get("name")
+        return f"signed in to {self.api_root}; company {name!r} ({self.company_id}) found"
+
     def entity_path(self, entity_set: str) -> str:
         """Path of ``entity_set`` relative to the host, with the company and the entity set's route."""
         return f"{self.environment_root}{self.route(entity_set)}/companies({self.company_id})/{entity_set}"

@@ -110,6 +110,10 @@ class DataverseHook(MicrosoftApiHook):
         """The ``systemuserid`` of the application user this connection signs in as (``WhoAmI``)."""
         return str(self.request("GET", f"{API_PATH}WhoAmI").json()["UserId"])
 
+    def probe(self) -> str:
+        """``WhoAmI``: proves the application user exists in the organisation (the "Test" button)."""
+        return f"signed in to {self.api_root} as application user {self.who_am_i()}"
+
     def iter_pages(
         self,
         entity_set: str,

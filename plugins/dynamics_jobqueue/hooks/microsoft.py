@@ -97,7 +97,8 @@ class _BearerAuth(requests.auth.AuthBase):
 class MicrosoftApiHook(BaseHook):
     """Base hook for an OData API of the Microsoft cloud, authenticated with client credentials.
 
-    :param conn_id: the Airflow connection (fields in the module docstring).
+    :param default_conn_id: the Airflow connection (fields in the module docstring), as subclasses pass it.
+    :param conn_id: the same by keyword, as Airflow passes it; wins over ``default_conn_id``.
     """
 
     conn_name_attr: ClassVar[str] = "conn_id"
@@ -105,9 +106,11 @@ class MicrosoftApiHook(BaseHook):
     #: Max page size the API allows (``Prefer: odata.maxpagesize``).
     max_page_size: ClassVar[int] = 5_000
 
-    def __init__(self, conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, default_conn_id: str | None = None, /, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.conn_id = conn_id or self.default_conn_name
+        # Airflow builds a hook from a connection as ``hook_class(conn_id=<id>)`` (``conn_name_attr``: the UI's
+        # "Test" button, ``Connection.get_hook``); that keyword wins over the id a subclass passes positionally.
+        self.conn_id = conn_id or default_conn_id or self.default_conn_name
 
     # -- connection --------------------------------------------------------------------------------------
     @cached_property
@@ -202,6 +205,28 @@ class MicrosoftApiHook(BaseHook):
                 code=result.get("error"),
             )
         return str(token)
+
+    # -- the Connections form's "Test" button ---------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Prove the connection works with the cheapest read each API allows, as Airflow's "Test" button asks.
+
+        The token proves tenant, client id and secret. Business Central then resolves the company (proving
+        environment and company), Dataverse answers ``WhoAmI`` (proving the application user exists in the
+        organisation); for Microsoft Graph the token is the test, because mail permissions allow no
+        tenant-wide read.
+
+        :return: ``(True, what was proven)`` or ``(False, the error message with its cause)``; never raises for an
+            API error, so the UI shows the message.
+        """
+        try:
+            self.access_token()
+            return True, self.probe()
+        except ApiError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+
+    def probe(self) -> str:
+        """The cheapest call that proves this API answers; subclasses read something. :return: what it proved."""
+        return f"token granted for {self.scope}"
 
     # -- requests ------------------------------------------------------------------------------------------
     def default_headers(self) -> dict[str, str]:

@@ -36,6 +36,11 @@ def _wait_for(predicate, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
+def _erp_received_the_post(posting) -> bool:
+    # Counted by the sandbox when the request arrives, before the posting's latency or hang starts.
+    return bool(posting.sandbox.admin("stats")["by_route"].get("POST bc/salesInvoices"))
+
+
 def test_two_concurrent_drains_of_one_category_never_post_two_documents_at_once(posting, state_store) -> None:
     posting.configure(latency_ms=500)
     invoices = posting.documents("salesInvoices", "status eq 'Draft' and yourReference eq 'OPEN'")
@@ -58,9 +63,10 @@ def test_a_worker_killed_while_posting_is_recovered_without_posting_twice(postin
     # The ERP takes 2 s to post; the worker dies meanwhile, the ERP finishes the posting anyway.
     posting.configure(latency_ms=2000)
     entry = posting.enqueue("Sales Invoice", "S-INV1001")
+    posting.sandbox.admin("stats/reset", {})
     worker = _drain_process("SALESPOST")
     _wait_for(lambda: posting.entry(entry.id).status is Status.IN_PROCESS)
-    time.sleep(0.3)  # the request has reached the ERP
+    _wait_for(lambda: _erp_received_the_post(posting))
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     _wait_for(lambda: len(posting.postings()) == 1)  # the ERP finished the posting the dead worker started
@@ -76,10 +82,12 @@ def test_a_worker_killed_while_posting_is_recovered_without_posting_twice(postin
 
 def test_a_worker_killed_before_the_erp_posted_leaves_the_entry_ready_again(posting, state_store) -> None:
     # The posting hangs and ends without posting (the ERP's operation timeout); the worker dies meanwhile.
-    posting.configure(hang_numbers=["S-INV1001"], hang_s=1)
+    posting.configure(hang_numbers=["S-INV1001"], hang_s=2)
     entry = posting.enqueue("Sales Invoice", "S-INV1001", rerun_delay_s=0)
+    posting.sandbox.admin("stats/reset", {})
     worker = _drain_process("SALESPOST")
     _wait_for(lambda: posting.entry(entry.id).status is Status.IN_PROCESS)
+    _wait_for(lambda: _erp_received_the_post(posting))
     worker.send_signal(signal.SIGKILL)
     worker.wait(timeout=10)
     _wait_for(lambda: len(posting.postings()) == 1)  # the hang ended: nothing posted
