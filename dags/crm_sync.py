@@ -1,0 +1,58 @@
+"""CRM synchronization: Business Central <-> Dataverse, one task per integration table mapping.
+
+The tasks are the table mappings of ``include/mappings`` (currencies, salespeople, units of measure, customers,
+contacts, resources and items as products) and the edges are their dependencies, so a mapping starts as soon as
+the mappings it looks up have synced and independent ones run in parallel - BC's Full Synch. Review as a DAG.
+Every 30 minutes by default (``DYNAMICS_CRM_SYNC_SCHEDULE``: a cron expression, or ``none`` for manual runs
+only).
+
+Params: ``full_sync`` reads every record instead of the changes since the last run; ``mappings`` runs only the
+named mappings. A mapping with failed records ends failed after committing everything else, and the mappings
+that depend on it still run (trigger rule ``all_done``): their records whose dependencies are coupled sync,
+the others fail alone with "dependency not coupled" and are retried by the next run.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+from airflow.sdk import DAG, Param
+
+from dynamics_jobqueue.operators.sync import CrmSyncOperator
+from dynamics_jobqueue.sync.loader import load_mappings
+
+MAPPINGS = load_mappings()
+SCHEDULE = os.environ.get("DYNAMICS_CRM_SYNC_SCHEDULE", "*/30 * * * *")
+
+with DAG(
+    dag_id="crm_sync",
+    schedule=None if SCHEDULE.strip().lower() in ("", "none") else SCHEDULE,
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    params={
+        "full_sync": Param(False, type="boolean", description="Ignore the watermarks and read every record"),
+        "mappings": Param(
+            [],
+            type="array",
+            items={"type": "string", "enum": MAPPINGS.names},
+            description="Run only these mappings (empty: all)",
+        ),
+    },
+    default_args={
+        # Job queue defaults of sync jobs: Rerun Delay 30 s, more attempts with a growing delay.
+        "retries": 3,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "trigger_rule": "all_done",
+        "pool": os.environ.get("DYNAMICS_CRM_SYNC_POOL", "default_pool"),
+    },
+    doc_md=__doc__,
+    tags=["dynamics", "crm"],
+) as dag:
+    sync = {m.name: CrmSyncOperator(task_id=m.slug, mapping_name=m.name, doc_md=m.description) for m in MAPPINGS}
+    for mapping in MAPPINGS:
+        for dependency in mapping.depends_on:
+            sync[dependency] >> sync[mapping.name]

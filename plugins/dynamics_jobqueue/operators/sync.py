@@ -1,0 +1,85 @@
+"""Operator of ERP <-> CRM synchronization: one task runs one integration table mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from dynamics_jobqueue.hooks.errors import AuthenticationError
+from dynamics_jobqueue.hooks.state import StateStoreHook
+from dynamics_jobqueue.sync.loader import load_mappings
+from dynamics_jobqueue.sync.runner import COUNT_NAMES, MappingRunner, SyncRecordsFailed, SyncSystemicError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class CrmSyncOperator(BaseOperator):
+    """Run one integration table mapping (a job queue entry of BC's CRM synchronization, as a task).
+
+    The run's params decide the details: ``full_sync`` (bool) ignores the watermarks (BC's Full Synch. Review);
+    ``mappings`` (list of mapping names or task ids) runs only those, the other tasks end skipped.
+
+    Outcomes: every record that can sync is committed. When records failed, the task fails *without* an
+    Airflow retry (the next scheduled run retries exactly those records, and an immediate retry would count
+    the same error twice and mark records Skipped); the failure lists the counts and the first records with
+    their reasons. Wrong credentials fail at once too. Throttling and outages that outlast the hooks' own
+    retries raise normally, so the task's retries (exponential backoff) apply.
+
+    :param mapping_name: the mapping's name, e.g. ``CUSTOMER`` (templated).
+    :param mappings_dir: folder of the mapping files (default ``include/mappings``).
+    :param state_conn_id: the state store. :param business_central_conn_id: the ERP connection.
+    :param dataverse_conn_id: the CRM connection.
+    """
+
+    template_fields: Sequence[str] = ("mapping_name",)
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        mapping_name: str,
+        mappings_dir: str | None = None,
+        state_conn_id: str = StateStoreHook.default_conn_name,
+        business_central_conn_id: str = "business_central_default",
+        dataverse_conn_id: str = "dataverse_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mapping_name = mapping_name
+        self.mappings_dir = mappings_dir
+        self.state_conn_id = state_conn_id
+        self.business_central_conn_id = business_central_conn_id
+        self.dataverse_conn_id = dataverse_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
+        params = context["params"]
+        mappings = load_mappings(self.mappings_dir)
+        mapping = mappings.get(self.mapping_name)
+        selected = [str(name) for name in params.get("mappings") or []]
+        if selected and mapping.name not in selected and mapping.slug not in selected:
+            raise AirflowSkipException(f"{mapping.name} is not in this run's mappings ({', '.join(selected)})")
+        runner = MappingRunner(
+            mapping,
+            mappings,
+            state=StateStoreHook(state_conn_id=self.state_conn_id),
+            erp_hook=BusinessCentralHook(self.business_central_conn_id),
+            crm_hook=DataverseHook(self.dataverse_conn_id),
+            run_id=context["run_id"],
+            full_sync=bool(params.get("full_sync", False)),
+        )
+        try:
+            result = runner.run()
+        except SyncSystemicError as exc:
+            if isinstance(exc.error, AuthenticationError):
+                raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
+            raise
+        if result.failed:
+            raise AirflowFailException(str(SyncRecordsFailed(result)))
+        return {p.flow.value: {name: p.counts[name] for name in COUNT_NAMES} for p in result.passes}

@@ -1,0 +1,342 @@
+"""Plan one page of a mapping run: what happens to each candidate record. Pure pandas, no I/O.
+
+One pass of a run moves records one way (:attr:`Direction.TO_CRM`: source ERP, destination CRM, or
+:attr:`Direction.FROM_CRM`). For a page of source records the runner gathers, from the state store and the
+APIs, the couplings, the record error state, the resolved lookups and (ERP->CRM pass of a bidirectional
+mapping) the CRM records changed since the last sync; :func:`plan_page` then decides per record, following
+dynamics-semantics.md section 1, "One run of one mapping":
+
+========== ==============================================================================================
+IGNORE     already handled in this run, or an echo of the sync's own write (the source has not changed since
+           the coupling's last synced modified-on); not counted
+SKIP       marked Skipped after repeated errors, out of the mapping's scope (a lookup's ``on_missing: skip``),
+           or uncoupled while *Synch. Only Coupled Records* finds no match
+FAIL       a lookup target is not coupled ("dependency not coupled"), or an update conflict with resolution
+           ``none``
+UNCHANGED  coupled and the mapped values equal what the destination holds (by fingerprint; no read)
+UPDATE     coupled and the mapped values differ
+INSERT     not coupled: match-based coupling first, then create and couple (or COUPLE under only-coupled)
+COUPLE     not coupled under *Synch. Only Coupled Records*: couple if a match exists, else SKIP
+DEFER      update conflict resolved ``take_crm_data``: nothing is written to the CRM, the CRM->ERP pass wins
+========== ==============================================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import pandas as pd
+
+from dynamics_jobqueue.sync.fingerprint import canonical, canonical_frame, fingerprint_rows
+from dynamics_jobqueue.sync.mapping import Direction, FieldMapping, TableMapping, UpdateConflictResolution
+from dynamics_jobqueue.sync.transformations import apply_all
+
+#: Column of a source frame holding the record's change marker: the ERP's lastModifiedDateTime (UTC
+#: ``Timestamp``) or the CRM's versionnumber (int).
+MODIFIED = "_modified"
+#: Column of a counterpart frame holding the CRM record's modifiedon, for messages.
+MODIFIED_ON = "_modifiedon"
+#: Reason of an UNCHANGED record whose two sides both changed, to the same values.
+BOTH_SAME = "both sides hold the same values"
+
+
+class Action(StrEnum):
+    """What a plan does with one record (see the module docstring)."""
+
+    IGNORE = "ignore"
+    SKIP = "skip"
+    FAIL = "fail"
+    UNCHANGED = "unchanged"
+    UPDATE = "update"
+    INSERT = "insert"
+    COUPLE = "couple"
+    DEFER = "defer"
+
+
+class ErrorKind(StrEnum):
+    """Why a record failed; conflicts keep the other side's record for the next run's check."""
+
+    RECORD = "record"
+    DEPENDENCY = "dependency"
+    CONFLICT = "conflict"
+    DELETED = "deleted"
+
+
+def lookup_value_field(f: FieldMapping, flow: Direction) -> str | None:
+    """The source field of ``f`` in ``flow``; CRM lookups are read as ``_<attribute>_value``."""
+    source = f.source(flow)
+    if source is not None and flow is Direction.FROM_CRM and f.lookup is not None:
+        return f"_{source}_value"
+    return source
+
+
+def mapped_values(mapping: TableMapping, flow: Direction, records: pd.DataFrame) -> pd.DataFrame:
+    """The values ``flow`` would write, computed from source records: one column per target field.
+
+    Constants are filled in and transformations applied; lookup columns still hold the *source* value (a
+    salesperson code, a CRM GUID), which :func:`apply_lookups` replaces.
+
+    :param records: source records, one row per record (index: source id).
+    :return: canonical values, index aligned with ``records``.
+    """
+    columns: dict[str, pd.Series] = {}
+    for f in mapping.fields_for(flow):
+        target = f.target(flow)
+        assert target is not None
+        if f.has_constant:
+            columns[target] = pd.Series([f.constant] * len(records), index=records.index, dtype=object)
+            continue
+        source = lookup_value_field(f, flow)
+        series = records[source] if source in records.columns else pd.Series(None, index=records.index)
+        columns[target] = apply_all(series.astype(object), f.transformations(flow))
+    return canonical_frame(pd.DataFrame(columns, index=records.index))
+
+
+def current_values(mapping: TableMapping, flow: Direction, records: pd.DataFrame) -> pd.DataFrame:
+    """The values of ``flow``'s target fields as the destination holds them, read from destination records.
+
+    The counterpart of :func:`mapped_values`: equal frames mean that writing would change nothing.
+
+    :param records: records of the destination side of ``flow`` (CRM records for ``TO_CRM``).
+    """
+    columns: dict[str, pd.Series] = {}
+    for f in mapping.fields_for(flow):
+        target = f.target(flow)
+        assert target is not None
+        name = f"_{target}_value" if flow is Direction.TO_CRM and f.lookup is not None else target
+        columns[target] = (
+            records[name].astype(object) if name in records.columns else pd.Series(None, index=records.index)
+        )
+    return canonical_frame(pd.DataFrame(columns, index=records.index))
+
+
+def hash_columns(mapping: TableMapping, flow: Direction) -> list[str]:
+    """The target fields a fingerprint covers: every field written in ``flow`` except insert-only ones."""
+    return [str(f.target(flow)) for f in mapping.fields_for(flow) if not f.insert_only]
+
+
+@dataclass
+class LookupResolution:
+    """What the state store and the APIs answered for one lookup field on one page.
+
+    :param found: source value -> destination value (a CRM GUID to bind, or an ERP code).
+    :param out_of_scope: source values whose via hop found no row while ``on_missing`` is ``skip``.
+    :param missing: source value -> why it could not be resolved ("dependency not coupled: ...").
+    """
+
+    found: dict[Any, Any] = field(default_factory=dict)
+    out_of_scope: set[Any] = field(default_factory=set)
+    missing: dict[Any, str] = field(default_factory=dict)
+
+
+def apply_lookups(
+    mapping: TableMapping, flow: Direction, values: pd.DataFrame, resolutions: dict[str, LookupResolution]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Replace lookup source values by their destination values.
+
+    Blank values are left out (e.g. customer currency ``""`` = LCY: no transaction currency is bound).
+
+    :param resolutions: per target field of a lookup, the :class:`LookupResolution` of this page.
+    :return: ``(values, problems)``: resolved values, and per failing record ``action`` (``skip``/``fail``)
+        and ``reason`` (a record out of scope is skipped even when another lookup also failed).
+    """
+    values = values.copy()
+    problem_action = pd.Series(None, index=values.index, dtype=object)
+    problem_reason = pd.Series(None, index=values.index, dtype=object)
+    for f in mapping.fields_for(flow):
+        if f.lookup is None:
+            continue
+        target = str(f.target(flow))
+        resolution = resolutions.get(target, LookupResolution())
+        column = values[target]
+        resolved = pd.Series(
+            [resolution.found.get(v) if v is not None else None for v in column], index=column.index, dtype=object
+        )
+        skip = column.map(lambda v, r=resolution: v is not None and v in r.out_of_scope)
+        missing = column.map(lambda v, r=resolution: v is not None and v not in r.found and v not in r.out_of_scope)
+        on_missing = f.lookup.on_missing
+        if on_missing == "skip":
+            skip |= missing
+        elif on_missing == "fail":
+            reasons = column[missing].map(lambda v, r=resolution: r.missing.get(v) or f"{v!r} not found")
+            unset = missing & problem_action.isna()
+            problem_action[unset] = Action.FAIL.value
+            problem_reason[unset] = reasons[unset]
+        problem_action[skip] = Action.SKIP.value
+        problem_reason[skip] = column[skip].map(
+            lambda v, r=resolution, m=f.lookup.mapping: r.missing.get(v) or f"{v!r} is outside the {m} mapping"
+        )
+        values[target] = resolved
+    problems = pd.DataFrame({"action": problem_action, "reason": problem_reason}).dropna(subset=["action"])
+    return values, problems
+
+
+@dataclass
+class PageInput:
+    """Everything :func:`plan_page` needs for one page; index of every frame is the source record id.
+
+    :param source: source records with :data:`MODIFIED`.
+    :param values: resolved mapped values (:func:`mapped_values` + :func:`apply_lookups`).
+    :param problems: lookup problems (``action``, ``reason``).
+    :param couplings: coupled records: ``dest_id``, ``source_synced_at`` (source change marker last synced),
+        ``dest_synced_at`` (destination change marker last read, blank after the sync wrote it), ``dest_hash``
+        (fingerprint of the destination's values of this flow's fields). Markers compare with :data:`MODIFIED`
+        of the same side (timestamps for the ERP, versions for the CRM).
+    :param record_state: ``skipped`` and ``handled`` (already processed in this run) flags.
+    :param counterpart: ERP->CRM pass of a bidirectional mapping only: the CRM records changed since the last
+        sync by someone other than the integration user, indexed by CRM id, with :data:`MODIFIED` and the
+        current values of the ``TO_CRM`` target fields (:func:`current_values`), and :data:`MODIFIED_ON`.
+    """
+
+    source: pd.DataFrame
+    values: pd.DataFrame
+    problems: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["action", "reason"]))
+    couplings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["dest_id", "source_synced_at", "dest_synced_at", "dest_hash"])
+    )
+    record_state: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["skipped", "handled"]))
+    counterpart: pd.DataFrame | None = None
+
+
+def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore_echoes: bool = True) -> pd.DataFrame:
+    """Decide the :class:`Action` of every record of a page.
+
+    :param mapping: the table mapping. :param flow: ``TO_CRM`` or ``FROM_CRM``.
+    :param ignore_echoes: treat records not modified since their last sync as echoes (off when the runner
+        deliberately replays records, e.g. to write back fields of records it has just created).
+    :return: a frame indexed like ``page.source`` with ``action``, ``reason``, ``kind`` (an
+        :class:`ErrorKind` for FAIL), ``dest_id``, ``hash`` (fingerprint of the mapped values), and for the
+        ERP->CRM pass of a bidirectional mapping ``dest_changed`` (the CRM side changed too) and ``consumed``
+        (the CRM->ERP pass must leave the pair alone).
+    """
+    index = page.source.index
+    columns = hash_columns(mapping, flow)
+    couplings = page.couplings.reindex(index)
+    state = page.record_state.reindex(index)
+    dest_id = couplings["dest_id"].astype(object)
+    coupled = dest_id.notna()
+    fingerprint = fingerprint_rows(page.values.reindex(index), columns)
+
+    action = pd.Series(None, index=index, dtype=object)
+    reason = pd.Series("", index=index, dtype=object)
+    kind = pd.Series(None, index=index, dtype=object)
+    dest_changed = pd.Series(False, index=index, dtype=bool)
+    consumed = pd.Series(False, index=index, dtype=bool)
+
+    def decide(mask: pd.Series, what: Action, why: Any = "") -> None:
+        todo = mask & action.isna()
+        action[todo] = what.value
+        if isinstance(why, pd.Series):
+            reason[todo] = why[todo]
+        else:
+            reason[todo] = why
+
+    decide(state["handled"].astype("boolean").fillna(False).astype(bool), Action.IGNORE, "already handled in this run")
+    if ignore_echoes:
+        synced_at = couplings["source_synced_at"]
+        echo = coupled & synced_at.notna() & (page.source[MODIFIED] <= synced_at).fillna(False).astype(bool)
+        decide(echo, Action.IGNORE, "not modified since its last sync")
+    skipped = state["skipped"].astype("boolean").fillna(False).astype(bool)
+    decide(skipped, Action.SKIP, "marked Skipped after repeated errors; reset it to sync again")
+    if not page.problems.empty:
+        problems = page.problems.reindex(index)
+        for what in (Action.SKIP, Action.FAIL):
+            mask = problems["action"] == what.value
+            if what is Action.FAIL:
+                kind[mask & action.isna()] = ErrorKind.DEPENDENCY.value
+            decide(mask.fillna(False).astype(bool), what, problems["reason"].fillna(""))
+
+    same = coupled & (fingerprint == couplings["dest_hash"])
+    decide(same, Action.UNCHANGED)
+
+    if page.counterpart is not None and flow is Direction.TO_CRM:
+        counterpart = page.counterpart.reindex(dest_id.where(coupled, None).tolist())
+        counterpart.index = index
+        counterpart = mask_omitted_lookups(mapping, counterpart, page.values.reindex(index))
+        present = counterpart[MODIFIED].notna()
+        dest_synced = couplings["dest_synced_at"]
+        newer = (counterpart[MODIFIED] > dest_synced).fillna(False).astype(bool)
+        crm_changed = present & (dest_synced.isna() | newer)
+        dest_changed = (crm_changed & coupled).astype(bool)
+        both = dest_changed & action.isna()
+        if both.any():
+            crm_print = fingerprint_rows(counterpart[both], columns)
+            equal = pd.Series(False, index=index)
+            equal[both] = crm_print == fingerprint[both]
+            decide(equal, Action.UNCHANGED, BOTH_SAME)
+            conflict = both & ~equal
+            rule = mapping.resolve_update_conflicts
+            if rule is UpdateConflictResolution.NONE:
+                messages = {
+                    rid: conflict_message(
+                        mapping, page.source.loc[rid], page.values.loc[rid], counterpart.loc[rid], dest_id[rid]
+                    )
+                    for rid in index[conflict]
+                }
+                kind[conflict] = ErrorKind.CONFLICT.value
+                decide(conflict, Action.FAIL, pd.Series(messages, index=index[conflict]).reindex(index))
+                consumed |= conflict
+            elif rule is UpdateConflictResolution.SEND_ERP_DATA:
+                decide(conflict, Action.UPDATE, "conflict resolved: ERP data sent (send_erp_data)")
+                consumed |= conflict
+            else:
+                decide(conflict, Action.DEFER, "conflict resolved: CRM data taken (take_crm_data)")
+        consumed |= dest_changed & skipped
+
+    decide(coupled, Action.UPDATE)
+    not_coupled = ~coupled
+    decide(not_coupled, Action.COUPLE if mapping.synch_only_coupled_records else Action.INSERT)
+
+    plan = pd.DataFrame(
+        {"action": action, "reason": reason, "kind": kind, "dest_id": dest_id, "hash": fingerprint}, index=index
+    )
+    if page.counterpart is not None and flow is Direction.TO_CRM:
+        plan["dest_changed"] = dest_changed
+        plan["consumed"] = consumed
+    return plan
+
+
+def conflict_message(mapping: TableMapping, source: pd.Series, values: pd.Series, crm: pd.Series, crm_id: str) -> str:
+    """The update-conflict message: both records, when each changed, and the fields that differ.
+
+    Modelled on BC's "cannot update X because it has a later modified date than Y", made actionable.
+    """
+    differing = [
+        c for c in hash_columns(mapping, Direction.TO_CRM) if canonical(values.get(c)) != canonical(crm.get(c))
+    ]
+    shown = "; ".join(
+        f"{c}: ERP gives {canonical(values.get(c))!r}, CRM has {canonical(crm.get(c))!r}" for c in differing[:5]
+    )
+    key = source.get(mapping.erp.key) if mapping.erp.key else None
+    erp_name = f"{mapping.erp.entity_set} {key or source.name}"
+    return (
+        f"update conflict: {erp_name} (modified {_when(source.get(MODIFIED))}) and {mapping.crm.entity_set} "
+        f"{crm_id} (modified {_when(crm.get(MODIFIED_ON))}) both changed since the last sync and differ in "
+        f"{shown}. Make the two records agree, or set resolve_update_conflicts to send_erp_data or "
+        f"take_crm_data for {mapping.name}"
+    )
+
+
+def _when(value: Any) -> str:
+    if isinstance(value, str) and value:
+        value = pd.Timestamp(value)
+    if isinstance(value, pd.Timestamp) and not pd.isna(value):
+        return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "?"
+
+
+def mask_omitted_lookups(mapping: TableMapping, current: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """Blank the CRM's current value of lookups the sync leaves out (blank in ``values``), so that a default the
+    CRM filled in (the base currency, the creating user as owner) never counts as a difference.
+
+    :param current: CRM values (:func:`current_values`) aligned with ``values``.
+    """
+    current = current.copy()
+    for f in mapping.fields_for(Direction.TO_CRM):
+        target = str(f.target(Direction.TO_CRM))
+        if f.lookup is not None and target in current.columns and target in values.columns:
+            omitted = values[target].isna()
+            current[target] = current[target].astype(object).where(~omitted, None)
+    return current

@@ -1,0 +1,152 @@
+"""SQL of the sync state (tables of ``include/sql/migrations/0002_sync.sql``). Plain ``%s`` parameters only."""
+
+from __future__ import annotations
+
+# A session-level advisory lock per mapping: two runs of one mapping never overlap, whichever worker runs them.
+TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended('dynamics.sync:' || %s, 0))"
+UNLOCK = "SELECT pg_advisory_unlock(hashtextextended('dynamics.sync:' || %s, 0))"
+
+WATERMARK = "SELECT modified_at, version FROM dynamics.sync_watermark WHERE mapping = %s AND direction = %s"
+# GREATEST ignores NULLs, and the watermark only moves forward.
+SET_WATERMARK = """
+INSERT INTO dynamics.sync_watermark (mapping, direction, modified_at, version) VALUES (%s, %s, %s, %s)
+ON CONFLICT (mapping, direction) DO UPDATE
+   SET modified_at = GREATEST(dynamics.sync_watermark.modified_at, EXCLUDED.modified_at),
+       version = GREATEST(dynamics.sync_watermark.version, EXCLUDED.version), updated_at = now()
+"""
+CLEAR_WATERMARKS = "DELETE FROM dynamics.sync_watermark WHERE mapping = %s"
+
+# A job still 'running' while this run holds the mapping's lock belongs to a worker that died.
+INTERRUPT_STALE_JOBS = """
+UPDATE dynamics.sync_job SET status = 'interrupted', finished_at = clock_timestamp(),
+       message = 'the run stopped before finishing (worker lost); the next run completed its work'
+ WHERE mapping = %s AND status = 'running'
+"""
+START_JOB = """
+INSERT INTO dynamics.sync_job (run_id, mapping, direction, full_sync) VALUES (%s, %s, %s, %s) RETURNING id
+"""
+ADD_COUNTS = """
+UPDATE dynamics.sync_job SET inserted = inserted + %s, modified = modified + %s, deleted = deleted + %s,
+       unchanged = unchanged + %s, skipped = skipped + %s, failed = failed + %s
+ WHERE id = %s
+"""
+FINISH_JOB = """
+UPDATE dynamics.sync_job SET status = %s, finished_at = clock_timestamp(), message = %s WHERE id = %s
+"""
+
+COUPLINGS_BY_ERP_ID = """
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+  FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = ANY(%s)
+"""
+COUPLINGS_BY_CRM_ID = """
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+  FROM dynamics.sync_coupling WHERE mapping = %s AND crm_id = ANY(%s)
+"""
+COUPLINGS_BY_ERP_KEY = """
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+  FROM dynamics.sync_coupling WHERE mapping = %s AND erp_key = ANY(%s)
+"""
+# A page's couplings arrive by COPY into a per-connection temporary table, then merge in one statement:
+# 20,000 rows take a fraction of a second instead of 20,000 round trips.
+CREATE_COUPLING_INPUT = """
+CREATE TEMPORARY TABLE IF NOT EXISTS sync_coupling_input (
+    erp_id text, crm_id text, erp_key text, crm_key text, erp_modified_at timestamptz,
+    crm_version bigint, erp_hash text, crm_hash text, is_new boolean
+) ON COMMIT DELETE ROWS
+"""
+COPY_COUPLING_INPUT = """
+COPY sync_coupling_input (erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash,
+                          is_new) FROM STDIN
+"""
+# A CRM record coupled anew (e.g. restored in the ERP under a new id) must not keep its coupling to the old id.
+DELETE_REPLACED_COUPLINGS = """
+DELETE FROM dynamics.sync_coupling c USING sync_coupling_input i
+ WHERE i.is_new AND c.mapping = %s AND c.crm_id = i.crm_id AND c.erp_id <> i.erp_id
+"""
+MERGE_COUPLINGS = """
+INSERT INTO dynamics.sync_coupling AS c
+       (mapping, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash)
+SELECT %s, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+  FROM sync_coupling_input
+ON CONFLICT (mapping, erp_id) DO UPDATE
+   SET crm_id = EXCLUDED.crm_id, erp_key = EXCLUDED.erp_key, crm_key = EXCLUDED.crm_key,
+       erp_modified_at = EXCLUDED.erp_modified_at, crm_version = EXCLUDED.crm_version,
+       erp_hash = EXCLUDED.erp_hash, crm_hash = EXCLUDED.crm_hash, synced_at = now()
+"""
+DELETE_COUPLING_BY_ERP_ID = "DELETE FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = %s"
+
+# Error state of the records of a page, on both sides of their couplings: a pair is Skipped as a whole.
+RECORD_STATE = """
+SELECT direction, source_id, skipped, last_job_id = ANY(%s) AS handled
+  FROM dynamics.sync_record_error
+ WHERE mapping = %s
+   AND ((direction = 'to_crm' AND source_id = ANY(%s)) OR (direction = 'from_crm' AND source_id = ANY(%s)))
+"""
+RETRY_IDS = """
+SELECT source_id FROM dynamics.sync_record_error
+ WHERE mapping = %s AND direction = %s AND NOT skipped ORDER BY source_id
+"""
+# The CRM records of unresolved update conflicts: read again so the next run sees the conflict again.
+CONFLICT_CRM_IDS = """
+SELECT destination_id FROM dynamics.sync_record_error
+ WHERE mapping = %s AND direction = 'to_crm' AND kind = 'conflict' AND NOT skipped AND destination_id IS NOT NULL
+"""
+RECORD_FAILED = """
+INSERT INTO dynamics.sync_record_error AS e
+       (mapping, direction, source_id, source_key, destination_id, kind, message, detail, last_job_id, skipped)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1 >= %s)
+ON CONFLICT (mapping, direction, source_id) DO UPDATE
+   SET error_count = CASE WHEN e.message = EXCLUDED.message THEN e.error_count + 1 ELSE 1 END,
+       skipped = (CASE WHEN e.message = EXCLUDED.message THEN e.error_count + 1 ELSE 1 END) >= %s,
+       source_key = EXCLUDED.source_key, destination_id = EXCLUDED.destination_id, kind = EXCLUDED.kind,
+       message = EXCLUDED.message, detail = EXCLUDED.detail, last_failed_at = now(),
+       last_job_id = EXCLUDED.last_job_id
+"""
+RECORD_SUCCEEDED = "DELETE FROM dynamics.sync_record_error WHERE mapping = %s AND direction = %s AND source_id = %s"
+JOB_ERROR = """
+INSERT INTO dynamics.sync_job_error (job_id, source_id, source_key, destination_id, kind, message, detail)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+RESET_SKIPPED = """
+UPDATE dynamics.sync_record_error SET skipped = false, error_count = 0
+ WHERE mapping = %s AND skipped AND (%s::text[] IS NULL OR source_id = ANY(%s))
+"""
+
+CLEAR_STAGING = "DELETE FROM dynamics.sync_staging WHERE mapping = %s"
+STAGE = """
+INSERT INTO dynamics.sync_staging (mapping, crm_id, version, record) VALUES (%s, %s, %s, %s)
+ON CONFLICT (mapping, crm_id) DO UPDATE SET version = EXCLUDED.version, record = EXCLUDED.record
+"""
+STAGED_BY_CRM_ID = "SELECT crm_id, record FROM dynamics.sync_staging WHERE mapping = %s AND crm_id = ANY(%s)"
+STAGED_PAGE = """
+SELECT crm_id, record, erp_values_hash FROM dynamics.sync_staging
+ WHERE mapping = %s AND NOT consumed AND crm_id > %s ORDER BY crm_id LIMIT %s
+"""
+MARK_STAGED = """
+UPDATE dynamics.sync_staging SET erp_values_hash = %s, consumed = consumed OR %s
+ WHERE mapping = %s AND crm_id = %s
+"""
+COUNT_STAGED = "SELECT count(*) FROM dynamics.sync_staging WHERE mapping = %s AND NOT consumed"
+
+JOBS_OF_RUN = """
+SELECT id, mapping, direction, status, started_at, finished_at,
+       inserted, modified, deleted, unchanged, skipped, failed, message
+  FROM dynamics.sync_job WHERE run_id = %s ORDER BY started_at, id
+"""
+LATEST_RUN = "SELECT run_id FROM dynamics.sync_job ORDER BY started_at DESC, id DESC LIMIT 1"
+
+GET_SETTING = "SELECT value FROM dynamics.settings WHERE key = %s"
+PUT_SETTING = """
+INSERT INTO dynamics.settings (key, value) VALUES (%s, %s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+"""
+
+ADD_PENDING = """
+INSERT INTO dynamics.sync_pending_coupling (mapping, crm_id, erp_key, crm_version) VALUES (%s, %s, %s, %s)
+ON CONFLICT (mapping, crm_id) DO UPDATE
+   SET erp_key = EXCLUDED.erp_key, crm_version = EXCLUDED.crm_version, created_at = now()
+"""
+PENDING_BY_ERP_KEY = """
+SELECT erp_key, crm_id, crm_version FROM dynamics.sync_pending_coupling WHERE mapping = %s AND erp_key = ANY(%s)
+"""
+DROP_PENDING = "DELETE FROM dynamics.sync_pending_coupling WHERE mapping = %s AND crm_id = ANY(%s)"

@@ -1,0 +1,195 @@
+"""The crm_sync DAG: one task per table mapping, edges from depends_on, and real runs with ``airflow dags test``
+against the sandbox and a real Postgres state store."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+RECOMMENDED_ORDER = [
+    "currency",
+    "salespeople",
+    "unit_of_measure",
+    "customer",
+    "contact",
+    "resource_product",
+    "item_product",
+]
+
+
+def load_dag(monkeypatch: pytest.MonkeyPatch, **env: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bag = DagBag(dag_folder=str(DAGS / "crm_sync.py"))
+    return bag
+
+
+def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = load_dag(monkeypatch)
+    assert bag.import_errors == {}
+    dag = bag.dags["crm_sync"]
+    assert set(dag.task_dict) == set(RECOMMENDED_ORDER)
+    upstream = {task_id: task.upstream_task_ids for task_id, task in dag.task_dict.items()}
+    assert upstream == {
+        "currency": set(),
+        "salespeople": set(),
+        "unit_of_measure": set(),
+        "customer": {"salespeople", "currency"},
+        "contact": {"customer"},
+        "resource_product": {"unit_of_measure", "currency"},
+        "item_product": {"unit_of_measure", "currency"},
+    }
+    customer = dag.task_dict["customer"]
+    assert customer.mapping_name == "CUSTOMER"
+    # Dependents run after an upstream mapping with failed records, and when it was deselected (skipped).
+    assert {task.trigger_rule for task in dag.tasks} == {"all_done"}
+    assert customer.retries == 3 and customer.retry_exponential_backoff
+    assert customer.retry_delay == timedelta(seconds=30)
+    assert dag.timetable.expression == "*/30 * * * *"
+    assert dag.max_active_runs == 1 and not dag.catchup
+    assert dag.params["full_sync"] is False and dag.params["mappings"] == []
+
+
+def test_every_topological_order_agrees_with_the_recommended_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = load_dag(monkeypatch).dags["crm_sync"]
+    edges = [(up, task_id) for task_id, task in dag.task_dict.items() for up in task.upstream_task_ids]
+    position = {t: i for i, t in enumerate(RECOMMENDED_ORDER)}
+    assert all(position[a] < position[b] for a, b in edges)  # the recommended order is a valid run order
+    orders = [
+        order
+        for order in itertools.permutations(RECOMMENDED_ORDER)
+        if all(order.index(a) < order.index(b) for a, b in edges)
+    ]
+    assert tuple(RECOMMENDED_ORDER) in orders
+    for order in orders:  # no valid order puts a mapping before one it depends on
+        assert order.index("customer") > max(order.index("currency"), order.index("salespeople"))
+        assert order.index("contact") > order.index("customer")
+        assert order.index("item_product") > order.index("unit_of_measure")
+    # Independent mappings may run in parallel: the three roots have no edges between them.
+    roots = [t for t, task in dag.task_dict.items() if not task.upstream_task_ids]
+    assert roots == ["currency", "salespeople", "unit_of_measure"]
+
+
+def test_the_schedule_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = load_dag(monkeypatch, DYNAMICS_CRM_SYNC_SCHEDULE="*/5 * * * *").dags["crm_sync"]
+    assert dag.timetable.expression == "*/5 * * * *"
+    manual = load_dag(monkeypatch, DYNAMICS_CRM_SYNC_SCHEDULE="none").dags["crm_sync"]
+    assert manual.schedule is None
+
+
+def test_a_bad_mapping_file_fails_dag_parsing_naming_file_mapping_and_field(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    shutil.copytree(REPO / "include" / "mappings", tmp_path / "mappings")
+    path = tmp_path / "mappings" / "50_contact.yaml"
+    contact = yaml.safe_load(path.read_text())
+    contact["fields"][0]["transform"] = {"from_crm": [{"truncate": "thirty"}]}
+    path.write_text(yaml.safe_dump(contact))
+    bag = load_dag(monkeypatch, DYNAMICS_MAPPINGS_DIR=str(tmp_path / "mappings"))
+    assert "crm_sync" not in bag.dags
+    (error,) = bag.import_errors.values()
+    assert "50_contact.yaml, mapping CONTACT, field fields[0] firstName -> firstname" in error
+    assert "truncate" in error
+
+
+@pytest.mark.slow
+def test_crm_sync_runs_end_to_end_and_a_second_run_writes_only_the_changes(airflow_env, state_store, sandbox) -> None:
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.sync.summary import run_summary
+    from sandbox.connections import CRM_USER_CLIENT, ERP_USER_CLIENT
+
+    env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
+    first = airflow_env.dags_test("crm_sync", extra_env=env)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-4000:]
+    assert "CUSTOMER to CRM: page 1, 5/5 records" in output
+    summary = run_summary(state_store).set_index("mapping")
+    assert summary.index.tolist() == [
+        "CURRENCY",
+        "SALESPEOPLE",
+        "UNIT OF MEASURE",
+        "CUSTOMER",
+        "CONTACT",
+        "RESOURCE-PRODUCT",
+        "ITEM-PRODUCT",
+    ]
+    assert summary["inserted"].to_dict() == {
+        "CURRENCY": 47,
+        "SALESPEOPLE": 0,
+        "UNIT OF MEASURE": 19,
+        "CUSTOMER": 7,
+        "CONTACT": 7,
+        "RESOURCE-PRODUCT": 4,
+        "ITEM-PRODUCT": 20,
+    }
+    assert int(summary["failed"].sum()) == 0
+
+    # A human edits one customer in the ERP and one contact in the CRM.
+    crm_user = sandbox.connections(client=CRM_USER_CLIENT)["dataverse_default"]
+    erp_user = sandbox.connections(client=ERP_USER_CLIENT)["business_central_default"]
+    os.environ["AIRFLOW_CONN_CRM_USER"] = __import__("json").dumps(crm_user)
+    os.environ["AIRFLOW_CONN_ERP_USER"] = __import__("json").dumps(erp_user)
+    try:
+        erp = BusinessCentralHook("erp_user")
+        crm = DataverseHook("crm_user")
+        trey = next(erp.iter_pages("customers", filter="number eq '20000'"))[0]
+        erp.update("customers", trey["id"], {"displayName": "Trey Research plc"})
+        robert = next(crm.iter_pages("contacts", filter="emailaddress1 eq 'robert.townes@contoso.com'"))[0]
+        crm.upsert(
+            "contacts", robert["contactid"], {"jobtitle": "Buyer", "mobilephone": "+44 7700 900123"}, mode="update"
+        )
+    finally:
+        del os.environ["AIRFLOW_CONN_CRM_USER"], os.environ["AIRFLOW_CONN_ERP_USER"]
+    sandbox.admin("stats/reset", {})
+    second = airflow_env.dags_test("crm_sync", extra_env=env)
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    again = run_summary(state_store).set_index("mapping")
+    assert int(again["inserted"].sum()) == 0 and int(again["failed"].sum()) == 0
+    assert again["modified"].to_dict() == {
+        "CURRENCY": 0,
+        "SALESPEOPLE": 0,
+        "UNIT OF MEASURE": 0,
+        "CUSTOMER": 1,
+        "CONTACT": 1,
+        "RESOURCE-PRODUCT": 0,
+        "ITEM-PRODUCT": 0,
+    }
+    writes = {route: n for route, n in sandbox.admin("stats")["by_route"].items() if not route.startswith("GET")}
+    assert writes == {"POST dataverse/$batch": 1, "POST bc/$batch": 1}
+    dv = DataverseHook()
+    account = next(dv.iter_pages("accounts", filter="accountnumber eq '20000'"))[0]
+    assert account["name"] == "Trey Research plc"
+    person = next(erp.iter_pages("contacts", filter="email eq 'robert.townes@contoso.com' and type eq 'Person'"))[0]
+    assert person["mobilePhoneNumber"] == "+44 7700 900123"
+
+
+@pytest.mark.slow
+def test_selected_mappings_run_and_a_dependent_runs_after_its_dependency_failed(
+    airflow_env, state_store, sandbox
+) -> None:
+    from dynamics_jobqueue.sync.summary import run_summary
+
+    env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
+    # SALESPEOPLE and CURRENCY are not selected: the customers' salesperson is not coupled, so CUSTOMER ends
+    # failed; CONTACT still runs and syncs the contacts whose parent could be coupled.
+    run = airflow_env.dags_test("crm_sync", {"mappings": ["CUSTOMER", "CONTACT"], "full_sync": True}, extra_env=env)
+    output = run.stdout + run.stderr
+    assert "dependency not coupled: SALESPEOPLE has no coupling for salespeoplePurchasers code 'JO'" in output
+    summary = run_summary(state_store).set_index("mapping")
+    assert summary.index.tolist() == ["CUSTOMER", "CONTACT"]
+    assert summary.loc["CUSTOMER", ["inserted", "failed"]].tolist() == [2, 5]
+    assert summary.loc["CONTACT", ["inserted", "failed", "skipped"]].tolist() == [2, 5, 6]
+    rows = state_store.get_records("SELECT DISTINCT full_sync FROM dynamics.sync_job")
+    assert [r[0] for r in rows] == [True]

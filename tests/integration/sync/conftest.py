@@ -1,0 +1,154 @@
+"""Fixtures of the sync tests: the CRONUS sandbox, a fresh state store, the runner, and human users' clients."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dynamics_jobqueue.paths import include_dir
+from dynamics_jobqueue.sync.loader import MappingSet, load_mappings
+from dynamics_jobqueue.sync.runner import MappingRunner, MappingRunResult
+
+DEFAULT_MAPPINGS = include_dir() / "mappings"
+
+
+class SyncHarness:
+    """Runs mappings against the sandbox and reads both sides and the state store, over real HTTP and SQL.
+
+    ``crm_user`` / ``erp_user`` are hooks signed in as human users (Jim Olive in Dataverse, a BC user), for
+    edits that the sync must pick up; the integration user's own edits are what it must ignore.
+    """
+
+    def __init__(self, sandbox: Any, state_store: Any, mappings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
+        from sandbox.connections import CRM_USER_CLIENT, ERP_USER_CLIENT
+
+        self.sandbox = sandbox
+        self.state = state_store
+        self.mappings_dir = mappings_dir
+        for conn_id, client, name in (
+            ("crm_user", CRM_USER_CLIENT, "dataverse_default"),
+            ("erp_user", ERP_USER_CLIENT, "business_central_default"),
+        ):
+            conn = sandbox.connections(client=client)[name]
+            monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        self.bc = BusinessCentralHook()
+        self.dv = DataverseHook()
+        self.crm_user = DataverseHook("crm_user")
+        self.erp_user = BusinessCentralHook("erp_user")
+
+    # -- mappings and runs -------------------------------------------------------------------------------------
+    @property
+    def mappings(self) -> MappingSet:
+        return load_mappings(self.mappings_dir)
+
+    def edit_mapping(self, file: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Change one mapping file of this test's copy of ``include/mappings``."""
+        path = self.mappings_dir / file
+        data = yaml.safe_load(path.read_text())
+        change(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    def run(self, *names: str, run_id: str = "test", **kwargs: Any) -> dict[str, MappingRunResult]:
+        """Run the named mappings (all, in run order, when none are named) with fresh hooks."""
+        from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
+        mappings = self.mappings
+        chosen = [mappings.get(n) for n in names] if names else list(mappings)
+        results = {}
+        for mapping in chosen:
+            runner = MappingRunner(
+                mapping,
+                mappings,
+                state=self.state,
+                erp_hook=BusinessCentralHook(),
+                crm_hook=DataverseHook(),
+                run_id=run_id,
+                **kwargs,
+            )
+            results[mapping.name] = runner.run()
+        return results
+
+    @staticmethod
+    def counts(results: dict[str, MappingRunResult]) -> dict[str, dict[str, int]]:
+        """``{"CUSTOMER to CRM": {"inserted": 5, ...}}`` with zero counters left out."""
+        return {
+            f"{name} {p.flow.label}": {k: v for k, v in p.counts.items() if v}
+            for name, result in results.items()
+            for p in result.passes
+        }
+
+    @staticmethod
+    def only(records: Iterable[dict[str, Any]], **match: Any) -> dict[str, Any]:
+        """The one record whose fields have the given values."""
+        found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+        assert len(found) == 1, f"{len(found)} records match {match}"
+        return found[0]
+
+    # -- the two sides ----------------------------------------------------------------------------------------
+    def crm(self, entity_set: str, filter: str | None = None) -> list[dict[str, Any]]:
+        return [r for page in self.dv.iter_pages(entity_set, filter=filter) for r in page]
+
+    def erp(self, entity_set: str, filter: str | None = None) -> list[dict[str, Any]]:
+        return [r for page in self.bc.iter_pages(entity_set, filter=filter) for r in page]
+
+    def account(self, number: str) -> dict[str, Any]:
+        found = self.crm("accounts", f"accountnumber eq '{number}'")
+        assert len(found) == 1, f"{len(found)} accounts with accountnumber {number}"
+        return found[0]
+
+    def customer(self, number: str) -> dict[str, Any]:
+        found = self.erp("customers", f"number eq '{number}'")
+        assert len(found) == 1, f"{len(found)} customers {number}"
+        return found[0]
+
+    def systemuser(self, email: str) -> dict[str, Any]:
+        return self.crm("systemusers", f"internalemailaddress eq '{email}'")[0]
+
+    # -- the state store --------------------------------------------------------------------------------------
+    def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
+        with self.state.transaction() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+
+    def coupled(self, mapping: str) -> int:
+        return int(self.sql("SELECT count(*) FROM dynamics.sync_coupling WHERE mapping = %s", mapping)[0][0])
+
+    def record_errors(self, mapping: str) -> list[dict[str, Any]]:
+        rows = self.sql(
+            "SELECT direction, source_id, source_key, destination_id, kind, message, error_count, skipped"
+            " FROM dynamics.sync_record_error WHERE mapping = %s ORDER BY source_key",
+            mapping,
+        )
+        names = ["direction", "source_id", "source_key", "destination_id", "kind", "message", "error_count", "skipped"]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    # -- the sandbox's request counters -------------------------------------------------------------------------
+    def reset_stats(self) -> None:
+        self.sandbox.admin("stats/reset", {})
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.sandbox.admin("stats")["by_route"])
+
+
+@pytest.fixture
+def mappings_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the default mappings that a test may edit (also what the operator loads)."""
+    folder = tmp_path / "mappings"
+    shutil.copytree(DEFAULT_MAPPINGS, folder)
+    monkeypatch.setenv("DYNAMICS_MAPPINGS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def sync(sandbox, state_store, mappings_dir, monkeypatch) -> SyncHarness:
+    """The sandbox reset to CRONUS, an empty migrated state store, and the harness over both."""
+    return SyncHarness(sandbox, state_store, mappings_dir, monkeypatch)

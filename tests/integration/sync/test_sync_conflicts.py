@@ -1,0 +1,76 @@
+"""Bidirectional update conflicts: both sides changed since the last sync and the values differ."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamics_jobqueue.sync.store import reset_skipped
+
+
+@pytest.fixture
+def conflict(sync):
+    """Adatum renamed on both sides after the first run."""
+    sync.run(run_id="first")
+    customer = sync.customer("10000")
+    account = sync.account("10000")
+    sync.erp_user.update("customers", customer["id"], {"displayName": "Adatum (ERP)"})
+    sync.crm_user.upsert("accounts", account["accountid"], {"name": "Adatum (CRM)"}, mode="update")
+    return customer["id"], account["accountid"]
+
+
+def test_a_conflict_fails_the_record_naming_both_sides_and_writes_neither(sync, conflict) -> None:
+    erp_id, crm_id = conflict
+    result = sync.run("CUSTOMER", run_id="second")["CUSTOMER"]
+    assert sync.counts({"CUSTOMER": result}) == {"CUSTOMER to CRM": {"failed": 1}, "CUSTOMER from CRM": {}}
+    failure = result.passes[0].failures[0]
+    assert failure.source_id == erp_id and failure.destination_id == crm_id and failure.kind == "conflict"
+    assert "customers 10000" in failure.message and f"accounts {crm_id}" in failure.message
+    assert "name: ERP gives 'Adatum (ERP)', CRM has 'Adatum (CRM)'" in failure.message
+    assert "resolve_update_conflicts" in failure.message
+    assert sync.customer("10000")["displayName"] == "Adatum (ERP)"
+    assert sync.account("10000")["name"] == "Adatum (CRM)"
+    assert "Adatum (ERP)" in result.describe()
+
+
+def test_the_same_conflict_twice_marks_the_record_skipped_until_reset(sync, conflict) -> None:
+    sync.run("CUSTOMER", run_id="second")
+    (error,) = sync.record_errors("CUSTOMER")
+    assert (error["error_count"], error["skipped"]) == (1, False)
+    # Nothing changed: the conflict is found again from the failed records kept for retry.
+    third = sync.counts(sync.run("CUSTOMER", run_id="third"))
+    assert third["CUSTOMER to CRM"] == {"failed": 1}
+    (error,) = sync.record_errors("CUSTOMER")
+    assert (error["error_count"], error["skipped"]) == (2, True)
+    assert sync.counts(sync.run("CUSTOMER", run_id="fourth")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}
+    # A Skipped pair is left alone even when it changes again, on either side.
+    sync.crm_user.upsert("accounts", conflict[1], {"telephone1": "123"}, mode="update")
+    fifth = sync.counts(sync.run("CUSTOMER", run_id="fifth"))
+    assert fifth == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {"skipped": 1}}
+    assert reset_skipped(sync.state, "CUSTOMER") == 1
+    assert sync.counts(sync.run("CUSTOMER", run_id="sixth"))["CUSTOMER to CRM"] == {"failed": 1}
+
+
+def test_making_the_two_sides_agree_resolves_the_conflict(sync, conflict) -> None:
+    sync.run("CUSTOMER", run_id="second")
+    sync.crm_user.upsert("accounts", conflict[1], {"name": "Adatum (ERP)"}, mode="update")
+    counts = sync.counts(sync.run("CUSTOMER", run_id="third"))
+    assert counts["CUSTOMER to CRM"] == {"unchanged": 1}
+    assert sync.record_errors("CUSTOMER") == []
+    assert sync.counts(sync.run("CUSTOMER", run_id="fourth")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}
+
+
+@pytest.mark.parametrize(
+    ("rule", "winner"),
+    [("send_erp_data", "Adatum (ERP)"), ("take_crm_data", "Adatum (CRM)")],
+)
+def test_a_resolution_rule_decides_the_winner(sync, conflict, rule, winner) -> None:
+    sync.edit_mapping("40_customer.yaml", lambda m: m.update(resolve_update_conflicts=rule))
+    counts = sync.counts(sync.run("CUSTOMER", run_id="second"))
+    if rule == "send_erp_data":
+        assert counts == {"CUSTOMER to CRM": {"modified": 1}, "CUSTOMER from CRM": {}}
+    else:
+        assert counts == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {"modified": 1}}
+    assert sync.customer("10000")["displayName"] == winner
+    assert sync.account("10000")["name"] == winner
+    assert sync.record_errors("CUSTOMER") == []
+    assert sync.counts(sync.run("CUSTOMER", run_id="third")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}

@@ -1,0 +1,124 @@
+"""The seven default mappings on the CRONUS data: everything couples, and a second run writes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dynamics_jobqueue.sync.summary import run_summary
+
+FIRST_RUN = {
+    "CURRENCY to CRM": {"inserted": 47},
+    "SALESPEOPLE from CRM": {"unchanged": 7},  # the 7 CRONUS users couple to the 7 salespeople by code
+    "UNIT OF MEASURE to CRM": {"inserted": 19},
+    "CUSTOMER to CRM": {"inserted": 5},
+    "CUSTOMER from CRM": {"inserted": 2},  # Northwind and Litware; Proseware is not of type Customer
+    "CONTACT to CRM": {"inserted": 5, "skipped": 5},  # the 5 vendor contacts are outside CONTACT
+    "CONTACT from CRM": {"inserted": 2, "skipped": 1},  # Dana's parent (Proseware) is not a customer
+    "RESOURCE-PRODUCT to CRM": {"inserted": 4},
+    "ITEM-PRODUCT to CRM": {"inserted": 20},
+}
+
+
+@pytest.fixture
+def first_run(sync):
+    results = sync.run(run_id="first")
+    assert sync.counts(results) == FIRST_RUN
+    return results
+
+
+def test_customers_become_accounts_with_owner_and_currency_through_couplings(sync, first_run) -> None:
+    jim = sync.systemuser("JO@contoso.com")
+    adatum = sync.account("10000")
+    assert adatum["name"] == "Adatum Corporation"
+    assert adatum["address1_city"] == "Cambridge" and adatum["emailaddress1"] == "robert.townes@contoso.com"
+    assert adatum["_ownerid_value"] == jim["systemuserid"]  # salesperson JO -> owner, via SALESPEOPLE
+    assert adatum["customertypecode"] == 3
+    base_currency = sync.only(sync.crm("transactioncurrencies"), isocurrencycode="GBP")
+    # currency "" (LCY): no currency is bound, so the organisation's base currency applies
+    assert adatum["_transactioncurrencyid_value"] in (None, base_currency["transactioncurrencyid"])
+    eur = sync.only(sync.crm("transactioncurrencies"), isocurrencycode="EUR")
+    assert eur["currencyname"] == "Euro" and eur["currencysymbol"] == "EUR"
+    assert sync.coupled("CUSTOMER") == 7 and sync.coupled("CURRENCY") == 47
+
+
+def test_accounts_created_in_the_crm_become_customers_and_get_their_number_back(sync, first_run) -> None:
+    northwind = sync.only(sync.crm("accounts"), name="Northwind Traders")
+    number = northwind["accountnumber"]
+    assert number.startswith("CRM") and len(number) == 15  # CRM + 12 characters of the account id
+    assert number[3:] == northwind["accountid"].replace("-", "")[:12].upper()
+    customer = sync.customer(number)
+    assert customer["displayName"] == "Northwind Traders" and customer["city"] == "Reading"
+    assert customer["postalCode"] == "RG1 1AA" and customer["country"] == "GB"
+    assert not sync.erp("customers", "displayName eq 'Proseware, Inc.'")
+
+
+def test_contacts_keep_their_parent_company_both_ways(sync, first_run) -> None:
+    adatum = sync.account("10000")
+    robert = sync.only(sync.crm("contacts"), emailaddress1="robert.townes@contoso.com")
+    assert (robert["firstname"], robert["lastname"]) == ("Robert", "Townes")
+    assert robert["_parentcustomerid_value"] == adatum["accountid"]
+    ana = sync.only(sync.erp("contacts", "type eq 'Person'"), email="ana.bowman@northwind.example")
+    northwind = sync.customer(sync.only(sync.crm("accounts"), name="Northwind Traders")["accountnumber"])
+    company = sync.only(sync.erp("contactsInformation"), relatedId=northwind["id"], contactType="Company")
+    assert ana["companyNumber"] == company["contactNumber"]
+    assert (ana["firstName"], ana["lastName"]) == ("Ana", "Bowman")
+    assert not [c for c in sync.erp("contacts") if c.get("email") == "dana.birkby@proseware.example"]
+
+
+def test_products_carry_the_unit_group_and_base_unit(sync, first_run) -> None:
+    desk = sync.only(sync.crm("products"), productnumber="1896-S")
+    pcs = sync.only(sync.crm("uomschedules"), name="PCS")
+    base_unit = sync.only(sync.crm("uoms", f"_uomscheduleid_value eq {pcs['uomscheduleid']}"), isschedulebaseuom=True)
+    assert desk["name"] == "ATHENS Desk" and desk["price"] == pytest.approx(649.4)
+    assert desk["standardcost"] == pytest.approx(506.6) and desk["producttypecode"] == 1
+    assert desk["_defaultuomscheduleid_value"] == pcs["uomscheduleid"]
+    assert desk["_defaultuomid_value"] == base_unit["uomid"]
+    katherine = sync.only(sync.crm("products"), productnumber="KATHERINE")
+    assert katherine["producttypecode"] == 3 and katherine["price"] == pytest.approx(100)
+    assert len(sync.crm("products")) == 24
+
+
+def test_salespeople_sync_only_enabled_licensed_users_and_never_the_integration_user(sync, first_run) -> None:
+    rows = sync.sql("SELECT erp_key FROM dynamics.sync_coupling WHERE mapping = 'SALESPEOPLE' ORDER BY erp_key")
+    assert [r[0] for r in rows] == ["BC", "EH", "HR", "JO", "LT", "OF", "RB"]
+    assert not sync.erp("salespeoplePurchasers", "code eq 'ALEX.FORMER'")
+    assert not sync.erp("salespeoplePurchasers", "code eq 'SAM.TRIAL'")
+    assert not sync.erp("salespeoplePurchasers", "code eq 'BCINTEGRATION'")
+
+
+def test_a_second_run_without_changes_writes_nothing(sync, first_run) -> None:
+    sync.reset_stats()
+    again = sync.run(run_id="second")
+    assert sync.counts(again) == {name: {} for name in FIRST_RUN}
+    writes = {route: n for route, n in sync.stats().items() if not route.startswith("GET")}
+    assert writes == {}
+    summary = run_summary(sync.state, "second")
+    assert summary["mapping"].tolist() == [
+        "CURRENCY",
+        "SALESPEOPLE",
+        "UNIT OF MEASURE",
+        "CUSTOMER",
+        "CONTACT",
+        "RESOURCE-PRODUCT",
+        "ITEM-PRODUCT",
+    ]
+    assert int(summary[["inserted", "modified", "failed"]].to_numpy().sum()) == 0
+
+
+def test_the_run_summary_has_one_row_per_mapping_in_run_order(sync, first_run) -> None:
+    summary = run_summary(sync.state)  # the latest run
+    assert list(summary.columns) == [
+        "mapping",
+        "direction",
+        "inserted",
+        "modified",
+        "deleted",
+        "unchanged",
+        "skipped",
+        "failed",
+    ]
+    rows = summary.set_index("mapping")
+    assert rows.loc["CUSTOMER", "direction"] == "both" and rows.loc["CUSTOMER", "inserted"] == 7
+    assert rows.loc["SALESPEOPLE", "direction"] == "from CRM" and rows.loc["SALESPEOPLE", "unchanged"] == 7
+    assert rows.loc["CONTACT", "skipped"] == 6 and int(summary["failed"].sum()) == 0
+    assert run_summary(sync.state, "no-such-run").empty
