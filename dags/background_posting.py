@@ -13,6 +13,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, MultipleCronTriggerTimetable, Param
 
+from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.posting import BatchPostOperator, DrainJobQueueOperator
 from dynamics_jobqueue.posting.categories import PURCHPOST, SALESPOST, SHORT_NAMES
 from dynamics_jobqueue.posting.schedule import PostingSchedule
@@ -45,6 +46,7 @@ for category, dag_id in ((SALESPOST, "sales_background_posting"), (PURCHPOST, "p
         catchup=False,
         max_active_runs=1,
         params=BATCH_POST_PARAMS,
+        default_args={"on_failure_callback": failure_callbacks()},
         tags=["dynamics", "posting", category],
         doc_md=__doc__,
     ) as dag:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.sync.loader import load_mappings
 
@@ -41,6 +42,7 @@ with DAG(
         ),
     },
     default_args={
+        "on_failure_callback": failure_callbacks(),
         # Job queue defaults of sync jobs: Rerun Delay 30 s, more attempts with a growing delay.
         "retries": 3,
         "retry_delay": timedelta(seconds=30),

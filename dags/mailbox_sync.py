@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
 
+from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.mailbox import MailboxSyncOperator, SelectDueMailboxesOperator
 
 with DAG(
@@ -19,6 +20,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
+    default_args={"on_failure_callback": failure_callbacks()},
     tags=["dynamics", "mailbox"],
     doc_md=__doc__,
 ):

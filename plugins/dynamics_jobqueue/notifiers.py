@@ -199,6 +199,17 @@ def failure_notifier(**kwargs: Any) -> JobQueueFailureNotifier:
     return JobQueueFailureNotifier(**kwargs)
 
 
+def failure_callbacks(**kwargs: Any) -> list[JobQueueFailureNotifier]:
+    """The DAGs' ``on_failure_callback``: a failure mail when ``to`` or ``DYNAMICS_ALERT_TO`` names recipients.
+
+    Without recipients the list is empty and failures surface in the Airflow UI only (a notifier with nobody to
+    write to would fail on every task failure). Reads only the environment, so DAG files may call it at parse time.
+    """
+    if kwargs.get("to") is None and not os.environ.get(ALERT_TO_ENV):
+        return []
+    return [failure_notifier(**kwargs)]
+
+
 def _split(value: str | Iterable[str] | None) -> list[str]:
     """Addresses or user ids from a comma-separated string or an iterable; blanks dropped."""
     if not value:

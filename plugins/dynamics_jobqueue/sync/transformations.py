@@ -10,11 +10,15 @@ few vectorised operations, not 20,000 Python calls. Blank values (``None``, ``""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+# pandas only types the rules here (they call Series methods): the DAG file imports this module to validate the
+# mappings at parse time, and importing pandas would cost the dag-processor about a second per parse.
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _strings(series: pd.Series, fn: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -56,7 +60,7 @@ def _map(series: pd.Series, table: Any) -> pd.Series:
 
 
 def _default(series: pd.Series, value: Any) -> pd.Series:
-    return series.map(lambda v: value if v is None or v == "" or (isinstance(v, float) and pd.isna(v)) else v)
+    return series.map(lambda v: value if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) else v)
 
 
 @dataclass(frozen=True)
