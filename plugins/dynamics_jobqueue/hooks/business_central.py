@@ -33,7 +33,6 @@ class BusinessCentralHook(MicrosoftApiHook):
     :param business_central_conn_id: the Airflow connection id (default ``business_central_default``).
     """
 
-    conn_name_attr: ClassVar[str] = "conn_id"
     default_conn_name = "business_central_default"
     conn_type = "dynamics_business_central"
     hook_name = "Dynamics 365 Business Central"
@@ -41,18 +40,6 @@ class BusinessCentralHook(MicrosoftApiHook):
 
     def __init__(self, business_central_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(business_central_conn_id or self.default_conn_name, **kwargs)
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Labels of the Airflow connection form."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "API host", "login": "Client ID", "password": "Client secret"},
-            "placeholders": {
-                "host": "https://api.businesscentral.dynamics.com",
-                "extra": '{"tenant_id": "...", "environment": "production", "company_id": "..."}',
-            },
-        }
 
     def default_headers(self) -> dict[str, str]:
         return {"Accept": "application/json", "Content-Type": "application/json"}

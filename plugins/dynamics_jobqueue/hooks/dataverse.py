@@ -84,15 +84,6 @@ class DataverseHook(MicrosoftApiHook):
     def __init__(self, dataverse_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(dataverse_conn_id or self.default_conn_name, **kwargs)
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Labels of the Airflow connection form."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Organisation URL", "login": "Client ID", "password": "Client secret"},
-            "placeholders": {"host": "https://contoso.crm.dynamics.com", "extra": '{"tenant_id": "..."}'},
-        }
-
     def default_headers(self) -> dict[str, str]:
         return {
             "Accept": "application/json",

@@ -220,15 +220,6 @@ class MailHook(BaseHook):
         self.credentials_conn_id = credentials_conn_id
         self._settings: dict[str, Any] | None = None
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Labels of the Airflow connection form."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Mail server", "login": "Login", "password": "Password"},
-            "placeholders": {"extra": '{"imap_port": 993, "imap_ssl": true, "smtp_port": 587, "smtp_starttls": true}'},
-        }
-
     @property
     def settings(self) -> dict[str, Any]:
         """Host, ports, TLS switches and the login of this hook (credentials override applied)."""
