@@ -120,6 +120,7 @@ class FailureAlert:
         self.error_type: str = fields.get("error_type") or "Failure"
         self.queued_by: list[str] = list(fields.get("queued_by") or [])
         self.log_url: str = fields.get("log_url") or ""
+        self.console_url: str = fields.get("console_url") or ""
         self.max_error_lines: int = fields.get("max_error_lines", MAX_ERROR_LINES)
 
     @classmethod
@@ -151,6 +152,7 @@ class FailureAlert:
             error_type=error_type,
             queued_by=_split(getattr(exception, "queued_by", None)),
             log_url=_log_url(dag_id, run_id, task_id, map_index, try_number),
+            console_url=_console_url(dag_id),
             max_error_lines=max_error_lines,
         )
 
@@ -188,6 +190,8 @@ class FailureAlert:
         table = "".join(f"<tr><th align='left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
         more_note = f"<p>... {more} more line(s) in the task log.</p>" if more else ""
         link = f"<p><a href='{esc(self.log_url)}'>Open the task log in Airflow</a>: {esc(self.log_url)}</p>"
+        if self.console_url:
+            link += f"<p><a href='{esc(self.console_url)}'>Handle it in the console</a>: {esc(self.console_url)}</p>"
         return (
             f"<p>{esc(self.where)} failed.</p><table>{table}</table>"
             f"<pre>{esc(chr(10).join(lines))}</pre>{more_note}{link}"
@@ -216,6 +220,21 @@ def _split(value: str | Iterable[str] | None) -> list[str]:
         return []
     items = value.split(",") if isinstance(value, str) else list(value)
     return [item.strip() for item in items if item and item.strip()]
+
+
+# The operator console page where each DAG's failures are handled (retry, skip, remove from job queue ...).
+_CONSOLE_PAGES = {"crm_sync": "sync", "mailbox_sync": "mailboxes"}
+
+
+def _console_url(dag_id: str) -> str:
+    """The console page for ``dag_id``'s failures (the posting DAGs: Documents to handle), or ``""``."""
+    from airflow.sdk.configuration import conf
+
+    page = _CONSOLE_PAGES.get(dag_id) or ("documents" if dag_id.endswith("_background_posting") else "")
+    if not page:
+        return ""
+    base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
+    return f"{base}/dynamics/{page}"
 
 
 def _log_url(dag_id: str, run_id: str, task_id: str | None, map_index: int, try_number: int | None) -> str:

@@ -247,6 +247,40 @@ class MailHook(BaseHook):
             }
         return self._settings
 
+    def test_connection(self) -> tuple[bool, str]:
+        """The Connections form's "Test" button: sign in over IMAP and POP3 and reach the SMTP server.
+
+        A server profile may offer IMAP or POP3 (or both) for incoming mail; the test passes when at least one of
+        them accepts the login and the SMTP server answers.
+
+        :return: ``(True, what was proven)`` or ``(False, each protocol's error with its fix)``; never raises.
+        """
+        proven: list[str] = []
+        problems: list[str] = []
+        try:
+            with self.imap() as session:
+                proven.append(f"IMAP login ok (INBOX: {session.status('INBOX').messages} messages)")
+        except MailError as exc:
+            problems.append(f"{exc} ({exc.fix})")
+        try:
+            with self.pop3() as pop3:
+                proven.append(f"POP3 login ok ({len(pop3.uidl())} messages)")
+        except MailError as exc:
+            problems.append(f"{exc} ({exc.fix})")
+        s = self.settings
+        try:
+            smtp = smtplib.SMTP_SSL if s["smtp_ssl"] else smtplib.SMTP
+            with smtp(s["smtp_host"], s["smtp_port"], timeout=s["timeout"]) as client:
+                client.noop()
+            proven.append(f"SMTP server {s['smtp_host']}:{s['smtp_port']} answers")
+        except (OSError, smtplib.SMTPException) as exc:
+            problems.append(str(self._connect_error("SMTP", s["smtp_port"], exc)))
+        incoming_ok = any(p.startswith(("IMAP", "POP3")) for p in proven)
+        smtp_ok = any(p.startswith("SMTP") for p in proven)
+        if incoming_ok and smtp_ok:
+            return True, "; ".join(proven)
+        return False, "; ".join(problems)
+
     def _auth_error(self, protocol: str, detail: object) -> MailError:
         where = f"connection {self.credentials_conn_id or self.mail_conn_id!r}"
         return MailError(

@@ -163,8 +163,11 @@ class DrainJobQueueOperator(BaseOperator):
             "recovered": result.recovered,
         }
         if result.failed:
-            raise AirflowFailException(
+            failure = AirflowFailException(
                 f"{len(result.failed)} document(s) of {self.category_code} could not be posted:\n"
                 + "\n".join(f"- {failure}" for failure in result.failed)
             )
+            # The failure notifier also writes to the users who queued the documents (Notify On Failure).
+            failure.queued_by = sorted({f.user_id for f in result.failed})  # type: ignore[attr-defined]
+            raise failure
         return summary

@@ -87,3 +87,19 @@ def test_unreachable_server_is_transient(mail_account, monkeypatch) -> None:
     with pytest.raises(MailError) as info, MailHook("mail_down").imap():
         pass
     assert info.value.code == "connection_failed" and not info.value.permanent
+
+
+def test_the_connection_test_signs_in_to_dovecot_and_reaches_smtp(mail_account) -> None:
+    ok, message = MailHook(mail_account.conn_id).test_connection()
+    assert ok, message
+    assert "IMAP login ok" in message and "POP3 login ok" in message and "SMTP server" in message
+
+
+def test_the_connection_test_reports_a_refused_login_with_its_fix(mail_account, monkeypatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MAIL_WRONG_PASSWORD",
+        json.dumps({"conn_type": "dynamics_mail", "login": mail_account.address, "password": "wrong"}),
+    )
+    ok, message = MailHook(mail_account.conn_id, credentials_conn_id="mail_wrong_password").test_connection()
+    assert not ok
+    assert "IMAP login" in message and "refused" in message and "mail_wrong_password" in message
