@@ -1,11 +1,16 @@
 """The sandbox's TLS material: a local CA and a server certificate for 127.0.0.1 and localhost.
 
+``SANDBOX_TLS_HOSTNAMES`` (comma-separated) adds names to the certificate, e.g. ``sandbox`` for the compose
+profile, where the Airflow containers reach it as ``https://sandbox:8765``. The certificate is made on the first
+start only: reset the data folder after changing the names.
+
 msal accepts only ``https://`` authorities, so the token endpoint (and, for symmetry, both APIs) is
 served over TLS. Clients verify the server against ``<data dir>/tls/ca.pem``; verification stays on.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +35,8 @@ def ensure_tls(data_dir: Path) -> TlsFiles:
         return files
     folder.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="Dynamics job queue sandbox")
-    server = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    extra = [name.strip() for name in os.environ.get("SANDBOX_TLS_HOSTNAMES", "").split(",") if name.strip()]
+    server = ca.issue_cert("127.0.0.1", "localhost", "::1", *extra)
     files.key.write_bytes(server.private_key_pem.bytes())
     files.key.chmod(0o600)
     files.cert_chain.write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))

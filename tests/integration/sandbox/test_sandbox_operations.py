@@ -149,3 +149,15 @@ def test_expired_tokens_are_refused(tmp_path):
         )
     assert expired.status_code == 401
     assert "expired" in expired.json()["error"]["message"]
+
+
+def test_extra_tls_hostnames_go_into_the_server_certificate(tmp_path, monkeypatch) -> None:
+    from cryptography import x509
+
+    from sandbox.tls import ensure_tls
+
+    monkeypatch.setenv("SANDBOX_TLS_HOSTNAMES", "sandbox, sandbox.internal")
+    files = ensure_tls(tmp_path)
+    cert = x509.load_pem_x509_certificate(files.cert_chain.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", "sandbox", "sandbox.internal"} <= set(names.get_values_for_type(x509.DNSName))
