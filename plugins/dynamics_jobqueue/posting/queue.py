@@ -20,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dynamics_jobqueue.posting import queries
+from dynamics_jobqueue.posting.categories import DocumentType
 from dynamics_jobqueue.posting.categories import document_type as lookup_document_type
 from dynamics_jobqueue.posting.entries import (
     DEFAULT_POSTING_TIMEOUT_S,
@@ -112,28 +113,33 @@ def enqueue(store: StateStoreHook, request: EnqueueRequest) -> JobQueueEntry:
             cur.execute(queries.DELETE_ERROR_ENTRY_OF_DOCUMENT, (doc_type.name, request.document_id))
             cur.execute(
                 queries.INSERT_ENTRY.format(columns=JobQueueEntry.columns()),
-                {
-                    "category_code": request.category_code or doc_type.category_code,
-                    "document_type": doc_type.name,
-                    "document_id": request.document_id,
-                    "document_number": request.document_number,
-                    "description": f"Post {doc_type.name} {request.document_number}.",
-                    "user_id": request.user_id,
-                    "priority": request.priority,
-                    "earliest_start_at": request.earliest_start_at,
-                    "expires_at": request.expires_at,
-                    "max_attempts": request.max_attempts,
-                    "rerun_delay_s": request.rerun_delay_s,
-                    "timeout_s": request.timeout_s,
-                    "post_and_print": request.post_and_print,
-                    "posting_options": Jsonb(request.posting_options or {}),
-                },
+                _entry_parameters(request, doc_type),
             )
             row = cur.fetchone()
     except psycopg.errors.UniqueViolation as exc:
         raise AlreadyScheduledError(already_scheduled_message(doc_type.name, request.document_number)) from exc
     assert row is not None
     return JobQueueEntry.from_row(row)
+
+
+def _entry_parameters(request: EnqueueRequest, doc_type: DocumentType) -> dict[str, Any]:
+    """The insert parameters of the job queue entry that ``request`` asks for."""
+    return {
+        "category_code": request.category_code or doc_type.category_code,
+        "document_type": doc_type.name,
+        "document_id": request.document_id,
+        "document_number": request.document_number,
+        "description": f"Post {doc_type.name} {request.document_number}.",
+        "user_id": request.user_id,
+        "priority": request.priority,
+        "earliest_start_at": request.earliest_start_at,
+        "expires_at": request.expires_at,
+        "max_attempts": request.max_attempts,
+        "rerun_delay_s": request.rerun_delay_s,
+        "timeout_s": request.timeout_s,
+        "post_and_print": request.post_and_print,
+        "posting_options": Jsonb(request.posting_options or {}),
+    }
 
 
 def enqueue_many(store: StateStoreHook, requests: Sequence[EnqueueRequest]) -> tuple[int, list[str]]:
@@ -149,22 +155,7 @@ def enqueue_many(store: StateStoreHook, requests: Sequence[EnqueueRequest]) -> t
             cur.execute(queries.DELETE_ERROR_ENTRY_OF_DOCUMENT, (doc_type.name, request.document_id))
             cur.execute(
                 queries.INSERT_ENTRY_IF_NOT_SCHEDULED,
-                {
-                    "category_code": request.category_code or doc_type.category_code,
-                    "document_type": doc_type.name,
-                    "document_id": request.document_id,
-                    "document_number": request.document_number,
-                    "description": f"Post {doc_type.name} {request.document_number}.",
-                    "user_id": request.user_id,
-                    "priority": request.priority,
-                    "earliest_start_at": request.earliest_start_at,
-                    "expires_at": request.expires_at,
-                    "max_attempts": request.max_attempts,
-                    "rerun_delay_s": request.rerun_delay_s,
-                    "timeout_s": request.timeout_s,
-                    "post_and_print": request.post_and_print,
-                    "posting_options": Jsonb(request.posting_options or {}),
-                },
+                _entry_parameters(request, doc_type),
             )
             if cur.rowcount:
                 queued += 1
