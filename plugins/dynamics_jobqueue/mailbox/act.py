@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from dynamics_jobqueue.hooks.errors import NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
+from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
 
 if TYPE_CHECKING:
     import psycopg
@@ -279,24 +280,14 @@ class ActSync:
     # -- Exchange -> CRM ---------------------------------------------------------------------------------------
     def _to_crm(self, spec: EntitySpec) -> None:
         resource = f"{spec.kind}:default"
-        row = self.conn.execute(
-            "SELECT delta_link FROM dynamics.mailbox_delta_link WHERE mailbox_id = %s AND resource = %s",
-            (self.mailbox.mailbox_id, resource),
-        ).fetchone()
-        self.conn.commit()
+        stored_link = load_delta_link(self.conn, self.mailbox.mailbox_id, resource)
         try:
-            delta_link = self._round(spec, row[0] if row else None)
+            delta_link = self._round(spec, stored_link)
         except DeltaExpiredError:
             self.result.notes.append(f"{spec.entity}: Graph delta link expired (syncStateNotFound), read again")
             delta_link = self._round(spec, None)
         if delta_link:
-            self.conn.execute(
-                "INSERT INTO dynamics.mailbox_delta_link (mailbox_id, resource, delta_link) VALUES (%s, %s, %s)"
-                " ON CONFLICT (mailbox_id, resource) DO UPDATE SET delta_link = EXCLUDED.delta_link,"
-                " updated_at = now()",
-                (self.mailbox.mailbox_id, resource, delta_link),
-            )
-            self.conn.commit()
+            save_delta_link(self.conn, self.mailbox.mailbox_id, resource, delta_link)
 
     def _round(self, spec: EntitySpec, delta_link: str | None) -> str | None:
         last = None

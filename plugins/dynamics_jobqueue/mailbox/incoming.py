@@ -26,6 +26,7 @@ from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
 from dynamics_jobqueue.mailbox import crm
 from dynamics_jobqueue.mailbox.message import ParsedMessage, UnparseableMessage, normalise_message_id, parse
 from dynamics_jobqueue.mailbox.records import IncomingFilter, Mailbox
+from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
 
 if TYPE_CHECKING:
     import psycopg
@@ -139,27 +140,17 @@ class IncomingSync:
         """Messages delta of one folder; the delta link is stored once the round reached it (a crash before
         that replays the round, which the Message-ID dedupe absorbs). An expired link restarts fully."""
         resource = f"messages:{folder}"
-        row = self.conn.execute(
-            "SELECT delta_link FROM dynamics.mailbox_delta_link WHERE mailbox_id = %s AND resource = %s",
-            (self.mailbox.mailbox_id, resource),
-        ).fetchone()
-        self.conn.commit()
+        stored_link = load_delta_link(self.conn, self.mailbox.mailbox_id, resource)
         user = self.mailbox.email_address
         try:
-            delta_link = self._graph_round(graph, user, folder, row[0] if row else None)
+            delta_link = self._graph_round(graph, user, folder, stored_link)
         except DeltaExpiredError:
             note = f"{folder}: Graph delta link expired (syncStateNotFound), folder read again (dedupe by Message-ID)"
             log.warning("Mailbox %s: %s", user, note)
             self.result.uidvalidity_changes.append(note)
             delta_link = self._graph_round(graph, user, folder, None)
         if delta_link:
-            self.conn.execute(
-                "INSERT INTO dynamics.mailbox_delta_link (mailbox_id, resource, delta_link) VALUES (%s, %s, %s)"
-                " ON CONFLICT (mailbox_id, resource) DO UPDATE SET delta_link = EXCLUDED.delta_link,"
-                " updated_at = now()",
-                (self.mailbox.mailbox_id, resource, delta_link),
-            )
-            self.conn.commit()
+            save_delta_link(self.conn, self.mailbox.mailbox_id, resource, delta_link)
 
     def _graph_round(self, graph: GraphHook, user: str, folder: str, delta_link: str | None) -> str | None:
         last_link = None

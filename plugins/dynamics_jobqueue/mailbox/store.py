@@ -25,3 +25,24 @@ def transaction(state: StateLike) -> Iterator[psycopg.Cursor]:
     else:
         with state.transaction() as cur:
             yield cur
+
+
+def load_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str) -> str | None:
+    """The stored Graph delta link of one mailbox resource (``messages:<folder>``, ``contacts:default`` ...),
+    or ``None`` before the first complete round. Commits, so the mailbox run holds no transaction open."""
+    row = conn.execute(
+        "SELECT delta_link FROM dynamics.mailbox_delta_link WHERE mailbox_id = %s AND resource = %s",
+        (mailbox_id, resource),
+    ).fetchone()
+    conn.commit()
+    return str(row[0]) if row else None
+
+
+def save_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str, delta_link: str) -> None:
+    """Store the delta link a Graph round ended with, as returned (api-contracts.md), and commit."""
+    conn.execute(
+        "INSERT INTO dynamics.mailbox_delta_link (mailbox_id, resource, delta_link) VALUES (%s, %s, %s)"
+        " ON CONFLICT (mailbox_id, resource) DO UPDATE SET delta_link = EXCLUDED.delta_link, updated_at = now()",
+        (mailbox_id, resource, delta_link),
+    )
+    conn.commit()
