@@ -200,6 +200,26 @@ def enqueue_by_number(
     )
 
 
+def _pending_entry(cur: psycopg.Cursor, doc_type: DocumentType, document_number: str, refusal: str) -> JobQueueEntry:
+    """The document's pending entry, read in the caller's transaction; an entry In Process is refused.
+
+    :param refusal: the message's end after "is being posted", e.g. ``"; its status cannot be changed"``.
+    :raises NotInJobQueueError: when the document has no pending entry.
+    :raises JobQueueError: when the entry is In Process.
+    """
+    cur.execute(
+        queries.SELECT_OPEN_ENTRY_BY_NUMBER.format(columns=JobQueueEntry.columns()),
+        (doc_type.name, document_number),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise NotInJobQueueError(f"{doc_type.name} {document_number} is not in the job queue.")
+    entry = JobQueueEntry.from_row(row)
+    if entry.status is Status.IN_PROCESS:
+        raise JobQueueError(f"{entry.describe()} is being posted{refusal}.")
+    return entry
+
+
 def remove(store: StateStoreHook, document_type: str, document_number: str) -> JobQueueEntry:
     """Remove from Job Queue: delete the document's pending entry and clear its Job Queue Status.
 
@@ -212,16 +232,7 @@ def remove(store: StateStoreHook, document_type: str, document_number: str) -> J
     """
     doc_type = lookup_document_type(document_type)
     with store.transaction() as cur:
-        cur.execute(
-            queries.SELECT_OPEN_ENTRY_BY_NUMBER.format(columns=JobQueueEntry.columns()),
-            (doc_type.name, document_number),
-        )
-        row = cur.fetchone()
-        if row is None:
-            raise NotInJobQueueError(f"{doc_type.name} {document_number} is not in the job queue.")
-        entry = JobQueueEntry.from_row(row)
-        if entry.status is Status.IN_PROCESS:
-            raise JobQueueError(f"{entry.describe()} is being posted and cannot be removed from the job queue.")
+        entry = _pending_entry(cur, doc_type, document_number, " and cannot be removed from the job queue")
         cur.execute(queries.DELETE_ENTRY, (entry.id,))
     return entry
 
@@ -241,16 +252,7 @@ def set_status(store: StateStoreHook, document_type: str, document_number: str, 
         raise JobQueueError(f"an entry can be set On Hold or Ready, not {status}")
     doc_type = lookup_document_type(document_type)
     with store.transaction() as cur:
-        cur.execute(
-            queries.SELECT_OPEN_ENTRY_BY_NUMBER.format(columns=JobQueueEntry.columns()),
-            (doc_type.name, document_number),
-        )
-        row = cur.fetchone()
-        if row is None:
-            raise NotInJobQueueError(f"{doc_type.name} {document_number} is not in the job queue.")
-        entry = JobQueueEntry.from_row(row)
-        if entry.status is Status.IN_PROCESS:
-            raise JobQueueError(f"{entry.describe()} is being posted; its status cannot be changed.")
+        entry = _pending_entry(cur, doc_type, document_number, "; its status cannot be changed")
         cur.execute(queries.SET_STATUS.format(columns=JobQueueEntry.columns()), (str(status), entry.id))
         changed = cur.fetchone()
     assert changed is not None
