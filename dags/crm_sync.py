@@ -9,7 +9,8 @@ only).
 Params: ``full_sync`` reads every record instead of the changes since the last run; ``mappings`` runs only the
 named mappings. A mapping with failed records ends failed after committing everything else, and the mappings
 that depend on it still run (trigger rule ``all_done``): their records whose dependencies are coupled sync,
-the others fail alone with "dependency not coupled" and are retried by the next run.
+the others fail alone with "dependency not coupled" and are retried by the next run. A final watcher task
+(trigger rule ``one_failed``) then fails the DAG run, so a run with a failed mapping is never green.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from airflow.sdk import DAG, Param
 
 from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
+from dynamics_jobqueue.operators.watcher import watch
 from dynamics_jobqueue.sync.loader import load_mappings
 
 MAPPINGS = load_mappings()
@@ -58,3 +60,4 @@ with DAG(
     for mapping in MAPPINGS:
         for dependency in mapping.depends_on:
             sync[dependency] >> sync[mapping.name]
+    watch(dag)

@@ -190,6 +190,22 @@ class AirflowEnv:
             args += ["-c", json.dumps(conf)]
         return self.run(*args, **kwargs)
 
+    def cli_json(self, *args: str) -> list[dict[str, Any]]:
+        """The JSON list printed by ``airflow <args> --output json`` (log lines on stdout are skipped)."""
+        result = self.run(*args, "--output", "json")
+        assert result.returncode == 0, result.stderr[-2000:]
+        [line] = [line for line in result.stdout.splitlines() if line.startswith("[")]
+        return list(json.loads(line))
+
+    def run_state(self, dag_id: str) -> tuple[str, dict[str, str]]:
+        """The state of ``dag_id``'s latest run and of its tasks (``task_id`` or ``task_id[map_index]``), as
+        Airflow shows them (``dags list-runs``, ``tasks states-for-dag-run``)."""
+        latest = max(self.cli_json("dags", "list-runs", dag_id), key=lambda r: r["run_after"])
+        tasks = self.cli_json("tasks", "states-for-dag-run", dag_id, latest["run_id"])
+        return latest["state"], {
+            f"{t['task_id']}[{t['map_index']}]" if t.get("map_index") else t["task_id"]: t["state"] for t in tasks
+        }
+
 
 @pytest.fixture(scope="session")
 def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> AirflowEnv:

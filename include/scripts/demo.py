@@ -58,6 +58,29 @@ def airflow(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return result
 
 
+def run_outcome(env: dict[str, str], dag_id: str) -> tuple[str, list[str]]:
+    """The state of ``dag_id``'s latest run and its failed tasks, as the Airflow UI shows them."""
+
+    def cli_json(*args: str) -> list[dict[str, str]]:
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), *args, "--output", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [row for line in result.stdout.splitlines() if line.startswith("[") for row in json.loads(line)]
+
+    latest = max(cli_json("dags", "list-runs", dag_id), key=lambda run: run["run_after"])
+    tasks = cli_json("tasks", "states-for-dag-run", dag_id, latest["run_id"])
+    failed = [
+        f"{t['task_id']}[{t['map_index']}]" if t.get("map_index") else t["task_id"]
+        for t in tasks
+        if t["state"] in ("failed", "upstream_failed")
+    ]
+    return latest["state"], failed
+
+
 def reset() -> None:
     from dynamics_jobqueue.state import embedded
 
@@ -75,6 +98,9 @@ def main() -> int:
         return 0
 
     os.environ.setdefault("DYNAMICS_STATE_DIR", str(DEMO / "state"))
+    os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = (
+        "True"  # the embedded state store is opt-in (development only)
+    )
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.state import embedded
 
@@ -133,8 +159,13 @@ def crm_sync(env: dict[str, str]) -> int:
     print("\nIntegration synch. jobs of this run (one row per table mapping, in run order):")
     print(summary.to_string(index=False))
     print()
+    failed = summary[summary["failed"] > 0]
+    for row in failed.itertuples():
+        say(f"FAILED mapping {row.mapping}: {row.failed} record(s) failed (reasons in the Integration Synch. Errors)")
+    state, failed_tasks = run_outcome(env, "crm_sync")
+    say(f"crm_sync DAG run: {state}" + (f"; failed tasks: {', '.join(failed_tasks)}" if failed_tasks else ""))
     if result.returncode != 0:
-        say(f"crm_sync ended with failed tasks; see {DEMO / 'logs'} and the errors above")
+        say(f"crm_sync ended failed; task logs in {DEMO / 'airflow' / 'logs'}, command output in {DEMO / 'logs'}")
         return 1
     return 0
 
@@ -152,8 +183,10 @@ def mailbox_sync(env: dict[str, str]) -> int:
         say("mailbox_sync: airflow dags test mailbox_sync (due mailboxes, one task per mailbox)")
         result = airflow({**env, **mail_env}, "dags", "test", "mailbox_sync", check=False)
         print(mail.report(state))
+    run_state, failed_tasks = run_outcome(env, "mailbox_sync")
+    say(f"mailbox_sync DAG run: {run_state}" + (f"; failed tasks: {', '.join(failed_tasks)}" if failed_tasks else ""))
     if result.returncode != 0:
-        say(f"mailbox_sync ended with failed tasks; see {DEMO / 'logs'}")
+        say(f"mailbox_sync ended failed; task logs in {DEMO / 'airflow' / 'logs'}, output in {DEMO / 'logs'}")
         return 1
     return 0
 

@@ -41,6 +41,8 @@ def background_posting(env: dict[str, str]) -> int:
         demo.say(f"{dag_id}: airflow dags test (Batch Post of the open documents, then the {category} drain)")
         demo.airflow(env, "dags", "test", dag_id, "-c", params, check=False)
         problems += _summary(store, category, started, printed_to)
+        state, failed_tasks = demo.run_outcome(env, dag_id)
+        demo.say(f"{dag_id} DAG run: {state}" + (f"; failed tasks: {', '.join(failed_tasks)}" if failed_tasks else ""))
     return 1 if problems else 0
 
 

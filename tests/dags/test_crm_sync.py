@@ -4,6 +4,7 @@ against the sandbox and a real Postgres state store."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 from datetime import timedelta
@@ -23,6 +24,7 @@ RECOMMENDED_ORDER = [
     "resource_product",
     "item_product",
 ]
+WATCHER = "run_failed_if_any_task_failed"
 
 
 def load_dag(monkeypatch: pytest.MonkeyPatch, **env: str):
@@ -39,7 +41,10 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
     bag = load_dag(monkeypatch)
     assert bag.import_errors == {}
     dag = bag.dags["crm_sync"]
-    assert set(dag.task_dict) == set(RECOMMENDED_ORDER)
+    assert set(dag.task_dict) == {*RECOMMENDED_ORDER, WATCHER}
+    watcher = dag.task_dict.pop(WATCHER)
+    assert watcher.upstream_task_ids == set(RECOMMENDED_ORDER) and watcher.trigger_rule == "one_failed"
+    assert watcher.retries == 0
     upstream = {task_id: task.upstream_task_ids for task_id, task in dag.task_dict.items()}
     assert upstream == {
         "currency": set(),
@@ -53,7 +58,7 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
     customer = dag.task_dict["customer"]
     assert customer.mapping_name == "CUSTOMER"
     # Dependents run after an upstream mapping with failed records, and when it was deselected (skipped).
-    assert {task.trigger_rule for task in dag.tasks} == {"all_done"}
+    assert {task.trigger_rule for task in dag.task_dict.values()} == {"all_done"}
     assert customer.retries == 3 and customer.retry_exponential_backoff
     assert customer.retry_delay == timedelta(seconds=30)
     assert dag.timetable.expression == "*/30 * * * *"
@@ -63,6 +68,7 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
 
 def test_every_topological_order_agrees_with_the_recommended_order(monkeypatch: pytest.MonkeyPatch) -> None:
     dag = load_dag(monkeypatch).dags["crm_sync"]
+    del dag.task_dict[WATCHER]
     edges = [(up, task_id) for task_id, task in dag.task_dict.items() for up in task.upstream_task_ids]
     position = {t: i for i, t in enumerate(RECOMMENDED_ORDER)}
     assert all(position[a] < position[b] for a, b in edges)  # the recommended order is a valid run order
@@ -193,3 +199,42 @@ def test_selected_mappings_run_and_a_dependent_runs_after_its_dependency_failed(
     assert summary.loc["CONTACT", ["inserted", "failed", "skipped"]].tolist() == [2, 5, 6]
     rows = state_store.get_records("SELECT DISTINCT full_sync FROM dynamics.sync_job")
     assert [r[0] for r in rows] == [True]
+
+
+@pytest.mark.slow
+def test_a_failed_mapping_fails_the_run_and_its_dependents_still_run(airflow_env, state_store, sandbox) -> None:
+    """A currency whose code is longer than Dataverse's isocurrencycode (5) fails CURRENCY; ITEM-PRODUCT,
+    which depends on it, still syncs every item, and the DAG run ends failed (the watcher), not green."""
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.sync.summary import run_summary
+    from sandbox.connections import ERP_USER_CLIENT
+
+    erp_user = sandbox.connections(client=ERP_USER_CLIENT)["business_central_default"]
+    os.environ["AIRFLOW_CONN_ERP_USER"] = json.dumps(erp_user)
+    try:
+        BusinessCentralHook("erp_user").create("currencies", {"code": "EURO2026", "displayName": "Too long a code"})
+    finally:
+        del os.environ["AIRFLOW_CONN_ERP_USER"]
+    env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
+    run = airflow_env.dags_test(
+        "crm_sync", {"mappings": ["CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT"]}, extra_env=env
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0 and "DagRun failed" in output, output[-4000:]
+    assert "1 task(s) of crm_sync failed" in output and ": currency." in output, output[-4000:]
+    summary = run_summary(state_store).set_index("mapping")
+    assert summary.loc["CURRENCY", "failed"] == 1
+    assert summary.loc["ITEM-PRODUCT", ["inserted", "failed"]].tolist() == [20, 0]
+
+    state, tasks = airflow_env.run_state("crm_sync")
+    assert state == "failed"
+    assert tasks == {
+        "currency": "failed",
+        "unit_of_measure": "success",
+        "item_product": "success",
+        "salespeople": "skipped",
+        "customer": "skipped",
+        "contact": "skipped",
+        "resource_product": "skipped",
+        WATCHER: "failed",
+    }

@@ -73,3 +73,7 @@ def test_mailbox_sync_dag_run_isolates_a_failing_mailbox(airflow_env, state_stor
     assert f"mailbox {bad} (incoming)" in output and "mail_dag_bad" in output
     rows = next(DataverseHook().iter_pages("emails", filter="messageid eq '<dag-run@corpus.test>'"))
     assert len(rows) == 1
+    # one failed mailbox fails the DAG run as Airflow shows it; the other mailbox's task succeeded
+    state, tasks = airflow_env.run_state("mailbox_sync")
+    assert state == "failed" and tasks.pop("select_due_mailboxes") == "success"
+    assert sorted(tasks.values()) == ["failed", "success"]
