@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dynamics_jobqueue.settings import provider_config
+
 __version__ = "0.1.0"
 
 
@@ -28,6 +30,7 @@ def get_provider_info() -> dict[str, Any]:
         "versions": [__version__],
         "connection-types": [_business_central(), _dataverse(), _graph(), _mail_server()],
         "notifications": ["dynamics_jobqueue.notifiers.JobQueueFailureNotifier"],
+        "config": provider_config(),
     }
 
 

@@ -70,6 +70,7 @@ def test_migration_file_names_are_checked(tmp_path: Path) -> None:
 def test_embedded_postgres_starts_attaches_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DYNAMICS_STATE_DIR", str(tmp_path))
     monkeypatch.delenv("AIRFLOW_CONN_DYNAMICS_STATE", raising=False)
+    monkeypatch.setenv("AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE", "True")
     data_dir = tmp_path / "pgdata"
     try:
         hook = StateStoreHook()  # no connection configured: the embedded server is used and migrated
@@ -98,9 +99,32 @@ def test_embedded_postgres_starts_attaches_and_stops(tmp_path: Path, monkeypatch
         embedded.stop(data_dir)
 
 
+@pytest.mark.parametrize("opt_in", [None, "False"])
+def test_without_connection_and_opt_in_the_hook_names_the_connection_and_starts_nothing(
+    opt_in: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production: a worker or api-server that cannot resolve ``dynamics_state`` fails, it never starts a private,
+    empty Postgres of its own (the deployment's state would split across processes)."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    monkeypatch.setenv("DYNAMICS_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("AIRFLOW_CONN_DYNAMICS_STATE", raising=False)
+    if opt_in is None:
+        monkeypatch.delenv("AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE", raising=False)
+    else:
+        monkeypatch.setenv("AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE", opt_in)
+    with pytest.raises(AirflowNotFoundException) as raised:
+        StateStoreHook().get_conn()
+    message = str(raised.value)
+    assert "'dynamics_state' is not defined" in message
+    assert "AIRFLOW_CONN_DYNAMICS_STATE=postgresql://" in message
+    assert "AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE=True" in message
+    assert list(tmp_path.iterdir()) == []  # no data folder, no server
+
+
 def test_a_named_connection_that_does_not_exist_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.exceptions import AirflowNotFoundException
 
     monkeypatch.delenv("AIRFLOW_CONN_OTHER_STATE", raising=False)
-    with pytest.raises(AirflowNotFoundException):
+    with pytest.raises(AirflowNotFoundException, match="'other_state' is not defined"):
         StateStoreHook("other_state").get_conn()
