@@ -3,16 +3,16 @@ Redis and a real Postgres metadata database, the three business processes trigge
 
 Proves what distribution must not break: every posting happens once and never two of a category at a time (the
 sandbox records each posting with its start and end), every mailbox message is tracked once in Dataverse, and
-both workers took tasks. Skipped where Redis is unreachable (``DYNAMICS_TEST_REDIS_URL``, default
-``redis://127.0.0.1:6379/0``) or the Celery provider is not installed.
+both workers took tasks. The broker is a private Debian ``redis-server`` started by the test (or the Redis of
+``DYNAMICS_TEST_REDIS_URL``), spoken to with redis-py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,44 +27,48 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+import redis
 
 REPO = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("DYNAMICS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DAG_IDS = ("crm_sync", "sales_background_posting", "purchase_background_posting", "mailbox_sync")
 RUN_TIMEOUT_S = 900
 
 
-def _redis_answers(url: str) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=2) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-def _redis_delete(url: str, key: str) -> None:
-    """``DEL key`` in the URL's database (RESP over a socket: the test needs no Redis client library)."""
-    parts = urlsplit(url)
-    database = (parts.path or "/0").strip("/") or "0"
-    commands = [["SELECT", database], ["DEL", key]]
-    payload = b"".join(
-        f"*{len(c)}\r\n".encode() + b"".join(f"${len(a)}\r\n{a}\r\n".encode() for a in c) for c in commands
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Celery broker: ``DYNAMICS_TEST_REDIS_URL``, or a private Debian ``redis-server`` on a free loopback port
+    (no persistence), installed by include/scripts/install_system_deps.sh and stopped after the module."""
+    url = os.environ.get("DYNAMICS_TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is missing: run include/scripts/install_system_deps.sh (make system-deps)"
+    port = _free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    command = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(
+        [*command, "--dir", str(folder)], stdout=(folder / "redis.log").open("wb"), stderr=subprocess.STDOUT
     )
-    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), timeout=5) as sock:
-        sock.sendall(payload)
-        sock.recv(64)
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert process.poll() is None, (folder / "redis.log").read_text()
+                assert time.monotonic() < deadline, "redis-server did not answer PING within 30 s"
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=30)
 
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not _redis_answers(REDIS_URL), reason=f"Redis unreachable at {REDIS_URL}"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("airflow.providers.celery") is None,
-        reason="apache-airflow-providers-celery is not installed (CeleryExecutor)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -129,7 +133,7 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(postgres_server: Any, state_store: Any, sandbox: Any, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(postgres_server: Any, state_store: Any, sandbox: Any, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     dbname = f"airflow_dist_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres_server.conninfo("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dbname}"')
@@ -142,7 +146,7 @@ def cluster(postgres_server: Any, state_store: Any, sandbox: Any, tmp_path: Path
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy,
-        "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+        "AIRFLOW__CELERY__BROKER_URL": redis_url,
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{sql_alchemy.replace('+psycopg2', '')}",
         # A queue of this test's own: workers of other runs on the same Redis never take its tasks.
         "AIRFLOW__OPERATORS__DEFAULT_QUEUE": f"dist_{uuid.uuid4().hex[:8]}",
@@ -171,9 +175,9 @@ def cluster(postgres_server: Any, state_store: Any, sandbox: Any, tmp_path: Path
         yield cluster
     finally:
         cluster.stop()
-        # Celery leaves the queue's exchange binding behind in the broker.
-        queue = env["AIRFLOW__OPERATORS__DEFAULT_QUEUE"]
-        _redis_delete(REDIS_URL, f"_kombu.binding.{queue}")
+        # Celery leaves the queue's exchange binding behind in the broker (a shared one, DYNAMICS_TEST_REDIS_URL).
+        with redis.Redis.from_url(redis_url) as client:
+            client.delete(f"_kombu.binding.{env['AIRFLOW__OPERATORS__DEFAULT_QUEUE']}")
         with psycopg.connect(postgres_server.conninfo("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
