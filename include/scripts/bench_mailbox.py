@@ -36,9 +36,9 @@ def synthetic_message(n: int) -> bytes:
     return (
         f"From: Customer {n % 97} <customer{n % 97}@example.com>\r\nTo: bench@cronus.test\r\n"
         f"Subject: Order update {n}\r\nDate: Mon, 16 Nov 2026 09:00:00 +0000\r\nMessage-ID: <bench-{n}@example.com>\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="b"\r\n\r\n'
-        f"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
-        f"--b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>{text}</p>\r\n--b--\r\n"
+        f'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="=_b{n}"\r\n\r\n'
+        f"--=_b{n}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n"
+        f"--=_b{n}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>{text}</p>\r\n--=_b{n}--\r\n"
     ).encode()
 
 

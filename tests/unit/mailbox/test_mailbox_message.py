@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dynamics_jobqueue.mailbox.message import MessageBody, UnparseableMessage, parse
+from dynamics_jobqueue.mailbox.message import UnparseableMessage, parse
 
 PLAIN = (
     b"From: Robert Townes <Robert.Townes@contoso.com>\r\n"
@@ -78,8 +78,9 @@ def test_multipart_alternative_prefers_html_and_lists_attachments() -> None:
         b"Content-Disposition: attachment; filename=order.pdf\nContent-Transfer-Encoding: base64\n\nJVBERi0xLjQK\n"
         b"--OUT--\n"
     )
-    msg = parse(raw)
-    assert msg.content() == MessageBody("<p>HTML version</p>", True, ["order.pdf"])
+    body = parse(raw).content()
+    assert (body.text, body.is_html, body.attachments) == ("<p>HTML version</p>", True, ["order.pdf"])
+    assert body.files[0].mimetype == "application/pdf" and body.files[0].data == b"%PDF-1.4\n"
 
 
 def test_unknown_charset_and_broken_base64_do_not_quarantine() -> None:
@@ -99,6 +100,83 @@ def test_missing_message_id_gets_a_stable_synthetic_one() -> None:
     assert first.synthetic_id
     assert first.message_id == second.message_id
     assert first.message_id.endswith("@dynamics-jobqueue.invalid>")
+    # the same message as POP3 hands it over (CRLF, one more line end) has the same id
+    assert parse(raw.replace(b"\n", b"\r\n") + b"\r\n").message_id == first.message_id
+
+
+def test_raw_8bit_headers_decode_as_text_never_one_replacement_per_byte() -> None:
+    subject = "測試主旨"  # a Big5 subject written raw by an old client
+    raw = (
+        b"From: =?utf-8?q?J=C3=B6rg?= <jorg@example.de>\nTo: \xc3\xbcser@example.de, jo@contoso.com\n"
+        b"Subject: " + subject.encode("big5") + b"\nMessage-ID: <big5@x>\n"
+        b"Content-Type: text/plain; charset=big5\n\n" + "內容".encode("big5") + b"\n"
+    )
+    msg = parse(raw)
+    assert msg.subject == subject
+    assert msg.to == ["\xfcser@example.de", "jo@contoso.com"]
+    assert msg.sender_name == "J\xf6rg"
+    assert msg.content().text.strip() == "內容"
+    # raw UTF-8 inside an RFC 2047 word: decoded, never the literal text \ufffd
+    inside = parse(b"From: a@x.org\nSubject: =?utf-8?q?caf\xc3\xa9_cr\xc3\xa8me?=\n\nx\n")
+    assert inside.subject == "caf\xe9 cr\xe8me" and "\ufffd" not in inside.subject
+
+
+def test_raw_8bit_content_disposition_names_the_attachment() -> None:
+    raw = (
+        b"From: a@example.com\nSubject: cv\nMessage-ID: <cd@x>\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/mixed; boundary="B"\n\n--B\nContent-Type: text/plain\n\nsee attached\n'
+        b'--B\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="r\xc3\xa9sum\xc3\xa9.pdf"\n\n'
+        b"%PDF\n--B--\n"
+    )
+    body = parse(raw).content()
+    assert body.text.strip() == "see attached" and body.attachments == ["r\xe9sum\xe9.pdf"]
+
+
+def test_body_is_the_top_level_message_not_the_bounced_original() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@example.com\nTo: jo@contoso.com\nSubject: Undeliverable: quote\n"
+        b"Message-ID: <ndr@x>\nMIME-Version: 1.0\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="R"\n\n'
+        b"--R\nContent-Type: text/plain\n\nDelivery has failed to these recipients.\n"
+        b"--R\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; example.com\n\n"
+        b"Final-Recipient: rfc822; gone@example.com\nAction: failed\nStatus: 5.1.1\n\n"
+        b"--R\nContent-Type: message/rfc822\n\nFrom: jo@contoso.com\nSubject: quote\n"
+        b"Content-Type: text/html\n\n<p>the original quote</p>\n--R--\n"
+    )
+    body = parse(raw).content()
+    assert (body.text.strip(), body.is_html) == ("Delivery has failed to these recipients.", False)
+    assert "quote.eml" in body.attachments
+
+
+@pytest.mark.parametrize(
+    ("charset", "text", "codec"),
+    [
+        ("ks_c_5601-1987", "한글 볍복", "cp949"),  # a cp949-only syllable
+        ("gb2312", "镕龘 你好", "gbk"),  # GBK characters outside GB 2312
+        ("x-mac-cyrillic", "Привет", "mac_cyrillic"),
+        ("utf-7", "Grüße €", "utf-7"),
+    ],
+)
+def test_charsets_microsoft_mail_uses(charset: str, text: str, codec: str) -> None:
+    raw = (
+        f"From: a@example.com\nSubject: x\nMessage-ID: <{charset}@x>\n"
+        f"Content-Type: text/plain; charset={charset}\nContent-Transfer-Encoding: 8bit\n\n"
+    ).encode() + text.encode(codec)
+    assert parse(raw).content().text.strip() == text
+
+
+def test_one_bad_byte_costs_one_character_not_the_whole_part() -> None:
+    good = "Здравствуйте"
+    raw = (
+        (
+            b"From: a@example.com\nSubject: x\nMessage-ID: <bad-byte@x>\n"
+            b"Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+        )
+        + good.encode()
+        + b" \xff "
+        + good.encode()
+    )
+    assert parse(raw).content().text.strip() == f"{good} \ufffd {good}"
 
 
 def test_header_junk_and_folded_headers() -> None:
