@@ -19,6 +19,8 @@ Routes under ``/graph/v1.0/`` (microsoftgraph/microsoft-graph-docs-contrib: "mes
 
 Admin (loopback only, unauthenticated): ``POST /_sandbox/graph/users/{user}/messages`` with
 ``{"mime": "<base64>", "folder": "inbox"}`` delivers a message; ``DELETE .../messages/{id}`` removes one;
+``"mime_error": {"status": 400, "code": "ErrorMimeContentConversionFailed", "message": "..."}`` makes that
+message's ``$value`` answer with that error (a message Exchange lists but cannot convert to MIME);
 ``POST /_sandbox/graph/users/{user}/expire`` invalidates every outstanding delta token of the user;
 ``GET /_sandbox/graph/users/{user}/sent`` lists what sendMail accepted.
 
@@ -55,6 +57,8 @@ class _Item:
     resource: dict[str, Any]
     mime: bytes
     removed: bool = False
+    #: (status, code, message) that ``$value`` answers instead of the MIME source
+    mime_error: tuple[int, str, str] | None = None
 
 
 @dataclass
@@ -79,7 +83,9 @@ class GraphStore:
         with self._lock:
             self._users.clear()
 
-    def deliver(self, user: str, mime: bytes, folder: str = "inbox") -> _Item:
+    def deliver(
+        self, user: str, mime: bytes, folder: str = "inbox", mime_error: tuple[int, str, str] | None = None
+    ) -> _Item:
         msg = BytesParser(policy=policy.default).parsebytes(mime)
 
         def people(name: str) -> list[dict[str, Any]]:
@@ -111,6 +117,7 @@ class GraphStore:
                     "isRead": False,
                 },
                 mime=mime,
+                mime_error=mime_error,
             )
             self.user(user).items[item_id] = item
         return item
@@ -278,6 +285,8 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
         item = store.user(user).items.get(item_id)
         if item is None or item.removed:
             return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+        if item.mime_error is not None:
+            return _error(*item.mime_error)
         return Response(item.mime, media_type="message/rfc822")
 
     @app.post(PREFIX + "/users/{user}/sendMail")
@@ -304,7 +313,9 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
         if not loopback(request):
             return _error(403, "Forbidden", "loopback only")
         data = await request.json()
-        item = store.deliver(user, base64.b64decode(data["mime"]), data.get("folder", "inbox"))
+        fault = data.get("mime_error")
+        mime_error = (int(fault["status"]), str(fault["code"]), str(fault.get("message", ""))) if fault else None
+        item = store.deliver(user, base64.b64decode(data["mime"]), data.get("folder", "inbox"), mime_error)
         return JSONResponse({"id": item.id})
 
     @app.delete("/_sandbox/graph/users/{user}/messages/{item_id}")

@@ -32,9 +32,26 @@ from airflow.sdk import BaseHook
 
 #: Messages fetched per ``UID FETCH``: bounds memory to ~batch x message size.
 FETCH_BATCH = 200
+#: Bytes of one message kept at most; a larger message is read to its end but kept cut (and quarantined).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: POP3 lines are read in pieces of this size: ``poplib`` refuses lines over 2,048 bytes (``line too long``),
+#: which real mail has (unfolded HTML, long base64 lines), so ``RETR`` is read here without that limit.
+_POP3_PIECE = 1024 * 1024
 
 _STATUS_ITEM = re.compile(rb"(UIDNEXT|UIDVALIDITY|HIGHESTMODSEQ|MESSAGES)\s+(\d+)")
 _FETCH_UID = re.compile(rb"UID\s+(\d+)")
+
+
+class UnreadableMessage(Exception):
+    """One message could not be read in full; the session is still usable for the next one.
+
+    :param reason: why, in words for the quarantine.
+    :param partial: what could be read of the message (may be empty).
+    """
+
+    def __init__(self, reason: str, partial: bytes = b"") -> None:
+        super().__init__(reason)
+        self.partial = partial
 
 
 class MailError(Exception):
@@ -125,21 +142,27 @@ class ImapSession:
                 found.extend(int(tok) for tok in chunk.split(b"(")[0].split() if tok.isdigit())
         return sorted(uid for uid in set(found) if uid > last_uid)
 
-    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        """Yield ``(uid, raw message)`` for ``uids`` with ``BODY.PEEK[]`` (no ``\\Seen`` set), in batches."""
+    def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | UnreadableMessage]]:
+        """Yield ``(uid, raw message)`` for ``uids`` with ``BODY.PEEK[]`` (no ``\\Seen`` set), in batches.
+
+        A batch the server refuses is fetched again message by message; a message the server still cannot
+        deliver is yielded as ``(uid, UnreadableMessage)`` with the server's answer, so the caller can
+        quarantine it and move on. A message the server no longer has (expunged meanwhile) is skipped.
+        """
         self._examine(folder)
         for start in range(0, len(uids), FETCH_BATCH):
             chunk = uids[start : start + FETCH_BATCH]
             typ, data = self._run("uid", "FETCH", _uid_set(chunk), "(UID BODY.PEEK[])")
-            if typ != "OK":
-                raise MailError(f"IMAP UID FETCH failed in {folder!r}: {data!r}", code="protocol")
-            batch = []
-            for item in data:
-                if isinstance(item, tuple) and len(item) == 2:
-                    match = _FETCH_UID.search(item[0])
-                    if match:
-                        batch.append((int(match.group(1)), bytes(item[1])))
-            yield from sorted(batch)
+            if typ == "OK":
+                yield from sorted(_fetched(data))
+                continue
+            for uid in chunk:
+                typ, data = self._run("uid", "FETCH", str(uid), "(UID BODY.PEEK[])")
+                found = _fetched(data) if typ == "OK" else []
+                if found:
+                    yield found[0]
+                elif typ != "OK":
+                    yield uid, UnreadableMessage(f"the IMAP server cannot deliver UID {uid} in {folder!r}: {data!r}")
 
     def search_header(self, folder: str, name: str, value: str) -> list[int]:
         """UIDs of messages in ``folder`` whose header ``name`` contains ``value``."""
@@ -193,9 +216,46 @@ class Pop3Session:
         return result
 
     def retrieve(self, number: int) -> bytes:
-        """The raw message ``number`` (RETR), with the dot-stuffing undone by poplib."""
-        _, lines, _ = self.client.retr(number)
-        return b"\r\n".join(lines) + b"\r\n"
+        """The raw message ``number`` (``RETR``), dot-stuffing undone, line endings as the server sent them.
+
+        Lines of any length are read (RFC 1939 sets no limit; ``poplib.retr`` stops at 2,048 bytes).
+
+        :raises UnreadableMessage: the server refused ``RETR`` (the session stays usable), or the message is
+            larger than :data:`MAX_MESSAGE_BYTES` (read to its end, kept cut).
+        :raises MailError: ``connection_failed`` when the connection broke mid-message.
+        """
+        client: Any = self.client  # poplib's own command/response primitives, as its retr() uses them
+        try:
+            client._putcmd(f"RETR {number}")
+            client._getresp()
+        except poplib.error_proto as exc:
+            raise UnreadableMessage(f"the POP3 server refused RETR {number}: {exc}") from exc
+        except OSError as exc:
+            raise MailError(f"POP3 connection lost during RETR {number}: {exc}", code="connection_failed") from exc
+        pieces: list[bytes] = []
+        size, line_start, cut = 0, True, False
+        while True:
+            try:
+                piece = self.client.file.readline(_POP3_PIECE)
+            except OSError as exc:
+                raise MailError(f"POP3 connection lost during RETR {number}: {exc}", code="connection_failed") from exc
+            if not piece:
+                raise MailError(f"POP3 connection closed during RETR {number}", code="connection_failed")
+            if line_start:
+                if piece in (b".\r\n", b".\n"):
+                    break
+                if piece.startswith(b".."):
+                    piece = piece[1:]
+            line_start = piece.endswith(b"\n")
+            if size + len(piece) > MAX_MESSAGE_BYTES:
+                cut = True
+            else:
+                pieces.append(piece)
+                size += len(piece)
+        raw = b"".join(pieces)
+        if cut:
+            raise UnreadableMessage(f"message {number} is larger than {MAX_MESSAGE_BYTES:,} bytes", raw)
+        return raw
 
     def delete(self, number: int) -> None:
         """Mark ``number`` for deletion; the server deletes it at QUIT."""
@@ -399,6 +459,16 @@ class MailHook(BaseHook):
                 smtp.quit()
             except (OSError, smtplib.SMTPException):
                 smtp.close()
+
+
+def _fetched(data: list[Any]) -> list[tuple[int, bytes | UnreadableMessage]]:
+    found: list[tuple[int, bytes | UnreadableMessage]] = []
+    for item in data:
+        if isinstance(item, tuple) and len(item) == 2:
+            match = _FETCH_UID.search(item[0])
+            if match:
+                found.append((int(match.group(1)), bytes(item[1])))
+    return found
 
 
 def _quote(folder: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,7 +33,15 @@ MAX_MAP_LENGTH = 1024
 
 
 class MailboxSyncError(Exception):
-    """One or more mailboxes failed; the message names each mailbox, the error and the fix."""
+    """One or more mailboxes failed; the message names each mailbox, the error and the fix.
+
+    :ivar queued_by: the failed mailboxes' owners (the mapped CRM users' email addresses): the failure alert
+        (:mod:`dynamics_jobqueue.notifiers`) goes to them as well as to the alert address.
+    """
+
+    def __init__(self, message: str, owners: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.queued_by = list(owners or [])
 
 
 @dataclass
@@ -50,6 +58,11 @@ class MailboxSummary:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     next_sync_at: str | None = None
+    #: workloads that ran in this cycle
+    ran: list[str] = field(default_factory=list)
+    #: ``systemuserid`` of the mailbox's owner, and the owner's address (resolved for failed mailboxes)
+    owner_id: str | None = None
+    owner_email: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -99,7 +112,7 @@ def sync_mailbox(
     conn = state.get_conn()
     try:
         mailbox = get_mailbox(conn, mailbox_id)
-        summary = MailboxSummary(mailbox.email_address)
+        summary = MailboxSummary(mailbox.email_address, owner_id=mailbox.crm_user_id)
         # one run per mailbox at a time (a manual run next to the scheduled one): session-level lock
         locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_MAILBOX_LOCK_CLASS, mailbox_id)).fetchone()
         conn.commit()
@@ -113,6 +126,7 @@ def sync_mailbox(
                 continue
             outcome = _run_workload(conn, mailbox, workload, dataverse, mail, resolver, pending, summary)
             schedule.record_outcome(conn, mailbox, workload, outcome, now)
+            summary.ran.append(str(workload))
             if not outcome.ok:
                 summary.errors.append(
                     f"mailbox {mailbox.email_address} ({workload.value}): {outcome.error_message} -- fix: {outcome.fix}"
@@ -134,31 +148,60 @@ def _run_workload(
     pending: dict[str, list[dict[str, Any]]] | None,
     summary: MailboxSummary,
 ) -> schedule.WorkloadOutcome:
+    """Run one workload; what it did before an error still counts (a failed cycle reports what it tracked)."""
+    if workload is not Workload.ACT and not mailbox.approved:
+        return schedule.WorkloadOutcome(
+            error_code="email_not_approved",
+            error_message=f"the email address {mailbox.email_address} is not approved ({mailbox.email_approval})",
+            fix="approve the mailbox's email address (Approve Email), then run Test & Enable",
+            permanent=True,
+        )
+    incoming: IncomingSync | None = None
+    outgoing: OutgoingSync | None = None
     try:
         if workload is Workload.INCOMING:
-            incoming = IncomingSync(conn, mailbox, dataverse, mail, resolver).run()
-            summary.tracked += incoming.tracked
-            summary.filtered += incoming.filtered
-            summary.quarantined += incoming.quarantined
-            summary.duplicates += incoming.duplicates
-            summary.notes += incoming.uidvalidity_changes
-            summary.round_trips += incoming.round_trips
-            return schedule.WorkloadOutcome(processed=incoming.processed, failed=incoming.failed)
+            incoming = IncomingSync(conn, mailbox, dataverse, mail, resolver)
+            incoming.run()
+            return _add_incoming(summary, incoming)
         if workload is Workload.OUTGOING:
             mine = None
             if pending is not None and mailbox.crm_user_id:
                 mine = list(pending.get(mailbox.crm_user_id, []))
-            outgoing = OutgoingSync(conn, mailbox, dataverse, mail, mine).run()
-            summary.sent += outgoing.sent
-            summary.filtered += [(s, f"not sent: {r}") for s, r in outgoing.failed]
-            return schedule.WorkloadOutcome(processed=outgoing.processed, failed=len(outgoing.failed))
+            outgoing = OutgoingSync(conn, mailbox, dataverse, mail, mine)
+            outgoing.run()
+            return _add_outgoing(summary, outgoing)
         act = ActSync(conn, mailbox, dataverse).run()
         summary.notes += act.notes
         return schedule.WorkloadOutcome(processed=act.processed)
     except Exception as exc:
         conn.rollback()
         log.exception("Mailbox %s, workload %s failed", mailbox.email_address, workload.value)
-        return _classify(exc)
+        done = schedule.WorkloadOutcome()
+        if incoming is not None:
+            done = _add_incoming(summary, incoming)
+        elif outgoing is not None:
+            done = _add_outgoing(summary, outgoing)
+        return replace(_classify(exc), processed=done.processed, failed=done.failed)
+    finally:
+        conn.commit()  # a workload leaves nothing open: the schedule update that follows is its own transaction
+
+
+def _add_incoming(summary: MailboxSummary, incoming: IncomingSync) -> schedule.WorkloadOutcome:
+    result = incoming.result
+    summary.tracked += result.tracked
+    summary.filtered += result.filtered
+    summary.quarantined += result.quarantined
+    summary.duplicates += result.duplicates
+    summary.notes += result.uidvalidity_changes
+    summary.round_trips += result.round_trips
+    return schedule.WorkloadOutcome(processed=result.processed, failed=result.failed)
+
+
+def _add_outgoing(summary: MailboxSummary, outgoing: OutgoingSync) -> schedule.WorkloadOutcome:
+    result = outgoing.result
+    summary.sent += result.sent
+    summary.filtered += [(s, f"not sent: {r}") for s, r in result.failed]
+    return schedule.WorkloadOutcome(processed=result.processed, failed=len(result.failed))
 
 
 def sync_mailboxes(
@@ -203,10 +246,55 @@ def sync_mailboxes(
         except Exception as exc:  # a broken record must not stop the other mailboxes
             log.exception("Mailbox %s could not run", mailbox_id)
             summaries.append(MailboxSummary(f"mailbox {mailbox_id}", errors=[f"mailbox {mailbox_id}: {exc}"]))
-    errors = [e for s in summaries for e in s.errors]
-    if errors and raise_on_error:
-        raise MailboxSyncError("; ".join(errors))
+    failure = failure_of(summaries, dataverse)
+    if failure is not None and raise_on_error:
+        raise failure
     return summaries
+
+
+def failure_of(summaries: list[MailboxSummary], dataverse: DataverseHook) -> MailboxSyncError | None:
+    """The error of a batch (``None`` when every mailbox succeeded), addressed to the failed mailboxes' owners:
+    each owner's CRM user email (``internalemailaddress``), else the mailbox's own address."""
+    failed = [s for s in summaries if s.errors]
+    if not failed:
+        return None
+    user_ids = sorted({s.owner_id for s in failed if s.owner_id})
+    try:
+        addresses = crm.user_addresses(dataverse, user_ids)
+    except ApiError as exc:
+        log.warning("Owners of the failed mailboxes could not be read (%s); alerting the mailboxes' addresses", exc)
+        addresses = {}
+    for s in failed:
+        s.owner_email = addresses.get(s.owner_id or "") or (s.mailbox if "@" in s.mailbox else None)
+    owners = [s.owner_email for s in failed if s.owner_email]
+    return MailboxSyncError("; ".join(e for s in failed for e in s.errors), list(dict.fromkeys(owners)))
+
+
+def test_and_enable(
+    state: StateStoreHook, mailbox_id: int, *, dataverse: DataverseHook | None = None, now: datetime | None = None
+) -> MailboxSummary:
+    """Test & Enable (Microsoft's mailbox command): run every workload the mailbox's methods select, now, and
+    set each one's status and Enabled flag from its outcome: a workload that worked is enabled (and back on
+    its schedule), one that failed stays disabled with the error and its fix until the next test.
+
+    :return: the cycle's summary; ``ran`` lists the workloads tested (empty when another run of the mailbox
+        was in progress, in which case nothing changes).
+    :raises KeyError: when there is no such mailbox.
+    """
+    now = now or datetime.now(UTC)
+    dataverse = dataverse or DataverseHook()
+    with transaction(state) as cur:  # a disabled workload must run for its test
+        cur.execute("UPDATE dynamics.mailbox_workload SET enabled = true WHERE mailbox_id = %s", (mailbox_id,))
+    summary = sync_mailbox(state, mailbox_id, dataverse=dataverse, now=now, force=True)
+    with transaction(state) as cur:
+        cur.execute(
+            "UPDATE dynamics.mailbox_workload SET enabled = (status = 'success'), last_test_at = %s"
+            " WHERE mailbox_id = %s AND workload = ANY(%s)",
+            (now, mailbox_id, summary.ran),
+        )
+    if summary.errors:
+        failure_of([summary], dataverse)  # resolves the owner for the caller's alert
+    return summary
 
 
 def plan_batches(mailbox_ids: list[int], max_tasks: int = MAX_MAP_LENGTH - 24) -> list[list[int]]:

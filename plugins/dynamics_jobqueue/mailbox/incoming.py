@@ -10,27 +10,38 @@ Message-ID). POP3 (RFC 1939): the UIDLs taken are kept; mail stays on the server
 by the same Message-ID dedupe.
 
 Each message is committed on its own (message row + position in one transaction), so a crash loses nothing
-and repeats nothing. A message that cannot be parsed is quarantined with its raw source
-(``dynamics.mailbox_quarantine``) and the mailbox moves on.
+and repeats nothing. No message can stop a mailbox: one that cannot be read (a POP3 ``RETR`` or IMAP ``FETCH``
+the server refuses, a message over the size limit, a Graph ``$value`` refused for that message), parsed, or
+that the CRM refuses is quarantined with its raw source (or what could be read of it) and the reason
+(``dynamics.mailbox_quarantine``), its position is stored, and the mailbox moves on. A second, different
+message with a Message-ID already taken (compared by :func:`body_digest`) is quarantined the same way with
+the reason, never silently dropped; the same message read again (a replay) only counts as a duplicate.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dynamics_jobqueue.hooks.errors import ApiError
+import psycopg
+
+from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
+from dynamics_jobqueue.hooks.mail import MailError, UnreadableMessage
 from dynamics_jobqueue.mailbox import crm
-from dynamics_jobqueue.mailbox.message import ParsedMessage, UnparseableMessage, normalise_message_id, parse
+from dynamics_jobqueue.mailbox.message import (
+    ParsedMessage,
+    UnparseableMessage,
+    normalise_message_id,
+    parse,
+)
 from dynamics_jobqueue.mailbox.records import IncomingFilter, Mailbox
 from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
 
 if TYPE_CHECKING:
-    import psycopg
-
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
     from dynamics_jobqueue.hooks.mail import ImapSession, MailHook
 
@@ -89,9 +100,12 @@ class IncomingSync:
                 self._run_graph_folder(graph, "inbox" if folder.upper() == "INBOX" else folder)
         else:
             with self.mail.imap() as session:
-                for folder in self.mailbox.folders:
-                    self._run_imap_folder(session, folder)
-                self.result.round_trips = session.commands
+                try:
+                    for folder in self.mailbox.folders:
+                        self._run_imap_folder(session, folder)
+                finally:
+                    self.result.round_trips = session.commands
+        self.conn.commit()
         return self.result
 
     # -- IMAP ------------------------------------------------------------------------------------------------
@@ -102,6 +116,7 @@ class IncomingSync:
             " WHERE mailbox_id = %s AND folder = %s",
             (self.mailbox.mailbox_id, folder),
         ).fetchone()
+        self.conn.commit()  # no read transaction left open: the schedule update after an idle check must persist
         last_uid, modseq = 0, None
         if row is not None and row[0] == status.uidvalidity:
             last_uid = int(row[1])
@@ -165,8 +180,17 @@ class IncomingSync:
                 if known and message.get("internetMessageId"):
                     self.result.duplicates += 1  # a replay: no need to download it again
                     continue
-                raw = graph.get_mime(user, str(message["id"]))
-                self._handle(raw, folder=folder, source_key=f"graph:{message['id']}")
+                source_key = f"graph:{message['id']}"
+                try:
+                    raw: bytes | UnreadableMessage = graph.get_mime(user, str(message["id"]))
+                except NotFoundError:
+                    continue  # deleted since the delta listed it: nothing left to track
+                except ApiError as exc:
+                    if exc.is_systemic:
+                        raise
+                    # Graph refuses this one message's MIME source: keep what Graph told about it
+                    raw = UnreadableMessage(f"Graph cannot deliver the MIME source: {exc}", _json_bytes(message))
+                self._handle(raw, folder=folder, source_key=source_key)
             last_link = page.delta_link or last_link
         return last_link
 
@@ -186,7 +210,11 @@ class IncomingSync:
                     if self.mailbox.pop3_delete:
                         session.delete(number)
                     continue
-                self._handle(session.retrieve(number), folder="INBOX", source_key=f"pop3:{uidl}")
+                try:
+                    raw: bytes | UnreadableMessage = session.retrieve(number)
+                except UnreadableMessage as exc:
+                    raw = exc
+                self._handle(raw, folder="INBOX", source_key=f"pop3:{uidl}")
                 self.conn.execute(
                     "INSERT INTO dynamics.mailbox_pop3_uidl (mailbox_id, uidl) VALUES (%s, %s) ON CONFLICT DO NOTHING",
                     (self.mailbox.mailbox_id, uidl),
@@ -196,18 +224,32 @@ class IncomingSync:
                     session.delete(number)
 
     # -- one message -----------------------------------------------------------------------------------------
-    def _handle(self, raw: bytes, *, folder: str, source_key: str) -> None:
+    def _handle(self, raw: bytes | UnreadableMessage, *, folder: str, source_key: str) -> None:
+        """Track, filter or quarantine one message; only an error of the whole workload (the mail server, the
+        CRM or the state store unreachable) propagates."""
+        if isinstance(raw, UnreadableMessage):
+            self._quarantine(raw.partial, folder, source_key, str(raw))
+            return
         try:
             message = parse(raw)
         except UnparseableMessage as exc:
             self._quarantine(raw, folder, source_key, str(exc))
             return
+        digest = body_digest(raw)
         seen = self.conn.execute(
-            "SELECT 1 FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
+            "SELECT body_sha256, source_uid FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
             (self.mailbox.mailbox_id, message.message_id),
         ).fetchone()
         if seen:
-            self.result.duplicates += 1
+            self.conn.commit()
+            if seen[0] is None or seen[0] == digest:
+                self.result.duplicates += 1  # the same message again (replay, UIDVALIDITY change, two folders)
+            else:
+                reason = (
+                    f"Message-ID {message.message_id} is already taken by a different message ({seen[1]});"
+                    " this one was not tracked"
+                )
+                self._quarantine(raw, folder, source_key, reason)
             return
         try:
             outcome, reason, activity_id, regarding = self._track(message)
@@ -218,9 +260,18 @@ class IncomingSync:
             self.result.failed += 1
             self._quarantine(raw, folder, source_key, f"CRM refused the email activity: {exc}")
             return
+        except Exception as exc:
+            if _workload_error(exc):
+                raise
+            # a message nothing foresaw must not jam the mailbox: keep it with the error, move on
+            log.exception("Mailbox %s: message %s could not be tracked", self.mailbox.email_address, source_key)
+            self.result.failed += 1
+            self._quarantine(raw, folder, source_key, f"not tracked: {type(exc).__name__}: {exc}")
+            return
         self.conn.execute(
             "INSERT INTO dynamics.mailbox_message (mailbox_id, message_id, outcome, reason, activity_id, regarding,"
-            " subject, folder, source_uid) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " subject, folder, source_uid, body_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
             (
                 self.mailbox.mailbox_id,
                 message.message_id,
@@ -231,6 +282,7 @@ class IncomingSync:
                 message.subject[:400],
                 folder,
                 source_key,
+                digest,
             ),
         )
         self.conn.commit()
@@ -268,7 +320,9 @@ class IncomingSync:
         return "tracked", detail, activity_id, f"{regarding[0]}({regarding[1]})" if regarding else None
 
     def _quarantine(self, raw: bytes, folder: str, source_key: str, reason: str) -> None:
-        digest = hashlib.sha256(raw).hexdigest()
+        self.conn.rollback()  # nothing half-done of this message goes in with its quarantine row
+        # an unreadable message may have no bytes at all: its source key then tells it apart
+        digest = hashlib.sha256(raw or source_key.encode()).hexdigest()
         self.conn.execute(
             "INSERT INTO dynamics.mailbox_quarantine (mailbox_id, source_key, folder, reason, raw)"
             " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (mailbox_id, source_key) DO NOTHING",
@@ -285,3 +339,19 @@ class IncomingSync:
             self.result.quarantined.append((source_key, reason))
         else:
             self.result.duplicates += 1
+
+
+def body_digest(raw: bytes) -> str:
+    """SHA-256 of a message's body (after the header section, line endings normalised): two copies of one
+    message share it even when transport headers differ; two different messages with one Message-ID do not."""
+    body = raw.split(b"\r\n\r\n", 1)[-1] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[-1]
+    return hashlib.sha256(body.replace(b"\r\n", b"\n").rstrip(b"\n")).hexdigest()
+
+
+def _workload_error(exc: Exception) -> bool:
+    """Errors of the whole workload (mail server, CRM service, state store), not of one message."""
+    return isinstance(exc, (MailError, psycopg.Error))
+
+
+def _json_bytes(item: dict[str, object]) -> bytes:
+    return json.dumps(item, default=str, indent=1).encode()

@@ -75,6 +75,13 @@ class Mailbox:
     pop3_delete: bool
     base_interval_s: int
     max_interval_s: int
+    email_approval: str = "approved"
+    recovery_rule: str = "auto"
+
+    @property
+    def approved(self) -> bool:
+        """Approve Email: incoming and outgoing email run only for an approved address."""
+        return self.email_approval == "approved"
 
     def workloads(self) -> list[Workload]:
         """The workloads this mailbox runs: POP3/IMAP profiles are email only, as in the reference."""
@@ -91,7 +98,8 @@ class Mailbox:
 _SELECT_MAILBOX = """
 SELECT m.mailbox_id, m.name, m.email_address, m.crm_user_id::text, p.name, p.server_type, p.conn_id,
        m.credentials_conn_id, m.incoming_method, m.outgoing_method, m.act_method, m.incoming_filter,
-       m.folders, m.process_after, m.pop3_delete, m.base_interval_s, m.max_interval_s
+       m.folders, m.process_after, m.pop3_delete, m.base_interval_s, m.max_interval_s, m.email_approval,
+       m.recovery_rule
   FROM dynamics.mailbox m JOIN dynamics.email_server_profile p ON p.name = m.server_profile
 """
 
@@ -113,6 +121,8 @@ def _mailbox(row: tuple[Any, ...]) -> Mailbox:
         pop3_delete=row[14],
         base_interval_s=row[15],
         max_interval_s=row[16],
+        email_approval=row[17],
+        recovery_rule=row[18],
     )
 
 
@@ -206,7 +216,8 @@ def update_mailbox(state: StateLike, mailbox_id: int, **fields: Any) -> Mailbox:
     """Change settings of a mailbox (e.g. ``incoming_filter``, ``credentials_conn_id``, ``folders``)."""
     allowed = {
         "name", "credentials_conn_id", "incoming_method", "outgoing_method", "act_method", "incoming_filter",
-        "folders", "process_after", "pop3_delete", "base_interval_s", "max_interval_s",
+        "folders", "process_after", "pop3_delete", "base_interval_s", "max_interval_s", "email_approval",
+        "recovery_rule",
     }  # fmt: skip
     unknown = set(fields) - allowed
     if unknown:

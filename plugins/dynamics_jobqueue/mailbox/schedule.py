@@ -1,15 +1,28 @@
 """Adaptive synchronization frequency of mailboxes, and the status of each workload.
 
-Rules (dynamics-semantics.md section 3, "Frequency", made explicit; the README repeats them):
+Rules per workload (Microsoft documents outgoing email every 5 minutes, incoming 5 minutes after each cycle,
+appointments/contacts/tasks every 5 to 15 minutes: https://learn.microsoft.com/power-platform/admin/
+server-side-synchronization; the README repeats these rules):
 
-- a workload that found items runs again after the mailbox's base interval (default 15 minutes);
-- each empty cycle doubles the wait: base x 2^n, capped at the mailbox's maximum (default 6 hours), so an
-  idle mailbox costs at most one cycle per cap; the first item found resets it to the base;
+- **incoming**: a cycle that found items runs again after the mailbox's base interval (default 15 minutes);
+  each empty cycle doubles the wait: base x 2^n, capped at the mailbox's maximum (default 6 hours), so an
+  idle mailbox costs at most one cycle per cap; the first item found resets it to the base. This adaptive
+  back-off applies to incoming email only;
+- **outgoing**: due again at once, i.e. on every tick of the 5-minute ``mailbox_sync`` DAG, whatever the
+  incoming back-off: an email put in Pending Send goes out within 5 minutes;
+- **act**: every base interval, at most :data:`ACT_MAX_INTERVAL_S` (15 minutes), never backed off;
 - a transient error (server unreachable, throttled, timeout) retries after 1, 2, 4 ... minutes, capped at
-  the base interval: an outage never disables a mailbox, it simply catches up when the server is back;
-- a permanent error (refused credentials) marks the workload Failure with the error's fix, alerts, and is
-  retested every :data:`PERMANENT_RETEST_S` (1 hour) — the mailbox recovers on its own once the cause is
-  fixed, where the reference keeps it disabled until someone re-enables it by hand.
+  the base interval (outgoing: the next tick); a permanent error (refused credentials) marks the workload
+  Failure with the error's fix and alerts.
+
+What a failure does next is the mailbox's ``recovery_rule``:
+
+- ``auto`` (default, this project's rule): an outage never disables a mailbox, it catches up when the server
+  is back; a permanent error is retested every :data:`PERMANENT_RETEST_S` (1 hour), so the mailbox recovers
+  on its own once the cause is fixed;
+- ``microsoft`` (the reference's rule): a permanent error disables the workload (Enabled for ... = false)
+  until someone runs Test & Enable; transient errors retry :data:`MICROSOFT_RETRY_S` (5 minutes) apart and
+  the :data:`MICROSOFT_TRANSIENT_LIMIT`-th (10th) in a row becomes permanent.
 
 All times are UTC (``timestamptz``).
 """
@@ -29,6 +42,12 @@ if TYPE_CHECKING:
 TRANSIENT_RETRY_S = 60
 #: How often a workload parked by a permanent error is retested, in seconds.
 PERMANENT_RETEST_S = 3_600
+#: Appointments, contacts and tasks run at least this often (Microsoft: every 5 to 15 minutes).
+ACT_MAX_INTERVAL_S = 900
+#: Microsoft's rule: transient failures are retried this far apart ...
+MICROSOFT_RETRY_S = 300
+#: ... and this many in a row become a permanent error (the workload is disabled).
+MICROSOFT_TRANSIENT_LIMIT = 10
 
 
 def idle_interval(base_s: int, cap_s: int, empty_cycles: int) -> int:
@@ -65,10 +84,33 @@ class WorkloadOutcome:
         return self.error_code is None
 
 
+def success_interval(mailbox: Mailbox, workload: Workload, processed: int, empty_cycles: int) -> int:
+    """Seconds to the next run after a successful cycle of ``workload`` (module rules)."""
+    if workload == "outgoing":
+        return 0
+    if workload == "act":
+        return min(mailbox.base_interval_s, ACT_MAX_INTERVAL_S)
+    if processed:
+        return mailbox.base_interval_s
+    return idle_interval(mailbox.base_interval_s, mailbox.max_interval_s, empty_cycles)
+
+
+def failure_interval(mailbox: Mailbox, workload: Workload, outcome: WorkloadOutcome, error_count: int) -> int:
+    """Seconds to the retry after the ``error_count``-th failure in a row (module rules)."""
+    if outcome.permanent:
+        return PERMANENT_RETEST_S
+    if mailbox.recovery_rule == "microsoft":
+        return MICROSOFT_RETRY_S
+    if workload == "outgoing":
+        return 0
+    return transient_interval(mailbox.base_interval_s, error_count)
+
+
 def record_outcome(
     state: StateLike, mailbox: Mailbox, workload: Workload, outcome: WorkloadOutcome, now: datetime | None = None
 ) -> datetime:
-    """Store a workload's outcome and compute its next sync time by the module's rules.
+    """Store a workload's outcome and compute its next sync time by the module's rules; under the
+    ``microsoft`` recovery rule a permanent error (or the 10th transient one in a row) disables the workload.
 
     :return: the next sync time (UTC).
     """
@@ -83,11 +125,7 @@ def record_outcome(
         empty_cycles, error_count = (row[0], row[1]) if row else (0, 0)
         if outcome.ok:
             empty_cycles = 0 if outcome.processed else empty_cycles + 1
-            delay = (
-                mailbox.base_interval_s
-                if outcome.processed
-                else idle_interval(mailbox.base_interval_s, mailbox.max_interval_s, empty_cycles)
-            )
+            delay = success_interval(mailbox, workload, outcome.processed, empty_cycles)
             next_at = now + timedelta(seconds=delay)
             cur.execute(
                 "UPDATE dynamics.mailbox_workload SET status = 'success', permanent_error = false,"
@@ -98,17 +136,22 @@ def record_outcome(
             )
         else:
             error_count += 1
-            delay = (
-                PERMANENT_RETEST_S if outcome.permanent else transient_interval(mailbox.base_interval_s, error_count)
+            permanent = outcome.permanent or (
+                mailbox.recovery_rule == "microsoft" and error_count >= MICROSOFT_TRANSIENT_LIMIT
             )
+            delay = failure_interval(mailbox, workload, outcome, error_count)
             next_at = now + timedelta(seconds=delay)
+            # Microsoft's rule: a permanent error disables the workload until Test & Enable
+            enabled = not (permanent and mailbox.recovery_rule == "microsoft")
             cur.execute(
-                "UPDATE dynamics.mailbox_workload SET status = 'failure', permanent_error = %s,"
+                "UPDATE dynamics.mailbox_workload SET status = 'failure', enabled = enabled AND %s,"
+                " permanent_error = %s,"
                 " last_error_code = %s, last_error_message = %s, last_error_fix = %s, error_count = %s,"
                 " last_error_at = %s, last_run_at = %s, items_processed = items_processed + %s,"
                 " items_failed = items_failed + %s, next_sync_at = %s WHERE mailbox_id = %s AND workload = %s",
                 (
-                    outcome.permanent,
+                    enabled,
+                    permanent,
                     outcome.error_code,
                     outcome.error_message,
                     outcome.fix,
@@ -125,11 +168,20 @@ def record_outcome(
     return next_at
 
 
+#: A workload runs when its method is server-side synchronization, it is enabled and, for email, the
+#: mailbox's address is approved (Approve Email).
+_RUNNABLE = (
+    "w.enabled AND ((w.workload = 'incoming' AND m.incoming_method <> 'none' AND m.email_approval = 'approved')"
+    " OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none' AND m.email_approval = 'approved')"
+    " OR (w.workload = 'act' AND m.act_method <> 'none'))"
+)
+
+
 def due_workloads(state: StateLike, mailbox_id: int, now: datetime | None = None) -> set[str]:
     """Names of the mailbox's workloads whose next sync time has come."""
     with transaction(state) as cur:
         cur.execute(
-            "SELECT workload FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at <= %s",
+            "SELECT workload FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at <= %s AND enabled",
             (mailbox_id, now or datetime.now(UTC)),
         )
         return {row[0] for row in cur.fetchall()}
@@ -140,11 +192,8 @@ def due_mailboxes(state: StateLike, now: datetime | None = None) -> list[int]:
     with transaction(state) as cur:
         cur.execute(
             "SELECT w.mailbox_id FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
-            " WHERE w.next_sync_at <= %s AND ("
-            "   (w.workload = 'incoming' AND m.incoming_method <> 'none')"
-            "   OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none')"
-            "   OR (w.workload = 'act' AND m.act_method <> 'none'))"
-            " GROUP BY w.mailbox_id ORDER BY min(w.next_sync_at), w.mailbox_id",
+            " WHERE w.next_sync_at <= %s AND " + _RUNNABLE + " GROUP BY w.mailbox_id"
+            " ORDER BY min(w.next_sync_at), w.mailbox_id",
             (now or datetime.now(UTC),),
         )
         return [row[0] for row in cur.fetchall()]
@@ -155,9 +204,7 @@ def next_sync_at(state: StateLike, mailbox_id: int) -> datetime | None:
     with transaction(state) as cur:
         cur.execute(
             "SELECT min(w.next_sync_at) FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
-            " WHERE w.mailbox_id = %s AND ((w.workload = 'incoming' AND m.incoming_method <> 'none')"
-            "   OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none')"
-            "   OR (w.workload = 'act' AND m.act_method <> 'none'))",
+            " WHERE w.mailbox_id = %s AND " + _RUNNABLE,
             (mailbox_id,),
         )
         row = cur.fetchone()

@@ -43,7 +43,8 @@ class MailboxSyncOperator(BaseOperator):
     """Synchronize a batch of mailboxes; each mailbox runs isolated from the others.
 
     The task fails (an alert) when any mailbox of its batch failed; the message names each mailbox and the
-    fix. Retrying is the mailbox schedule's job (adaptive frequency), not Airflow's, so ``retries`` is 0.
+    fix, and the alert also goes to each failed mailbox's owner (the mapped CRM user's email). Retrying is the
+    mailbox schedule's job (adaptive frequency), not Airflow's, so ``retries`` is 0.
 
     :param mailbox_ids: ids of ``dynamics.mailbox`` rows (templated).
     :param state_conn_id: the state store connection.
@@ -74,13 +75,11 @@ class MailboxSyncOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
-        from dynamics_jobqueue.mailbox.cycle import MailboxSyncError, sync_mailboxes
+        from dynamics_jobqueue.mailbox.cycle import failure_of, sync_mailboxes
 
+        dataverse = DataverseHook(self.dataverse_conn_id)
         summaries = sync_mailboxes(
-            [int(i) for i in self.mailbox_ids],
-            state=self.state,
-            dataverse=DataverseHook(self.dataverse_conn_id),
-            raise_on_error=False,
+            [int(i) for i in self.mailbox_ids], state=self.state, dataverse=dataverse, raise_on_error=False
         )
         for s in summaries:
             self.log.info(
@@ -92,7 +91,7 @@ class MailboxSyncOperator(BaseOperator):
                 len(s.sent),
                 s.next_sync_at,
             )
-        errors = [e for s in summaries for e in s.errors]
-        if errors:
-            raise MailboxSyncError("; ".join(errors))
+        failure = failure_of(summaries, dataverse)
+        if failure is not None:
+            raise failure  # the failure alert goes to the alert address and to each failed mailbox's owner
         return [s.as_dict() for s in summaries]

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import pytest
 from mailserver.run import MailServer
 
+from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
 
 @pytest.fixture(scope="session")
 def mail_server() -> Iterator[MailServer]:
@@ -84,3 +86,36 @@ def make_account(mail_server: MailServer, monkeypatch: pytest.MonkeyPatch):
 def plain_account(mail_server_plain: MailServer, monkeypatch: pytest.MonkeyPatch) -> MailAccount:
     """A new mailbox login on the server without CONDSTORE."""
     return _account(mail_server_plain, monkeypatch, "plain")
+
+
+@pytest.fixture
+def crm(sandbox) -> dict[str, str]:
+    """Ids of the CRM records the corpus talks about, plus one tracked email (a quote sent by Jim Olive)."""
+    dv = DataverseHook()
+
+    def one(entity_set: str, filter: str, key: str) -> str:
+        rows = next(dv.iter_pages(entity_set, filter=filter, select=[key]))
+        assert rows, f"{entity_set} {filter}"
+        return str(rows[0][key])
+
+    ids = {
+        "jo": one("systemusers", "internalemailaddress eq 'JO@contoso.com'", "systemuserid"),
+        "bc": one("systemusers", "internalemailaddress eq 'BC@contoso.com'", "systemuserid"),
+        "ana": one("contacts", "emailaddress1 eq 'ana.bowman@northwind.example'", "contactid"),
+        "northwind": one("accounts", "name eq 'Northwind Traders'", "accountid"),
+    }
+    ids["quote"] = dv.create(
+        "emails",
+        {
+            "subject": "Quote 1001 CRM:0000042",
+            "description": "Please find our quote.",
+            "messageid": "<quote-1001@contoso.com>",
+            "trackingtoken": "CRM:0000042",
+            "directioncode": True,
+            "statecode": 1,
+            "statuscode": 3,
+            "ownerid@odata.bind": f"/systemusers({ids['jo']})",
+            "regardingobjectid_account@odata.bind": f"/accounts({ids['northwind']})",
+        },
+    )
+    return ids

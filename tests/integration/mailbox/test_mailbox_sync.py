@@ -30,39 +30,6 @@ from dynamics_jobqueue.mailbox.records import IncomingFilter
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture
-def crm(sandbox) -> dict[str, str]:
-    """Ids of the CRM records the corpus talks about, plus one tracked email (a quote sent by Jim Olive)."""
-    dv = DataverseHook()
-
-    def one(entity_set: str, filter: str, key: str) -> str:
-        rows = next(dv.iter_pages(entity_set, filter=filter, select=[key]))
-        assert rows, f"{entity_set} {filter}"
-        return str(rows[0][key])
-
-    ids = {
-        "jo": one("systemusers", "internalemailaddress eq 'JO@contoso.com'", "systemuserid"),
-        "bc": one("systemusers", "internalemailaddress eq 'BC@contoso.com'", "systemuserid"),
-        "ana": one("contacts", "emailaddress1 eq 'ana.bowman@northwind.example'", "contactid"),
-        "northwind": one("accounts", "name eq 'Northwind Traders'", "accountid"),
-    }
-    ids["quote"] = dv.create(
-        "emails",
-        {
-            "subject": "Quote 1001 CRM:0000042",
-            "description": "Please find our quote.",
-            "messageid": "<quote-1001@contoso.com>",
-            "trackingtoken": "CRM:0000042",
-            "directioncode": True,
-            "statecode": 1,
-            "statuscode": 3,
-            "ownerid@odata.bind": f"/systemusers({ids['jo']})",
-            "regardingobjectid_account@odata.bind": f"/accounts({ids['northwind']})",
-        },
-    )
-    return ids
-
-
 def mail(n: str, sender: str, subject: str, *, headers: str = "", to: str = "JO@contoso.com") -> bytes:
     return (
         f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 16 Nov 2026 09:00:00 +0000\r\n"
