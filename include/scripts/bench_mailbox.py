@@ -1,9 +1,11 @@
 """Mailbox benchmark (``make bench``): prints two figures the issue asks for.
 
 1. Initial fetch of 10,000 messages from Dovecot: the package's IMAP path (``STATUS``, ``UID SEARCH``,
-   ``UID FETCH (BODY.PEEK[])`` in batches, plus parsing every message's header section, which is what the
-   incoming filter and correlation read; bodies are parsed only for tracked mail) side by side with ``mbsync``
-   (isync, Debian) pulling the same folder into a local Maildir. Target: within 2x of mbsync.
+   ``UID FETCH (BODY.PEEK[])`` in batches, plus parsing every message as the cycle does before the incoming
+   filter: ``message.parse``, the header section read with ``policy.default`` semantics) side by side with
+   ``mbsync`` (isync, Debian) pulling the same folder into a local Maildir. Target: at most 0.5x mbsync's
+   time (issue 13). The body of a message is parsed only when it is tracked, next to a Dataverse write that
+   costs far more; its parse time per message is printed on its own.
 2. The cost of one cycle over 1,000 idle mailboxes (already synchronized, nothing new): IMAP commands per
    mailbox after login (target: one round trip, ``STATUS``) and wall time.
 
@@ -66,8 +68,9 @@ def bench_initial_fetch(server: MailServer, count: int) -> None:
             session.status("INBOX")
             uids = session.new_uids("INBOX", 0)
             for _, raw in session.fetch("INBOX", uids):
-                parse(raw)
-                size += len(raw)
+                if isinstance(raw, bytes):  # an unreadable message would be quarantined as it is
+                    parse(raw)
+                    size += len(raw)
         return time.perf_counter() - started, size
 
     def mbsync() -> float:
@@ -105,7 +108,13 @@ def bench_initial_fetch(server: MailServer, count: int) -> None:
         f"  mbsync (isync) into a local Maildir:              {best_theirs:6.2f} s  ({count / best_theirs:,.0f} msg/s)"
     )
     ratio = best_ours / best_theirs
-    print(f"  ratio: {ratio:.2f}x mbsync (target: within 2x) -> {'OK' if ratio <= 2 else 'MISSED'}")
+    print(f"  ratio: {ratio:.2f}x mbsync (target: at most 0.5x) -> {'OK' if ratio <= 0.5 else 'MISSED'}")
+    sample = [synthetic_message(n) for n in range(min(count, 1_000))]
+    started = time.perf_counter()
+    for raw in sample:
+        parse(raw).content()
+    each = (time.perf_counter() - started) / len(sample)
+    print(f"  body + attachments parse of a tracked message (policy.default): {each * 1e3:.2f} ms each")
 
 
 def bench_idle_cycle(server: MailServer, count: int) -> None:
