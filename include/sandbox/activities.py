@@ -1,8 +1,14 @@
-"""Dataverse activity tables for mailbox synchronization: ``emails``, ``tasks``, ``appointments`` and
-``activityparties`` (logical names as in MicrosoftDocs/powerapps-docs, "email", "task", "appointment",
-"activityparty").
+"""Dataverse activity tables for mailbox synchronization: ``emails``, ``tasks``, ``appointments``,
+``activityparties`` and ``activitymimeattachments`` (logical names as in MicrosoftDocs/powerapps-docs, "email",
+"task", "appointment", "activityparty", "activitymimeattachment").
 
-Importing this module adds the four sets to :data:`sandbox.schema.DATAVERSE_SETS`, so the generic Dataverse
+``activitymimeattachments`` follows the Web API reference of the activitymimeattachment EntityType
+(https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/activitymimeattachment):
+``body`` holds the file as Base64 text, ``filename``, ``mimetype``, ``attachmentnumber``, ``objecttypecode`` (the
+logical name of the activity, ``email``) and the ``objectid`` lookup written with ``objectid_email@odata.bind``
+(or ``objectid_appointment``). Sandbox simplification: the read-only ``filesize`` is not computed.
+
+Importing this module adds the five sets to :data:`sandbox.schema.DATAVERSE_SETS`, so the generic Dataverse
 routes serve them with the usual contract (paging, ``$filter``, upsert with ``If-None-Match``, ``$batch``
 change sets, change tracking).
 
@@ -73,6 +79,20 @@ ACTIVITY_SETS: dict[str, EntitySet] = {
             DN("isalldayevent", "bool", False),
             DN("statecode", "int", 0),
             DN("statuscode", "int", 1),
+        ),
+        _dv(
+            "activitymimeattachments",
+            "activitymimeattachment",
+            "activitymimeattachmentid",
+            None,
+            DS("filename", 255),
+            DS("mimetype", 256),
+            DS("subject", 2000),
+            DS("body"),
+            DN("attachmentnumber", "int", None),
+            DS("objecttypecode", 64),
+            DS("attachmentcontentid", 256),
+            lookups=(Lookup("objectid", {"objectid_email": "emails", "objectid_appointment": "appointments"}),),
         ),
         _dv(
             "activityparties",

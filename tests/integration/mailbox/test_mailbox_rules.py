@@ -260,3 +260,39 @@ def test_failure_alert_goes_to_the_owner_and_the_alert_address(
     monkeypatch.setenv("DYNAMICS_ALERT_TO", "erp-team@contoso.com")
     recipients = JobQueueFailureNotifier().recipients(info.value.queued_by)
     assert recipients == ["erp-team@contoso.com", "JO@contoso.com"]
+
+
+# -- attachments -----------------------------------------------------------------------------------------------
+def test_attachments_become_activitymimeattachment_records_of_the_email(
+    state_store, sandbox, crm, mail_account
+) -> None:
+    pdf = b"%PDF-1.4\n" + bytes(range(256)) * 8
+    raw = (
+        b"From: ana.bowman@northwind.example\r\nTo: JO@contoso.com\r\nSubject: order with files\r\n"
+        b"Message-ID: <with-files@corpus.test>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="F"\r\n\r\n--F\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n'
+        b"--F\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''Bestellung%20M%C3%BCller.pdf\r\n\r\n"
+        + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+        + b"--F\r\nContent-Type: message/rfc822\r\n\r\nFrom: jo@contoso.com\r\nSubject: our quote\r\n\r\nquote\r\n"
+        b"--F--\r\n"
+    )
+    mail_account.deliver(raw)
+    mailbox = make_mailbox(state_store, mail_account, crm, outgoing_method="none", incoming_filter=IncomingFilter.ALL)
+    assert len(sync_mailbox(state_store, mailbox.mailbox_id).tracked) == 1
+    (email,) = emails_with("<with-files@corpus.test>")
+    rows = next(
+        DataverseHook().iter_pages(
+            "activitymimeattachments",
+            filter=f"_objectid_value eq {email['activityid']}",
+            select=["filename", "mimetype", "body", "attachmentnumber", "objecttypecode"],
+        )
+    )
+    found = {r["filename"]: r for r in rows}
+    assert set(found) == {"Bestellung Müller.pdf", "our quote.eml"}
+    pdf_row = found["Bestellung Müller.pdf"]
+    assert (pdf_row["mimetype"], pdf_row["objecttypecode"], pdf_row["attachmentnumber"]) == (
+        "application/pdf", "email", 1,
+    )  # fmt: skip
+    assert base64.b64decode(pdf_row["body"]) == pdf
+    assert base64.b64decode(found["our quote.eml"]["body"]).startswith(b"From: jo@contoso.com")
