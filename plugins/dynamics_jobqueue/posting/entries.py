@@ -15,13 +15,19 @@ from typing import Any
 
 
 class Status(StrEnum):
-    """Job Queue Entry statuses (``On Hold with Inactivity Timeout`` belongs to recurring jobs only)."""
+    """Job Queue Entry statuses (``On Hold with Inactivity Timeout`` belongs to recurring jobs only).
+
+    ``Waiting`` is shown, never stored: a Ready entry whose category has an entry In Process (the reference's
+    Job Queue Dispatcher sets such entries Waiting and activates them, by Priority then Entry No., when the
+    category frees up; here the drain claims them in that order).
+    """
 
     READY = "Ready"
     IN_PROCESS = "In Process"
     ERROR = "Error"
     ON_HOLD = "On Hold"
     FINISHED = "Finished"
+    WAITING = "Waiting"
 
 
 class LogStatus(StrEnum):
@@ -77,11 +83,18 @@ class JobQueueEntry:
     ended_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    entry_no: int | None = None
+    sent_at: datetime | None = None
+    notify_on_success: bool = False
 
     @classmethod
-    def columns(cls) -> str:
-        """The SELECT list matching the dataclass fields, in order."""
-        return ", ".join(f.name for f in fields(cls))
+    def columns(cls, qualifier: str = "", **expressions: str) -> str:
+        """The SELECT list matching the dataclass fields, in order.
+
+        :param qualifier: prefixes each column (``claimed.``).
+        :param expressions: SQL selected instead of a column, e.g. ``status="shown_status"``.
+        """
+        return ", ".join(expressions.get(f.name, qualifier + f.name) for f in fields(cls))
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> JobQueueEntry:

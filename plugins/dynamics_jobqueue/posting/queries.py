@@ -46,12 +46,20 @@ RETURNING {columns}
 
 SELECT_ENTRY = "SELECT {columns} FROM dynamics.job_queue_entries WHERE id = %s"
 
+# Entries as users see them: a Ready entry of a category with an entry In Process shows Waiting.
 SELECT_ENTRIES = """
-SELECT {columns} FROM dynamics.job_queue_entries
-WHERE (%(category_code)s::text IS NULL OR category_code = %(category_code)s)
-  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
-  AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s)
-ORDER BY created_at DESC, id
+WITH busy AS (
+    SELECT DISTINCT category_code FROM dynamics.job_queue_entries WHERE status = 'In Process'
+), shown AS (
+    SELECT e.*, CASE WHEN e.status = 'Ready' AND busy.category_code IS NOT NULL THEN 'Waiting'
+                     ELSE e.status END AS shown_status
+    FROM dynamics.job_queue_entries e LEFT JOIN busy USING (category_code)
+    WHERE (%(category_code)s::text IS NULL OR e.category_code = %(category_code)s)
+      AND (%(user_id)s::text IS NULL OR e.user_id = %(user_id)s)
+)
+SELECT {columns} FROM shown
+WHERE %(statuses)s::text[] IS NULL OR shown_status = ANY(%(statuses)s::text[])
+ORDER BY created_at DESC, entry_no DESC
 LIMIT %(limit)s
 """
 
@@ -81,29 +89,38 @@ WHERE category_code = %s AND status = 'Ready' AND expires_at < now()
 RETURNING {columns}
 """
 
-# Entries left In Process by a worker that is gone. Called only while holding the category lock, which a live
-# worker holds for as long as it posts; the backend check and the lease make the decision explicit.
+# Entries left In Process by a worker that is gone (its session ended, its lease expired, or it released the
+# entry because the ERP gave no answer). Called only while holding the category lock, which a live worker holds
+# for as long as it posts. The last column says whether the attempt's Job Timeout has passed (database clock).
 SELECT_ORPHANED = """
-SELECT {columns} FROM dynamics.job_queue_entries e
+SELECT {columns}, started_at + make_interval(secs => timeout_s) < now()
+FROM dynamics.job_queue_entries e
 WHERE category_code = %s AND status = 'In Process'
-  AND (lease_expires_at < now()
+  AND (lease_expires_at < now() OR backend_pid IS NULL
        OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = e.backend_pid))
+ORDER BY priority, entry_no
 """
 
-# Claim the next Ready entry (priority, then earliest start) and open its log entry, in one round trip.
+# Claim the next Ready entry (Priority, then Entry No., as the reference's Job Queue Dispatcher activates the
+# Waiting entries of a category) and open its log entry, in one round trip. Nothing is claimed while another
+# entry of the category is In Process: under the category lock that entry is one a dead worker left behind (or
+# one whose posting got no answer), and its posting may still be running in the ERP. ``{columns}`` is qualified
+# with ``claimed.`` (the log entries have an entry_no too).
 CLAIM_NEXT = """
 WITH next AS (
     SELECT id FROM dynamics.job_queue_entries
     WHERE category_code = %(category_code)s AND status = 'Ready' AND earliest_start_at <= now()
       AND (expires_at IS NULL OR expires_at >= now())
-    ORDER BY priority, earliest_start_at, created_at
+      AND NOT EXISTS (SELECT 1 FROM dynamics.job_queue_entries busy
+                      WHERE busy.category_code = %(category_code)s AND busy.status = 'In Process')
+    ORDER BY priority, entry_no
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE dynamics.job_queue_entries e
     SET status = 'In Process', attempts = attempts + 1, worker = %(worker)s, backend_pid = pg_backend_pid(),
         started_at = now(), heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-        ended_at = NULL, error_message = NULL, updated_at = now()
+        sent_at = NULL, ended_at = NULL, error_message = NULL, updated_at = now()
     FROM next WHERE e.id = next.id
     RETURNING e.*
 ), log AS (
@@ -118,6 +135,10 @@ WITH next AS (
 SELECT {columns}, log.entry_no FROM claimed, log
 """
 
+COUNT_IN_PROCESS = """
+SELECT count(*) FROM dynamics.job_queue_entries WHERE category_code = %s AND status = 'In Process'
+"""
+
 OPEN_RECOVERY_LOG = """
 INSERT INTO dynamics.job_queue_log_entries
     (job_queue_entry_id, category_code, document_type, document_id, document_number, user_id, description,
@@ -128,6 +149,17 @@ RETURNING entry_no
 
 MARK_POSTED = """
 UPDATE dynamics.job_queue_entries SET posted_at = now(), updated_at = now() WHERE id = %s
+"""
+
+# Committed before the posting request goes out: from here on the ERP may be posting the document.
+MARK_SENT = "UPDATE dynamics.job_queue_entries SET sent_at = now() WHERE id = %s"
+
+# The ERP gave no answer: the entry stays In Process without a worker (its attempt's log entry stays open), and
+# the category waits for the ERP to show the document posted or for the Job Timeout (see SELECT_ORPHANED).
+RELEASE_UNANSWERED = """
+UPDATE dynamics.job_queue_entries
+SET backend_pid = NULL, lease_expires_at = now(), error_message = %s, updated_at = now()
+WHERE id = %s
 """
 
 HEARTBEAT = """

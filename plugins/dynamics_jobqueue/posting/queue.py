@@ -275,10 +275,13 @@ def list_entries(
     user_id: str | None = None,
     limit: int = 1000,
 ) -> list[JobQueueEntry]:
-    """List entries, newest first; ``user_id`` gives the reference's "My Job Queue"."""
+    """List entries, newest first; ``user_id`` gives the reference's "My Job Queue".
+
+    A Ready entry of a category that has an entry In Process is listed as :attr:`Status.WAITING`.
+    """
     with store.transaction() as cur:
         cur.execute(
-            queries.SELECT_ENTRIES.format(columns=JobQueueEntry.columns()),
+            queries.SELECT_ENTRIES.format(columns=JobQueueEntry.columns(status="shown_status")),
             {
                 "category_code": category_code,
                 "statuses": [str(s) for s in statuses] if statuses else None,

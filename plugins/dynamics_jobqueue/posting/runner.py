@@ -13,16 +13,26 @@ Re-creates the reference's job queue dispatcher for posting entries (dynamics-se
   (the reference would spend its remaining attempts on it). Outages, throttling and lost answers are retried
   after Rerun Delay while Maximum No. of Attempts to Run allows, then Error.
 - **Timeout.** A posting that exceeds the entry's Job Timeout (2 h by default) ends in Error.
-- **Never posted twice.** After an ambiguous failure (no answer), and when recovering an entry left In Process
-  by a dead worker, the document is re-checked in the ERP: posted -> Finished; still open -> Ready (or Error
-  when no attempts remain); gone -> Error. Once posted, ``posted_at`` is recorded before printing, so a print
-  failure ("posted but not printed") is never answered by posting again.
+- **One posting per category in the ERP, even when a worker dies.** ``sent_at`` is committed just before the
+  posting request goes out. An entry left In Process by a dead worker (or released because the ERP gave no
+  answer) blocks its category: nothing else of the category is claimed until the ERP shows the document posted
+  (-> Finished), or the attempt's Job Timeout has passed (-> re-checked: still open -> Ready, or Error when no
+  attempts remain; gone -> Error). An attempt that died before ``sent_at`` sent nothing and is resolved at
+  once. So no second posting of the category, and no second posting of the same document, can start while the
+  first one may still be running in the ERP.
+- **Never posted twice.** Once posted, ``posted_at`` is recorded before printing, so a print failure ("posted
+  but not printed") is never answered by posting again.
+- **Crash points** (tests only): ``DYNAMICS_POSTING_CRASH_AT=<point>[:<n>]`` kills the process with SIGKILL the
+  n-th time (default the first) it passes a point of :data:`CRASH_POINTS`; ``in_flight`` kills it
+  ``DYNAMICS_POSTING_CRASH_DELAY_S`` (default 0.2) seconds after the posting request went out, while the ERP
+  posts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -51,6 +61,15 @@ log = logging.getLogger(__name__)
 #: First key of the two-key advisory lock; the second is ``hashtext(category code)``.
 CATEGORY_LOCK_NAMESPACE = 4_207_311
 
+#: Named points of one entry's life where the crash-safety tests kill the runner (see the module docstring):
+#: ``claimed`` (In Process, nothing sent), ``sending`` (``sent_at`` committed, request not yet sent),
+#: ``in_flight`` (the ERP is posting), ``posted`` (the ERP answered, nothing recorded), ``marked_posted``
+#: (Post & Print: ``posted_at`` recorded, not printed), ``finished`` (outcome recorded, lock still held),
+#: ``recovering`` (an orphan re-checked in the ERP, its outcome not recorded).
+CRASH_POINTS = ("claimed", "sending", "in_flight", "posted", "marked_posted", "finished", "recovering")
+CRASH_AT_ENV = "DYNAMICS_POSTING_CRASH_AT"
+CRASH_DELAY_ENV = "DYNAMICS_POSTING_CRASH_DELAY_S"
+
 
 @dataclass(frozen=True)
 class Failure:
@@ -73,6 +92,8 @@ class DrainResult:
     :ivar rescheduled: entries that failed and wait for their Rerun Delay.
     :ivar recovered: entries left In Process by a dead worker and resolved.
     :ivar lock_busy: another runner held the category for longer than the lock wait; nothing was done.
+    :ivar waiting_for: the entries whose posting may still be running in the ERP (a dead worker's, or one that
+        got no answer); the category waits for them, so nothing else was claimed.
     """
 
     category_code: str
@@ -82,17 +103,23 @@ class DrainResult:
     rescheduled: list[Failure] = field(default_factory=list)
     recovered: int = 0
     lock_busy: bool = False
+    waiting_for: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        """One line, e.g. ``SALESPOST: 9 posted (2 printed), 2 failed, 0 waiting for a rerun``."""
-        return (
+        """One line, e.g. ``SALESPOST: 9 posted (2 printed), 2 failed, 0 waiting for a rerun, 0 recovered``."""
+        line = (
             f"{self.category_code}: {self.posted} posted ({self.printed} printed), {len(self.failed)} failed, "
             f"{len(self.rescheduled)} waiting for a rerun, {self.recovered} recovered"
         )
+        if self.waiting_for:
+            line += f"; the category waits for {', '.join(self.waiting_for)} (its posting may still be running)"
+        return line
 
 
 @dataclass(frozen=True)
 class _Outcome:
+    """How an attempt ended; ``status`` In Process means the ERP gave no answer and the entry is released."""
+
     status: Status
     posted: bool = False
     printed: bool = False
@@ -186,12 +213,21 @@ class PostingRunner:
         self.lock_wait_s = lock_wait_s
         self.progress_every_s = progress_every_s
         self._job_limited_timeout = False
+        crash_at = os.environ.get(CRASH_AT_ENV)
+        self._crash_at: tuple[str, int] | None = None
+        if crash_at:
+            name, _, nth = crash_at.partition(":")
+            if name not in CRASH_POINTS:
+                raise ValueError(f"{CRASH_AT_ENV}={crash_at!r}: unknown crash point; known: {', '.join(CRASH_POINTS)}")
+            self._crash_at = (name, int(nth or 1))
+        self._crash_countdown = self._crash_at[1] if self._crash_at else 0
 
     # -- the loop ------------------------------------------------------------------------------------------
     def drain(self, *, max_entries: int | None = None) -> DrainResult:
         """Post Ready entries one at a time until none is due (or ``max_entries`` were run).
 
-        Entries left In Process by a dead worker are resolved first; expired entries end in Error.
+        Expired entries end in Error; entries left In Process by a dead worker are resolved first, and while one
+        of them may still be posting in the ERP the category waits (:attr:`DrainResult.waiting_for`).
 
         :return: counts and the failures to alert on.
         :raises psycopg.Error: when the state store fails (the entry being posted is then recovered by the
@@ -215,24 +251,35 @@ class PostingRunner:
             finally:
                 self._unlock(conn)
             runs = 0
-            while max_entries is None or runs < max_entries:
+            while not result.waiting_for and (max_entries is None or runs < max_entries):
                 if not self._lock(conn):
                     result.lock_busy = True
                     break
                 try:
                     claimed = self._claim(conn)
                     if claimed is None:
-                        break
+                        # Nothing due, or the category is blocked by an entry another runner left In Process
+                        # since this drain started: resolve it (or wait for it) and try again.
+                        if not self._in_process(conn) or not self._recover(conn, result):
+                            break
+                        continue
                     entry, entry_no = claimed
+                    self._crash_point("claimed")
                     heartbeat.entry_id = entry.id
                     try:
-                        outcome = self._run(entry)
+                        outcome = self._run(conn, entry)
                     except Exception as exc:  # a bug must not leave the entry In Process until its lease expires
                         log.exception("%s: unexpected error", entry.describe())
                         outcome = _Outcome(
                             Status.ERROR, error_message=f"Unexpected error: {exc}", error_detail=traceback.format_exc()
                         )
-                    self._finish(conn, entry, entry_no, outcome)
+                    if outcome.status is Status.IN_PROCESS:
+                        conn.execute(queries.RELEASE_UNANSWERED, (outcome.error_message, entry.id))
+                        result.waiting_for.append(entry.describe())
+                        log.warning("%s: %s", entry.describe(), outcome.error_message)
+                    else:
+                        self._finish(conn, entry, entry_no, outcome)
+                        self._crash_point("finished")
                     heartbeat.entry_id = None
                 finally:
                     self._unlock(conn)
@@ -246,6 +293,24 @@ class PostingRunner:
             conn.close()
         log.info("%s drained in %.1f s: %s", self.category_code, time.monotonic() - started, result.summary())
         return result
+
+    def _crash_point(self, name: str) -> None:
+        """Tests only: die here when ``DYNAMICS_POSTING_CRASH_AT`` names this point (see :data:`CRASH_POINTS`)."""
+        if self._crash_at is None or self._crash_at[0] != name:
+            return
+        self._crash_countdown -= 1
+        if self._crash_countdown > 0:
+            return
+        log.warning("Crash point %s reached: killing the process (%s)", name, CRASH_AT_ENV)
+        if name == "in_flight":
+            delay = float(os.environ.get(CRASH_DELAY_ENV, "0.2"))
+            threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _in_process(self, conn: psycopg.Connection) -> bool:
+        row = conn.execute(queries.COUNT_IN_PROCESS, (self.category_code,)).fetchone()
+        return bool(row and row[0])
 
     def _lock(self, conn: psycopg.Connection) -> bool:
         """Take the category lock, waiting at most ``lock_wait_s``; ``False`` when another runner kept it.
@@ -264,7 +329,7 @@ class PostingRunner:
 
     def _claim(self, conn: psycopg.Connection) -> tuple[JobQueueEntry, int] | None:
         row = conn.execute(
-            queries.CLAIM_NEXT.format(columns=JobQueueEntry.columns()),
+            queries.CLAIM_NEXT.format(columns=JobQueueEntry.columns("claimed.")),
             {"category_code": self.category_code, "worker": self.worker, "lease_s": self.lease_s},
         ).fetchone()
         if row is None:
@@ -310,50 +375,76 @@ class PostingRunner:
             result.failed.append(Failure(entry.describe(), entry.user_id, entry.error_message or "expired"))
             log.error("%s", result.failed[-1])
 
-    def _recover(self, conn: psycopg.Connection, result: DrainResult) -> None:
-        """Resolve entries In Process whose worker is gone (its session ended or its lease expired)."""
+    def _recover(self, conn: psycopg.Connection, result: DrainResult) -> bool:
+        """Resolve the entries In Process whose worker is gone (its session ended, its lease expired, or the ERP
+        gave it no answer).
+
+        An entry whose posting request may have reached the ERP (``sent_at`` set) is resolved only when the ERP
+        shows the document posted or when the attempt's Job Timeout has passed; until then it stays In Process,
+        is named in :attr:`DrainResult.waiting_for`, and the category waits.
+
+        :return: whether the category is free: at least one entry was resolved and none is left to wait for.
+        """
         orphans = [
-            JobQueueEntry.from_row(row)
+            (JobQueueEntry.from_row(row[:-1]), bool(row[-1]))
             for row in conn.execute(
                 queries.SELECT_ORPHANED.format(columns=JobQueueEntry.columns()), (self.category_code,)
             )
         ]
-        for entry in orphans:
-            doc_type = document_type(entry.document_type)
-            stopped = f"The worker {entry.worker} stopped while running this entry"
-            if entry.posted_at is not None:
-                posted: bool | None = True
-            else:
-                try:
-                    posted = self._is_posted(entry, doc_type)
-                except ApiError as exc:
-                    log.warning("%s: cannot re-check it in the ERP yet (%s); left In Process", entry.describe(), exc)
-                    continue
-            if posted and entry.post_and_print and entry.printed_at is None:
-                outcome = _Outcome(
-                    Status.ERROR,
-                    posted=True,
-                    error_message=f"{entry.describe()} was posted but not printed: {stopped}.",
-                )
-            elif posted:
-                outcome = _Outcome(Status.FINISHED, posted=True)
-            elif posted is None:
-                outcome = _Outcome(
-                    Status.ERROR,
-                    error_message=(
-                        f"{stopped}, and {entry.describe()} is neither open nor posted in Business Central."
-                    ),
-                )
-            elif entry.attempts < entry.max_attempts:
-                outcome = _Outcome(Status.READY, error_message=f"{stopped}; the document was not posted.")
-            else:
-                outcome = _Outcome(Status.ERROR, error_message=f"{stopped}; the document was not posted.")
+        resolved = 0
+        for entry, timeout_passed in orphans:
+            outcome = self._recovered_outcome(entry, timeout_passed)
+            if outcome is None:
+                result.waiting_for.append(entry.describe())
+                continue
+            self._crash_point("recovering")
             entry_no = self._open_log_entry(conn, entry)
             self._finish(conn, entry, entry_no, outcome)
+            resolved += 1
             result.recovered += 1
             log.warning("Recovered %s left In Process by %s: now %s", entry.describe(), entry.worker, outcome.status)
             if outcome.status is Status.ERROR:
                 result.failed.append(Failure(entry.describe(), entry.user_id, outcome.error_message or ""))
+        if result.waiting_for:
+            log.warning(
+                "%s waits: the posting of %s may still be running in Business Central; nothing else of the "
+                "category is posted until the ERP shows it posted or its Job Timeout has passed",
+                self.category_code,
+                ", ".join(result.waiting_for),
+            )
+        return resolved > 0 and not result.waiting_for
+
+    def _recovered_outcome(self, entry: JobQueueEntry, timeout_passed: bool) -> _Outcome | None:
+        """The outcome of an attempt whose worker is gone; ``None`` while its posting may still be running."""
+        doc_type = document_type(entry.document_type)
+        stopped = entry.error_message or f"The worker {entry.worker} stopped while running this entry"
+        if entry.posted_at is not None:
+            posted: bool | None = True
+        elif entry.sent_at is None:
+            posted = False  # the attempt died before sending anything: nothing can be running in the ERP
+        else:
+            try:
+                posted = self._is_posted(entry, doc_type)
+            except ApiError as exc:
+                log.warning("%s: cannot re-check it in the ERP yet (%s); left In Process", entry.describe(), exc)
+                return None
+            if posted is False and not timeout_passed:
+                return None
+        if posted and entry.post_and_print and entry.printed_at is None:
+            return _Outcome(
+                Status.ERROR, posted=True, error_message=f"{entry.describe()} was posted but not printed: {stopped}."
+            )
+        if posted:
+            return _Outcome(Status.FINISHED, posted=True)
+        if posted is None:
+            return _Outcome(
+                Status.ERROR,
+                error_message=f"{stopped}, and {entry.describe()} is neither open nor posted in Business Central.",
+            )
+        if entry.sent_at is not None:
+            stopped += f"; its Job Timeout of {format_duration(entry.timeout_s)} has passed"
+        status = Status.READY if entry.attempts < entry.max_attempts else Status.ERROR
+        return _Outcome(status, error_message=f"{stopped}; the document was not posted.")
 
     @staticmethod
     def _open_log_entry(conn: psycopg.Connection, entry: JobQueueEntry) -> int:
@@ -378,13 +469,17 @@ class PostingRunner:
         return int(row[0])
 
     # -- one entry -----------------------------------------------------------------------------------------
-    def _run(self, entry: JobQueueEntry) -> _Outcome:
+    def _run(self, conn: psycopg.Connection, entry: JobQueueEntry) -> _Outcome:
         doc_type = document_type(entry.document_type)
         deadline = time.monotonic() + entry.timeout_s
         try:
             self._apply_posting_options(entry, doc_type, deadline)
+            conn.execute(queries.MARK_SENT, (entry.id,))
+            self._crash_point("sending")
             with self._http_timeout(deadline):
+                self._crash_point("in_flight")
                 self.bc.post_action(doc_type.entity_set, str(entry.document_id), doc_type.action)
+            self._crash_point("posted")
         except (ApiError, _JobTimeout) as exc:
             outcome = self._after_failed_post(entry, doc_type, exc)
             if outcome is not None:
@@ -426,6 +521,15 @@ class PostingRunner:
                 error_detail=repr(exc),
             )
         assert isinstance(exc, ApiError)
+        if exc.status is None:
+            # No answer: the ERP may still be posting it. Re-sending it, or posting another document of the
+            # category, could run two postings at once; the category waits (see _recover).
+            return _Outcome(
+                Status.IN_PROCESS,
+                error_message=f"Business Central gave no answer to the posting of {entry.describe()} ({exc.message}); "
+                f"the category waits until it shows the document posted or the Job Timeout of "
+                f"{format_duration(entry.timeout_s)} has passed.",
+            )
         detail = f"{exc.code or 'no code'} (HTTP {exc.status}) on {exc.entity_set}({exc.record_id}): {exc.message}"
         retryable = exc.is_systemic
         if retryable and entry.attempts < entry.max_attempts:
@@ -506,6 +610,7 @@ class PostingRunner:
         # Recorded before printing so that a worker dying while printing is never answered by a second posting.
         with self.store.transaction() as cur:
             cur.execute(queries.MARK_POSTED, (entry.id,))
+        self._crash_point("marked_posted")
 
     @contextmanager
     def _http_timeout(self, deadline: float) -> Iterator[None]:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 from dynamics_jobqueue.posting import queue
 from dynamics_jobqueue.posting.entries import Status
@@ -80,10 +81,13 @@ def test_a_worker_killed_while_posting_is_recovered_without_posting_twice(postin
     assert [i.status for i in queue.list_log_entries(state_store, entry.id)] == ["Success"]
 
 
-def test_a_worker_killed_before_the_erp_posted_leaves_the_entry_ready_again(posting, state_store) -> None:
+def test_a_worker_killed_before_the_erp_posted_leaves_the_category_waiting_until_the_job_timeout(
+    posting, state_store
+) -> None:
     # The posting hangs and ends without posting (the ERP's operation timeout); the worker dies meanwhile.
     posting.configure(hang_numbers=["S-INV1001"], hang_s=2)
-    entry = posting.enqueue("Sales Invoice", "S-INV1001", rerun_delay_s=0)
+    entry = posting.enqueue("Sales Invoice", "S-INV1001", rerun_delay_s=0, timeout_s=4)
+    other = posting.enqueue("Sales Invoice", "S-INV1003")
     posting.sandbox.admin("stats/reset", {})
     worker = _drain_process("SALESPOST")
     _wait_for(lambda: posting.entry(entry.id).status is Status.IN_PROCESS)
@@ -93,9 +97,19 @@ def test_a_worker_killed_before_the_erp_posted_leaves_the_entry_ready_again(post
     _wait_for(lambda: len(posting.postings()) == 1)  # the hang ended: nothing posted
     posting.configure()
 
+    # The ERP shows the document open, but the dead worker's posting may be running until its Job Timeout:
+    # nothing of the category is posted meanwhile, not even the other document.
+    waiting = PostingRunner(state_store, posting.bc, "SALESPOST").drain()
+    assert (waiting.posted, waiting.recovered, waiting.waiting_for) == (0, 0, ["Sales Invoice S-INV1001"])
+    assert [e.id for e in queue.list_entries(state_store, statuses=[Status.WAITING])] == [other.id]
+    started = posting.entry(entry.id).started_at
+    assert started is not None
+    _wait_for(lambda: datetime.now(UTC) > started + timedelta(seconds=4.5))
+
     result = PostingRunner(state_store, posting.bc, "SALESPOST").drain()
-    assert (result.recovered, result.posted) == (1, 1)
+    assert (result.recovered, result.posted, result.waiting_for) == (1, 2, [])
     final = posting.entry(entry.id)
     assert final.status is Status.FINISHED and final.attempts == 2
-    assert [p["outcome"] for p in posting.postings()] == ["timeout", "posted"]
+    assert [p["outcome"] for p in posting.postings()] == ["timeout", "posted", "posted"]
     assert [i.status for i in queue.list_log_entries(state_store, entry.id)] == ["Error", "Success"]
+    assert overlaps(posting.postings()) == []

@@ -110,5 +110,5 @@ def test_job_queue_status_of_an_entry_status() -> None:
 
     fields = JobQueueEntry.columns().split(", ")
     assert fields[0] == "id" and "lease_expires_at" in fields
-    assert {s.value for s in Status} == {"Ready", "In Process", "Error", "On Hold", "Finished"}
+    assert {s.value for s in Status} == {"Ready", "In Process", "Error", "On Hold", "Finished", "Waiting"}
     assert JobQueueStatus.SCHEDULED_FOR_POSTING == "Scheduled for Posting"
