@@ -3,7 +3,7 @@
 The tasks are the table mappings of ``include/mappings`` (currencies, salespeople, units of measure, customers,
 contacts, resources and items as products) and the edges are their dependencies, so a mapping starts as soon as
 the mappings it looks up have synced and independent ones run in parallel - BC's Full Synch. Review as a DAG.
-Every 30 minutes by default (``DYNAMICS_CRM_SYNC_SCHEDULE``: a cron expression, or ``none`` for manual runs
+Every 30 minutes by default (setting ``crm_sync_schedule``: a cron expression, or ``none`` for manual runs
 only).
 
 Params: ``full_sync`` reads every record instead of the changes since the last run; ``mappings`` runs only the
@@ -15,18 +15,18 @@ the others fail alone with "dependency not coupled" and are retried by the next 
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param
 
+from dynamics_jobqueue import settings
 from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.operators.watcher import watch
 from dynamics_jobqueue.sync.loader import load_mappings
 
 MAPPINGS = load_mappings()
-SCHEDULE = os.environ.get("DYNAMICS_CRM_SYNC_SCHEDULE", "*/30 * * * *")
+SCHEDULE = settings.get("crm_sync_schedule")
 
 with DAG(
     dag_id="crm_sync",
@@ -51,7 +51,7 @@ with DAG(
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=10),
         "trigger_rule": "all_done",
-        "pool": os.environ.get("DYNAMICS_CRM_SYNC_POOL", "default_pool"),
+        "pool": settings.get("crm_sync_pool"),
     },
     doc_md=__doc__,
     tags=["dynamics", "crm"],

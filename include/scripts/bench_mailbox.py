@@ -171,9 +171,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("mbsync is missing: run include/scripts/install_system_deps.sh")
     state_dir = Path(tempfile.mkdtemp(prefix="bench-mailbox-state-"))
     os.environ["DYNAMICS_STATE_DIR"] = str(state_dir)
-    os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = (
-        "True"  # the embedded state store is opt-in (development only)
-    )
+    # the embedded state store is opt-in (development only)
+    os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = "True"
     os.environ.pop("AIRFLOW_CONN_DYNAMICS_STATE", None)
     try:
         with MailServer() as server:

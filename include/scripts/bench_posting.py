@@ -49,9 +49,8 @@ def run(count: int = 10_000, latency_ms: float = 5.0) -> dict[str, Any]:
     """Run the benchmark and return its figures (also printed by :func:`main`)."""
     with tempfile.TemporaryDirectory(prefix="bench-posting-") as folder:
         os.environ["DYNAMICS_STATE_DIR"] = str(Path(folder) / "state")
-        os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = (
-            "True"  # the embedded state store is opt-in (development only)
-        )
+        # the embedded state store is opt-in (development only)
+        os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = "True"
         os.environ.pop("AIRFLOW_CONN_DYNAMICS_STATE", None)
         from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
         from dynamics_jobqueue.hooks.state import StateStoreHook

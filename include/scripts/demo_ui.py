@@ -91,9 +91,8 @@ def main() -> int:
     args = parser.parse_args()
 
     os.environ.setdefault("DYNAMICS_STATE_DIR", str(DEMO / "state"))
-    os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = (
-        "True"  # the embedded state store is opt-in (development only)
-    )
+    # the embedded state store is opt-in (development only)
+    os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = "True"
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.state import embedded
 

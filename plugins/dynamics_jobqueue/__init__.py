@@ -21,17 +21,67 @@ def get_provider_info() -> dict[str, Any]:
     providers, so the api-server shows them without importing the hooks; the ``conn-fields`` keys are the
     ``extra`` keys the hooks read. Nothing here may import Airflow or the hooks: every Airflow process calls it.
 
-    :return: the provider-info mapping (package name, connection types with their forms, the failure notifier).
+    :return: the provider-info mapping, shaped like the apache-airflow-providers-* packages' (integrations, their
+        hooks and operators, connection types with their forms, the failure notifier, the config section).
     """
     return {
         "package-name": "airflow-provider-dynamics-jobqueue",
         "name": "Dynamics job queue",
         "description": "Business Central <-> Dataverse sync, background posting, mailbox sync.",
         "versions": [__version__],
+        "integrations": [
+            {"integration-name": name, "external-doc-url": url, "tags": ["service"]}
+            for name, url, _, _ in _INTEGRATIONS
+        ],
+        "hooks": [
+            {"integration-name": name, "python-modules": modules} for name, _, modules, _ in _INTEGRATIONS if modules
+        ],
+        "operators": [
+            {"integration-name": name, "python-modules": modules} for name, _, _, modules in _INTEGRATIONS if modules
+        ],
         "connection-types": [_business_central(), _dataverse(), _graph(), _mail_server()],
         "notifications": ["dynamics_jobqueue.notifiers.JobQueueFailureNotifier"],
         "config": provider_config(),
     }
+
+
+#: (integration name, documentation, hook modules, operator modules)
+_INTEGRATIONS: list[tuple[str, str, list[str], list[str]]] = [
+    (
+        "Microsoft Dynamics 365 Business Central",
+        "https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/",
+        [
+            "dynamics_jobqueue.hooks.business_central",
+            "dynamics_jobqueue.hooks.microsoft",
+            "dynamics_jobqueue.hooks.batch",
+        ],
+        ["dynamics_jobqueue.operators.posting"],
+    ),
+    (
+        "Microsoft Dataverse",
+        "https://learn.microsoft.com/power-apps/developer/data-platform/webapi/overview",
+        ["dynamics_jobqueue.hooks.dataverse"],
+        ["dynamics_jobqueue.operators.sync", "dynamics_jobqueue.operators.watcher"],
+    ),
+    (
+        "Microsoft Graph mail",
+        "https://learn.microsoft.com/graph/api/resources/mail-api-overview",
+        ["dynamics_jobqueue.hooks.graph"],
+        [],
+    ),
+    (
+        "Email server (IMAP, POP3, SMTP)",
+        "https://learn.microsoft.com/dynamics365/business-central/admin-how-to-set-up-email",
+        ["dynamics_jobqueue.hooks.mail"],
+        ["dynamics_jobqueue.operators.mailbox"],
+    ),
+    (
+        "Dynamics job queue state store (PostgreSQL)",
+        "https://www.postgresql.org/docs/current/",
+        ["dynamics_jobqueue.hooks.state"],
+        [],
+    ),
+]
 
 
 def _microsoft_fields(*, host_label: str, host_placeholder: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Wire it into a DAG with::
 
     @dag(default_args={"on_failure_callback": [failure_notifier(to=["erp-team@contoso.com"])]}, ...)
 
-Recipients: ``to`` of the notifier, else ``DYNAMICS_ALERT_TO`` (comma-separated, read when the alert is sent, not
+Recipients: ``to`` of the notifier, else the setting ``alert_to`` (comma-separated, read when the alert is sent, not
 at parse time), plus the users who queued the failed documents when the exception carries them (attribute
 ``queued_by``: user ids, resolved through ``user_addresses`` unless they already are addresses).
 """
@@ -19,19 +19,21 @@ at parse time), plus the users who queued the failed documents when the exceptio
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
 
+from dynamics_jobqueue import settings
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: Lines of the exception message shown in the mail; the rest is in the task log.
 MAX_ERROR_LINES = 25
-ALERT_TO_ENV = "DYNAMICS_ALERT_TO"
+#: How the recipients are configured, for error messages (the setting ``alert_to``, see dynamics_jobqueue.settings).
+ALERT_TO_ENV = "AIRFLOW__DYNAMICS_JOBQUEUE__ALERT_TO"
 
 
 class JobQueueFailureNotifier(BaseNotifier):
@@ -40,13 +42,13 @@ class JobQueueFailureNotifier(BaseNotifier):
     Works as a task callback (``on_failure_callback`` of a task or of ``default_args``) and as a DAG callback
     (``on_failure_callback`` of the DAG, where Airflow passes the reason instead of an exception).
 
-    :param to: recipient address(es) (templated); default ``DYNAMICS_ALERT_TO`` at send time.
+    :param to: recipient address(es) (templated); default the setting ``alert_to`` at send time.
     :param smtp_conn_id: the smtp provider's connection (default ``smtp_default``).
     :param from_email: the sender (templated); default the connection's ``from_email`` extra.
     :param user_addresses: Business Central user id -> email address, for the users who queued documents.
     :param notify_queued_by: also mail the users named in the exception's ``queued_by`` (default ``True``).
     :param max_error_lines: lines of the exception message in the mail (default :data:`MAX_ERROR_LINES`).
-    :raises ValueError: when sent with no recipient at all (no ``to``, no ``DYNAMICS_ALERT_TO``, no user).
+    :raises ValueError: when sent with no recipient at all (no ``to``, no the setting ``alert_to``, no user).
     """
 
     template_fields = ("to", "from_email")
@@ -76,7 +78,9 @@ class JobQueueFailureNotifier(BaseNotifier):
         alert = FailureAlert.from_context(context, max_error_lines=self.max_error_lines)
         recipients = self.recipients(alert.queued_by)
         if not recipients:
-            raise ValueError(f"no recipient for the failure alert of {alert.dag_id}: set `to` or {ALERT_TO_ENV}")
+            raise ValueError(
+                f"no recipient for the failure alert of {alert.dag_id}: set `to`, {ALERT_TO_ENV} or DYNAMICS_ALERT_TO"
+            )
         with SmtpHook(smtp_conn_id=self.smtp_conn_id) as smtp:
             smtp.send_email_smtp(
                 to=recipients, subject=alert.subject, html_content=alert.html(), from_email=self.from_email
@@ -84,11 +88,11 @@ class JobQueueFailureNotifier(BaseNotifier):
         self.log.info("failure alert for %s sent to %d recipient(s)", alert.where, len(recipients))
 
     def recipients(self, queued_by: Iterable[str] = ()) -> list[str]:
-        """The addresses of one alert, without duplicates, in order: ``to`` (or ``DYNAMICS_ALERT_TO``), users.
+        """The addresses of one alert, without duplicates, in order: ``to`` (or the setting ``alert_to``), users.
 
         :param queued_by: user ids (or addresses) of the users who queued the failed documents.
         """
-        configured = self.to if self.to is not None else os.environ.get(ALERT_TO_ENV, "")
+        configured = self.to if self.to is not None else settings.alert_to()
         addresses = _split(configured)
         if self.notify_queued_by:
             for user in queued_by:
@@ -204,12 +208,12 @@ def failure_notifier(**kwargs: Any) -> JobQueueFailureNotifier:
 
 
 def failure_callbacks(**kwargs: Any) -> list[JobQueueFailureNotifier]:
-    """The DAGs' ``on_failure_callback``: a failure mail when ``to`` or ``DYNAMICS_ALERT_TO`` names recipients.
+    """The DAGs' ``on_failure_callback``: a failure mail when ``to`` or the setting ``alert_to`` names recipients.
 
     Without recipients the list is empty and failures surface in the Airflow UI only (a notifier with nobody to
     write to would fail on every task failure). Reads only the environment, so DAG files may call it at parse time.
     """
-    if kwargs.get("to") is None and not os.environ.get(ALERT_TO_ENV):
+    if kwargs.get("to") is None and not settings.alert_to():
         return []
     return [failure_notifier(**kwargs)]
 

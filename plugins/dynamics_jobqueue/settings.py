@@ -1,25 +1,70 @@
-"""The provider's settings: the ``[dynamics_jobqueue]`` section of Airflow's configuration.
+"""The provider's settings: the ``[dynamics_jobqueue]`` section of Airflow's configuration, read in one place.
 
 The options are declared in the provider info (``config``, see :func:`dynamics_jobqueue.get_provider_info`), so
-``airflow config list`` shows them with their defaults, and each can be set in ``airflow.cfg`` or overridden by the
-environment variable ``AIRFLOW__DYNAMICS_JOBQUEUE__<OPTION>`` (Airflow's own rule), e.g.
-``AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE=True``.
+``airflow config list`` shows them, and each can be set in ``airflow.cfg`` or by the environment variable
+``AIRFLOW__DYNAMICS_JOBQUEUE__<OPTION>`` (Airflow's own rule), e.g.
+``AIRFLOW__DYNAMICS_JOBQUEUE__CRM_SYNC_SCHEDULE="*/15 * * * *"``. The earlier variables ``DYNAMICS_<OPTION>``
+(e.g. ``DYNAMICS_CRM_SYNC_SCHEDULE``) are still honoured when the Airflow option is not set.
+
+Everything here is cheap (no network, no database): DAG files read their schedules at parse time.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 SECTION = "dynamics_jobqueue"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
-#: option -> (type, default, description); the provider info's ``config`` section is built from this table.
-OPTIONS: dict[str, tuple[str, str, str]] = {
-    "embedded_state_store": (
+
+@dataclass(frozen=True)
+class Option:
+    """One option: ``kind`` (Airflow's option type), the built-in ``default`` and what it does."""
+
+    kind: str
+    default: str
+    description: str
+
+
+OPTIONS: dict[str, Option] = {
+    "embedded_state_store": Option(
         "boolean",
         "False",
         "Development and tests only: when the dynamics_state connection is missing, start an embedded PostgreSQL "
-        "(the pgserver package, installed with the extra [embedded]) with its data under DYNAMICS_STATE_DIR. "
+        "(the pgserver package, installed with the extra [embedded]) with its data under state_dir. "
         "Off in production: a missing connection is then an error naming it.",
+    ),
+    "include_dir": Option(
+        "string",
+        "",
+        "Folder of the deployment's data files (mappings/); default the include/ folder of a checkout.",
+    ),
+    "mappings_dir": Option(
+        "string", "", "Folder of the integration table mapping files (*.yaml); default <include_dir>/mappings."
+    ),
+    "state_dir": Option(
+        "string",
+        "",
+        "Folder for local files: the embedded Postgres (pgdata/) and printed PDFs (printed/); default .state of a "
+        "checkout.",
+    ),
+    "crm_sync_schedule": Option(
+        "string", "*/30 * * * *", "Cron expression of the crm_sync DAG, or none for manual runs only."
+    ),
+    "crm_sync_pool": Option("string", "default_pool", "Airflow pool of the crm_sync tasks."),
+    "posting_drain_cron": Option("string", "*/2 * * * *", "How often the posting DAGs drain the job queue (cron)."),
+    "batch_post_time": Option("string", "18:00", "Time of the daily Batch Post run, HH:MM."),
+    "batch_post_timezone": Option("string", "Europe/London", "IANA time zone of batch_post_time."),
+    "posting_print_destination": Option(
+        "string",
+        "",
+        "Where Post & Print sends PDFs: a folder URI (file:///...), or a printer; default <state_dir>/printed.",
+    ),
+    "alert_to": Option(
+        "string", "", "Comma-separated recipients of failure alerts; empty: failures show in the Airflow UI only."
     ),
 }
 
@@ -29,28 +74,70 @@ def env_name(option: str) -> str:
     return f"AIRFLOW__{SECTION.upper()}__{option.upper()}"
 
 
+def legacy_env_name(option: str) -> str:
+    """The project's earlier variable for ``option`` (``DYNAMICS_<OPTION>``)."""
+    return f"DYNAMICS_{option.upper()}"
+
+
 def provider_config() -> dict[str, Any]:
     """The ``config`` entry of the provider info (the shape of Airflow's ``provider.yaml`` ``config``)."""
     return {
         SECTION: {
             "description": "Settings of the Dynamics job queue provider (sync, posting, mailboxes).",
             "options": {
-                name: {"description": text, "version_added": "0.1.0", "type": kind, "example": None, "default": default}
-                for name, (kind, default, text) in OPTIONS.items()
+                name: {
+                    "description": option.description,
+                    "version_added": "0.1.0",
+                    "type": option.kind,
+                    "example": None,
+                    "default": option.default,
+                }
+                for name, option in OPTIONS.items()
             },
         }
     }
 
 
-def getboolean(option: str) -> bool:
-    """The boolean ``option`` of the section (environment override first, then airflow.cfg, then the default)."""
+def get(option: str) -> str:
+    """The value of ``option``: the Airflow option (environment override or airflow.cfg) when set to a non-default
+    value, else ``DYNAMICS_<OPTION>``, else the built-in default.
+
+    :raises KeyError: for an option this provider does not declare.
+    """
     from airflow.sdk.configuration import conf
 
-    kind, default, _ = OPTIONS[option]
-    assert kind == "boolean", option
-    return bool(conf.getboolean(SECTION, option, fallback=default.lower() == "true"))
+    default = OPTIONS[option].default
+    value = conf.get(SECTION, option, fallback=default) or default
+    if value == default:
+        value = os.environ.get(legacy_env_name(option)) or default
+    return str(value)
+
+
+def getboolean(option: str) -> bool:
+    """The boolean ``option`` (``true``/``false``, ``1``/``0``, ``yes``/``no``, any case)."""
+    return get(option).strip().lower() in ("true", "1", "yes", "on", "t", "y")
 
 
 def embedded_state_store() -> bool:
     """Whether a missing ``dynamics_state`` connection may start the embedded Postgres (default ``False``)."""
     return getboolean("embedded_state_store")
+
+
+def include_dir() -> Path:
+    """The deployment's data folder (``include_dir``, default ``<checkout>/include``)."""
+    return Path(get("include_dir") or _REPO_ROOT / "include")
+
+
+def mappings_dir() -> Path:
+    """The folder of the table mapping files (``mappings_dir``, default ``<include_dir>/mappings``)."""
+    return Path(get("mappings_dir") or include_dir() / "mappings")
+
+
+def state_dir() -> Path:
+    """The folder for local files (``state_dir``, default ``<checkout>/.state``)."""
+    return Path(get("state_dir") or _REPO_ROOT / ".state")
+
+
+def alert_to() -> list[str]:
+    """The failure alerts' recipients (``alert_to``, comma-separated), blanks dropped."""
+    return [address.strip() for address in get("alert_to").split(",") if address.strip()]

@@ -159,4 +159,8 @@ def test_image_extends_the_pinned_airflow() -> None:
     assert pinned is not None
     assert f"ARG AIRFLOW_VERSION={pinned.group(1)}" in dockerfile
     assert "FROM apache/airflow:${AIRFLOW_VERSION}-python3.11" in dockerfile.replace("${PYTHON_VERSION}", "3.11")
-    assert "-r /opt/airflow/requirements.txt" in dockerfile
+    # The lock is a constraint: the image gets the package's declared dependencies, not the development tools.
+    assert "--constraint /opt/airflow/requirements.txt" in dockerfile
+    assert "-r /opt/airflow/requirements.txt" not in dockerfile and " -e " not in dockerfile
+    for tool in ("pytest", "ruff", "mypy", "playwright", "pgserver"):
+        assert tool not in dockerfile

@@ -18,10 +18,8 @@ from typing import Protocol
 
 from airflow.sdk import ObjectStoragePath
 
+from dynamics_jobqueue import settings
 from dynamics_jobqueue.paths import state_dir
-
-#: Environment variable with the default destination (a folder/URL, or ``lp`` / ``lp:<printer>``).
-DESTINATION_ENV = "DYNAMICS_POSTING_PRINT_DESTINATION"
 
 
 class PrintError(Exception):
@@ -91,8 +89,8 @@ class LpPrinter:
 
 
 def default_destination() -> str:
-    """``DYNAMICS_POSTING_PRINT_DESTINATION`` or the local folder ``<state dir>/printed``."""
-    return os.environ.get(DESTINATION_ENV) or (state_dir() / "printed").resolve().as_uri()
+    """The setting ``posting_print_destination`` or the local folder ``<state dir>/printed``."""
+    return settings.get("posting_print_destination") or (state_dir() / "printed").resolve().as_uri()
 
 
 def printer_for(destination: str | None = None, *, conn_id: str | None = None) -> Printer:

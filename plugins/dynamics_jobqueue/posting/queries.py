@@ -1,4 +1,4 @@
-"""SQL of the job queue (schema in include/sql/migrations/0003_job_queue.sql).
+"""SQL of the job queue (schema in dynamics_jobqueue/sql/migrations/0003_job_queue.sql).
 
 ``{columns}`` placeholders are filled with the entry dataclass's column list (code, never values); values are
 always bound parameters.

@@ -1,20 +1,20 @@
 """When the posting DAGs run: the drain interval and the daily Batch Post time.
 
-Read from the environment at DAG parse time (cheap, no network), so a deployment sets them next to its
-connections:
+Read from the provider's settings (:mod:`dynamics_jobqueue.settings`) at DAG parse time (cheap, no network):
 
-- ``DYNAMICS_POSTING_DRAIN_CRON``: how often the job queue is drained (default ``*/2 * * * *``);
-- ``DYNAMICS_BATCH_POST_TIME``: the daily Batch Post, ``HH:MM`` (default ``18:00``), the "convenient hour" of
+- ``posting_drain_cron``: how often the job queue is drained (default ``*/2 * * * *``);
+- ``batch_post_time``: the daily Batch Post, ``HH:MM`` (default ``18:00``), the "convenient hour" of
   the reference's scheduled Batch Post reports;
-- ``DYNAMICS_BATCH_POST_TIMEZONE``: the time zone of that hour (default ``Europe/London``, CRONUS UK).
+- ``batch_post_timezone``: the time zone of that hour (default ``Europe/London``, CRONUS UK).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+from dynamics_jobqueue import settings
 
 
 @dataclass(frozen=True)
@@ -33,19 +33,19 @@ class PostingSchedule:
 
     @classmethod
     def from_env(cls) -> PostingSchedule:
-        """Read the environment (see the module docstring).
+        """Read the settings (see the module docstring).
 
         :raises ValueError: on a malformed time or an unknown time zone.
         """
-        hour, _, minute = os.environ.get("DYNAMICS_BATCH_POST_TIME", "18:00").partition(":")
+        hour, _, minute = settings.get("batch_post_time").partition(":")
         schedule = cls(
-            drain_cron=os.environ.get("DYNAMICS_POSTING_DRAIN_CRON", cls.drain_cron),
+            drain_cron=settings.get("posting_drain_cron"),
             batch_hour=int(hour),
             batch_minute=int(minute or 0),
-            timezone=os.environ.get("DYNAMICS_BATCH_POST_TIMEZONE", cls.timezone),
+            timezone=settings.get("batch_post_timezone"),
         )
         if not (0 <= schedule.batch_hour < 24 and 0 <= schedule.batch_minute < 60):
-            raise ValueError(f"DYNAMICS_BATCH_POST_TIME must be HH:MM, got {hour}:{minute}")
+            raise ValueError(f"batch_post_time must be HH:MM, got {hour}:{minute}")
         ZoneInfo(schedule.timezone)
         return schedule
 

@@ -1,9 +1,9 @@
 """Versioned schema migrations of the state store.
 
-Migrations are plain SQL files ``include/sql/migrations/NNNN_name.sql`` applied in the order of their number,
-each in its own transaction together with its row in ``dynamics.schema_migrations``. A transaction-level
-advisory lock serialises concurrent callers (two Airflow tasks starting at once), so every migration is
-applied exactly once; re-running is a no-op.
+Migrations are plain SQL files ``dynamics_jobqueue/sql/migrations/NNNN_name.sql`` (package data) applied in the
+order of their number, each in its own transaction together with its row in ``dynamics.schema_migrations``.
+A transaction-level advisory lock serialises concurrent callers (two Airflow tasks starting at once), so every
+migration is applied exactly once; re-running is a no-op.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Migration:
 
 
 def discover(folder: Path | None = None) -> list[Migration]:
-    """Read the migration files of ``folder`` (default ``include/sql/migrations``), sorted by version.
+    """Read the migration files of ``folder`` (default the package's ``sql/migrations``), sorted by version.
 
     :raises ValueError: when a file name does not follow ``NNNN_name.sql`` or two files share a number.
     """
@@ -58,7 +58,7 @@ def apply(conn: psycopg.Connection, folder: Path | None = None) -> list[int]:
     """Apply every migration not yet recorded in ``dynamics.schema_migrations``.
 
     :param conn: an open psycopg 3 connection (its autocommit setting is left as found).
-    :param folder: the migrations folder; default ``include/sql/migrations``.
+    :param folder: the migrations folder; default the package's ``sql/migrations``.
     :return: the versions applied by this call, in order (empty when the schema was up to date).
     :raises psycopg.Error: when a migration fails; that migration is rolled back, earlier ones stay.
     """

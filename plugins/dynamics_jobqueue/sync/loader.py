@@ -12,7 +12,6 @@ every parse for the cost of a ``stat`` per file.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,13 +19,13 @@ from pathlib import Path
 
 import yaml
 
-from dynamics_jobqueue.paths import include_dir
+from dynamics_jobqueue import settings
 from dynamics_jobqueue.sync.mapping import MappingError, TableMapping, build_mapping
 
 
 def mappings_dir() -> Path:
-    """The mappings folder: ``DYNAMICS_MAPPINGS_DIR`` or ``include/mappings``."""
-    return Path(os.environ.get("DYNAMICS_MAPPINGS_DIR") or include_dir() / "mappings")
+    """The mappings folder: the setting ``mappings_dir``, default ``include/mappings``."""
+    return settings.mappings_dir()
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""SQL of the sync state (tables of ``include/sql/migrations/0002_sync.sql``). Plain ``%s`` parameters only."""
+"""SQL of the sync state (tables of ``dynamics_jobqueue/sql/migrations/0002_sync.sql``). Plain ``%s`` parameters."""
 
 from __future__ import annotations
 
