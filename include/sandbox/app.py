@@ -44,7 +44,7 @@ from sandbox.store import Store
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ENVIRONMENT = "production"
 API_METHODS = ["GET", "POST", "PATCH", "DELETE", "PUT"]
@@ -121,8 +121,8 @@ class FaultInjector:
     """ASGI wrapper: counts API requests, adds latency and injects 429/5xx/dropped connections.
 
     Latency is an ``asyncio.sleep`` so that concurrent requests overlap as they would against a
-    slow service. Faults are decided before the request reaches its handler (see
-    :mod:`sandbox.faults`).
+    slow service. Faults *before* are decided before the request reaches its handler; faults *after* let the
+    handler run and commit, then replace its answer (see :mod:`sandbox.faults`).
     """
 
     def __init__(self, app: ASGIApp, sandbox: Sandbox) -> None:
@@ -139,10 +139,24 @@ class FaultInjector:
         sandbox.stats.count(label)
         if sandbox.faults.config.latency_ms:
             await asyncio.sleep(sandbox.faults.config.latency_ms / 1000)
-        decision = sandbox.faults.decide()
+        faulty = sandbox.faults.applies(label)
+        decision = sandbox.faults.decide() if faulty else None
         if decision is None:
-            await self.app(scope, receive, send)
-            return
+            after = faulty and (sandbox.faults.config.rate_5xx_after or sandbox.faults.config.rate_drop_after)
+            if not after:
+                await self.app(scope, receive, send)
+                return
+            answer: list[Message] = []
+
+            async def hold(message: Message) -> None:
+                answer.append(message)
+
+            await self.app(scope, receive, hold)
+            decision = sandbox.faults.decide_after()
+            if decision is None:
+                for message in answer:
+                    await send(message)
+                return
         if decision == "drop":
             cycle = getattr(send, "__self__", None)
             transport = getattr(cycle, "transport", None)

@@ -1,9 +1,13 @@
 """Latency and fault injection for the API routes, plus request statistics.
 
-Faults are decided when a request arrives, before it reaches an API handler, so a 429, a 5xx or a
-dropped connection never leaves a half-applied write: the client may safely retry. (A real service
-can also fail after committing; clients must be idempotent anyway, but the sandbox keeps tests
-deterministic by failing only before the write.)
+Two kinds of fault, as a real service shows them:
+
+- *before* processing (``rate_429``, ``rate_5xx``, ``rate_drop``): decided when a request arrives, before it
+  reaches an API handler, so nothing was written and the client may simply retry;
+- *after* processing (``rate_5xx_after``, ``rate_drop_after``): the handler ran and committed its writes (a
+  whole ``$batch`` included), then the answer is replaced by a 500/503 or the connection is dropped. The
+  client cannot tell what was written: only keyed, idempotent writes and a state protocol that survives an
+  unknown outcome keep the two systems from diverging (issue 10).
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class FaultConfig:
     :param retry_after_s: the ``Retry-After`` value of a 429 answer, in seconds.
     :param rate_5xx: probability of a 503 or 500 answer.
     :param rate_drop: probability that the connection is closed without an answer.
+    :param rate_5xx_after: probability that a request is processed and committed, then answered 503 or 500.
+    :param rate_drop_after: probability that a request is processed and committed, then its connection is
+        closed without an answer.
+    :param route: only requests of this route fault (a label of the statistics, e.g. ``POST bc/$batch``);
+        every API request when ``None``.
     :param seed: seed of the random generator (``None``: not reproducible).
     """
 
@@ -32,12 +41,16 @@ class FaultConfig:
     retry_after_s: float = 1.0
     rate_5xx: float = 0.0
     rate_drop: float = 0.0
+    rate_5xx_after: float = 0.0
+    rate_drop_after: float = 0.0
+    route: str | None = None
     seed: int | None = None
 
     @classmethod
     def from_env(cls) -> FaultConfig:
         """Read ``SANDBOX_LATENCY_MS``, ``SANDBOX_RATE_429``, ``SANDBOX_RETRY_AFTER``, ``SANDBOX_RATE_5XX``,
-        ``SANDBOX_RATE_DROP`` and ``SANDBOX_SEED``."""
+        ``SANDBOX_RATE_DROP``, ``SANDBOX_RATE_5XX_AFTER``, ``SANDBOX_RATE_DROP_AFTER``, ``SANDBOX_FAULT_ROUTE``
+        and ``SANDBOX_SEED``."""
         env = os.environ
         seed = env.get("SANDBOX_SEED")
         return cls(
@@ -46,6 +59,9 @@ class FaultConfig:
             retry_after_s=float(env.get("SANDBOX_RETRY_AFTER", 1)),
             rate_5xx=float(env.get("SANDBOX_RATE_5XX", 0)),
             rate_drop=float(env.get("SANDBOX_RATE_DROP", 0)),
+            rate_5xx_after=float(env.get("SANDBOX_RATE_5XX_AFTER", 0)),
+            rate_drop_after=float(env.get("SANDBOX_RATE_DROP_AFTER", 0)),
+            route=env.get("SANDBOX_FAULT_ROUTE") or None,
             seed=int(seed) if seed else None,
         )
 
@@ -60,7 +76,7 @@ class FaultConfig:
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
         config = cls(**{k: v for k, v in data.items() if v is not None})
-        for name in ("rate_429", "rate_5xx", "rate_drop"):
+        for name in ("rate_429", "rate_5xx", "rate_drop", "rate_5xx_after", "rate_drop_after"):
             if not 0 <= float(getattr(config, name)) <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
         if config.latency_ms < 0 or config.retry_after_s < 0:
@@ -81,6 +97,10 @@ class Faults:
         self.config = config
         self._random = random.Random(config.seed)
 
+    def applies(self, route: str) -> bool:
+        """True when requests of ``route`` may fault (see :attr:`FaultConfig.route`)."""
+        return self.config.route is None or self.config.route == route
+
     def decide(self) -> str | None:
         """``"drop"``, ``"429"``, ``"503"``, ``"500"`` or ``None`` for the request that just arrived."""
         c = self.config
@@ -89,6 +109,15 @@ class Faults:
         if c.rate_429 and self._random.random() < c.rate_429:
             return "429"
         if c.rate_5xx and self._random.random() < c.rate_5xx:
+            return "503" if self._random.random() < 0.5 else "500"
+        return None
+
+    def decide_after(self) -> str | None:
+        """``"drop"``, ``"503"``, ``"500"`` or ``None`` for a request whose handler has just committed."""
+        c = self.config
+        if c.rate_drop_after and self._random.random() < c.rate_drop_after:
+            return "drop"
+        if c.rate_5xx_after and self._random.random() < c.rate_5xx_after:
             return "503" if self._random.random() < 0.5 else "500"
         return None
 

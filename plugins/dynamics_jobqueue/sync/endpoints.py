@@ -74,6 +74,8 @@ class Endpoint:
 
     side: Side
     modified_field: str
+    #: ``$orderby`` of change reads (see :class:`CrmEndpoint`); ``None`` keeps the service's order.
+    change_order: str | None = None
 
     def __init__(self, hook: Any, page_size: int) -> None:
         self.hook = hook
@@ -84,14 +86,20 @@ class Endpoint:
         raise NotImplementedError
 
     def pages(
-        self, entity_set: str, *, filter: str | None, select: list[str] | None, count: bool = False
+        self,
+        entity_set: str,
+        *,
+        filter: str | None,
+        select: list[str] | None,
+        count: bool = False,
+        orderby: str | None = None,
     ) -> Iterator[tuple[list[dict[str, Any]], int | None]]:
         """Pages of a collection read (server-driven paging, ``@odata.nextLink``) with the total when asked
         (``$count=true`` on the first request: the total comes with the first page, at no extra request).
 
         :return: ``(records, total)`` per page; ``total`` is ``None`` after the first page or when not given.
         """
-        params: dict[str, str] | None = odata_params(filter=filter, select=select)
+        params: dict[str, str] | None = odata_params(filter=filter, select=select, orderby=orderby)
         if count and params is not None:
             params["$count"] = "true"
         headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
@@ -127,7 +135,8 @@ class Endpoint:
             f"{self.modified_field} gt {odata_literal(since)}" if since is not None else None,
             extra,
         )
-        for page, total in self.pages(endpoint.entity_set, filter=flt, select=select, count=True):
+        pages = self.pages(endpoint.entity_set, filter=flt, select=select, count=True, orderby=self.change_order)
+        for page, total in pages:
             yield [self.normalise(endpoint, record) for record in page], total
 
     def read_where(
@@ -207,13 +216,17 @@ class CrmEndpoint(Endpoint):
     """Dataverse: changes by ``versionnumber``, ``<entity>id`` keys, multipart ``$batch`` of 1,000, upserts by key.
 
     ``versionnumber`` (the row version) marks changes rather than ``modifiedon``, whose one-second resolution
-    would let a change made in the same second as the watermark slip by.
+    would let a change made in the same second as the watermark slip by. Changes are read in version order:
+    Dataverse pages an ordered read by position in that order (a paging cookie), so a record changed while a
+    run pages through the changes gets a version above every record read so far and comes on a later page;
+    the highest version read is then a safe watermark (issue 10, case 5).
 
     :param hook: a :class:`DataverseHook`. :param page_size: at most 5,000 (the API's page limit).
     """
 
     side = Side.CRM
     modified_field = "versionnumber"
+    change_order = "versionnumber asc"
     hook: DataverseHook
 
     def __init__(self, hook: DataverseHook, page_size: int = 5_000) -> None:

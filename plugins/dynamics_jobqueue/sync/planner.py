@@ -40,6 +40,8 @@ MODIFIED = "_modified"
 MODIFIED_ON = "_modifiedon"
 #: Reason of an UNCHANGED record whose two sides both changed, to the same values.
 BOTH_SAME = "both sides hold the same values"
+#: Reason of a SKIP for a record marked Skipped (its error state stays until reset).
+MARKED_SKIPPED = "marked Skipped after repeated errors; reset it to sync again"
 
 
 class Action(StrEnum):
@@ -239,7 +241,7 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
         echo = coupled & synced_at.notna() & (page.source[MODIFIED] <= synced_at).fillna(False).astype(bool)
         decide(echo, Action.IGNORE, "not modified since its last sync")
     skipped = state["skipped"].astype("boolean").fillna(False).astype(bool)
-    decide(skipped, Action.SKIP, "marked Skipped after repeated errors; reset it to sync again")
+    decide(skipped, Action.SKIP, MARKED_SKIPPED)
     if not page.problems.empty:
         problems = page.problems.reindex(index)
         for what in (Action.SKIP, Action.FAIL):

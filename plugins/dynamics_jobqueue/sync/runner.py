@@ -30,12 +30,13 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from dynamics_jobqueue.hooks.errors import ApiError
+from dynamics_jobqueue.sync import crash_points
 from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint, odata_literal
 from dynamics_jobqueue.sync.fingerprint import fingerprint_rows
 from dynamics_jobqueue.sync.lookups import LookupResolver
@@ -70,6 +71,9 @@ ALERT_RECORDS = 10
 SLICE = 5_000
 #: Slices written at the same time by the page pipeline.
 PIPELINE_WORKERS = 2
+#: How far before the pass's start an ERP watermark is capped (BC: codeunit "CRM Integration Table Synch." caps
+#: at the job's start and reads ``> watermark - 999 ms``): a change stamped around the cap is read again.
+ERP_OVERLAP = timedelta(milliseconds=999)
 
 
 @dataclass
@@ -136,8 +140,10 @@ class SyncSystemicError(Exception):
     def __init__(self, mapping: str, error: ApiError) -> None:
         self.error = error
         super().__init__(
-            f"{mapping}: stopped on {type(error).__name__} ({error}). Nothing after the last committed page was "
-            "written; the next run continues from there."
+            f"{mapping}: stopped on {type(error).__name__} ({error}). Every page committed before stays committed. "
+            "Writes of the page in flight may have reached the other system before the error (its answer was "
+            "lost), so some of its records can be there already without their couplings: the next run finds them "
+            "by their keys and couples them instead of writing them twice."
         )
 
 
@@ -151,9 +157,8 @@ class MappingRunner:
         make unchanged records cost no write.
     :param erp_page_size: records per Business Central page (max 20,000).
     :param crm_page_size: records per Dataverse page (max 5,000).
-    :param checkpoint: called with the name of each point the run passes (``page_written``: a page's writes
-        are done and not yet committed; ``page_committed``; ``pass_finished``). It observes the run; the
-        crash-safety tests use it to stop a worker at an exact point.
+    :param checkpoint: called with the name of each boundary the run passes (:mod:`.crash_points`); by default
+        :func:`.crash_points.from_environment`, a no-op unless a crash-safety test names a point to die at.
     """
 
     def __init__(
@@ -178,7 +183,7 @@ class MappingRunner:
         self.run_id = run_id or f"manual__{uuid.uuid4()}"
         self.full_sync = full_sync
         self.crm_page_size = crm_page_size
-        self.checkpoint = checkpoint or (lambda _: None)
+        self.checkpoint = checkpoint or crash_points.from_environment()
         self._result_lock = threading.Lock()
 
     # -- the run --------------------------------------------------------------------------------------------
@@ -194,7 +199,7 @@ class MappingRunner:
             try:
                 self.integration_user = self._integration_user()
                 self.lookups = LookupResolver(store, self.erp, self.crm, self.mappings, self.integration_user)
-                self.writer = PageWriter(self.mapping, store, self.erp, self.crm, self.lookups, self.integration_user)
+                self.writer = self._writer(store)
                 crm_watermark = None
                 if self.mapping.direction is Direction.BIDIRECTIONAL:
                     crm_watermark = self._stage_crm_changes()
@@ -204,6 +209,11 @@ class MappingRunner:
                     raise SyncSystemicError(self.mapping.name, exc) from exc
                 raise
         return MappingRunResult(self.mapping.name, passes)
+
+    def _writer(self, store: SyncStore) -> PageWriter:
+        return PageWriter(
+            self.mapping, store, self.erp, self.crm, self.lookups, self.integration_user, checkpoint=self.checkpoint
+        )
 
     def _integration_user(self) -> str:
         """The integration user's systemuserid (``WhoAmI``), remembered per CRM connection in the state store.
@@ -269,6 +279,7 @@ class MappingRunner:
             store.stage(self._staging_rows(records))
             self._forget_vanished(Direction.FROM_CRM, failed, records)
         log.info("%s: %d CRM change(s) staged, %d retried", self.mapping.name, staged, len(retry))
+        self.checkpoint("staging.read")
         return newest
 
     def _staging_rows(self, records: list[dict[str, Any]]) -> list[tuple[str, int | None, dict[str, Any]]]:
@@ -291,6 +302,11 @@ class MappingRunner:
         source_side = Side.ERP if flow is Direction.TO_CRM else Side.CRM
         endpoint = self.erp if source_side is Side.ERP else self.crm
         select = self.mapping.read_fields(source_side)
+        # The watermark rule (BC, codeunit "CRM Integration Table Synch."): an ERP watermark never passes the
+        # time the pass started less ERP_OVERLAP. A record edited while the pass pages through the changes may
+        # come after records already read with a later stamp; capped, the edit is read by the next run. CRM
+        # changes are read in version order instead (see CrmEndpoint), so their highest version is safe.
+        cap = datetime.now(UTC) - ERP_OVERLAP
         since = None if self.full_sync else store.watermark(flow.value)
         newest = since
         label = f"{self.mapping.name} {flow.label}"
@@ -337,12 +353,15 @@ class MappingRunner:
         except Exception as exc:
             store.finish_job(job_id, status="failed", message=str(exc)[:4000], direction=flow.value, watermark=None)
             raise
+        if isinstance(newest, datetime):
+            newest = min(newest, cap)
         status = "failed" if result.counts["failed"] else "success"
         message = None
         if result.counts["failed"]:
             message = MappingRunResult(self.mapping.name, [result]).describe()
+        self.checkpoint(f"{flow.value}.pass.before_finish")
         store.finish_job(job_id, status=status, message=message, direction=flow.value, watermark=newest)
-        self.checkpoint("pass_finished")
+        self.checkpoint(f"{flow.value}.pass.finished")
         log.info(
             "%s: %s",
             label,
@@ -468,9 +487,15 @@ class MappingRunner:
         created = list(writer.created_erp_records)
         if page.write_back:
             outcome.counts = Counter(failed=outcome.counts["failed"])
-        self.checkpoint("page_written")
-        store.commit_page(result.job_id, page.flow.value, outcome, skip_after=self.mapping.skip_after_same_error)
-        self.checkpoint("page_committed")
+        stage = page.stage
+        store.commit_page(
+            result.job_id,
+            page.flow.value,
+            outcome,
+            skip_after=self.mapping.skip_after_same_error,
+            before_commit=lambda: self.checkpoint(f"{stage}.commit.inside"),
+        )
+        self.checkpoint(f"{stage}.commit.after")
         with self._result_lock:
             result.counts.update(outcome.counts)
             room = ALERT_RECORDS - len(result.failures)
@@ -504,7 +529,7 @@ class _PagePipeline:
         runner = self.runner
         for _ in range(PIPELINE_WORKERS):
             store = self._stack.enter_context(SyncStore.connect(runner.state, runner.mapping.name))
-            writer = PageWriter(runner.mapping, store, runner.erp, runner.crm, runner.lookups, runner.integration_user)
+            writer = runner._writer(store)
             self._workers.put((store, writer))
         self._executor = self._stack.enter_context(
             ThreadPoolExecutor(max_workers=PIPELINE_WORKERS, thread_name_prefix=f"sync-{runner.mapping.slug}")

@@ -10,7 +10,7 @@ again and finds their records coupled and unchanged.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -261,84 +261,102 @@ class SyncStore:
         return int(row[0]) if row else 0
 
     # -- commit ----------------------------------------------------------------------------------------------
-    def commit_page(self, job_id: int, direction: str, outcome: PageOutcome, *, skip_after: int) -> None:
-        """Write one page's outcome in one transaction (see :class:`PageOutcome`)."""
-        counts = outcome.counts
+    def commit_page(
+        self,
+        job_id: int,
+        direction: str,
+        outcome: PageOutcome,
+        *,
+        skip_after: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Write one page's outcome in one transaction (see :class:`PageOutcome`).
+
+        :param before_commit: called when everything is written and not yet committed (a crash point).
+        """
         with self.conn.transaction(), self.conn.cursor() as cur:
-            for erp_id in outcome.removed_couplings:
-                cur.execute(q.DELETE_COUPLING_BY_ERP_ID, (self.mapping, erp_id))
-            if outcome.couplings:
-                cur.execute(q.CREATE_COUPLING_INPUT)
-                with cur.copy(q.COPY_COUPLING_INPUT) as copy:
-                    for c in outcome.couplings:
-                        copy.write_row(
-                            (
-                                c.erp_id,
-                                c.crm_id,
-                                c.erp_key,
-                                c.crm_key,
-                                c.erp_modified_at,
-                                c.crm_version,
-                                c.erp_hash,
-                                c.crm_hash,
-                                c.is_new,
-                            )
-                        )
-                if any(c.is_new for c in outcome.couplings):
-                    cur.execute(q.DELETE_REPLACED_COUPLINGS, (self.mapping,))
-                cur.execute(q.MERGE_COUPLINGS, (self.mapping,))
-            settled = [c.crm_id for c in outcome.couplings]
-            if direction == "from_crm":
-                settled += [f.source_id for f in outcome.failures]
-            if settled:
-                cur.execute(q.DROP_PENDING, (self.mapping, settled))
-            if outcome.succeeded:
-                cur.executemany(q.RECORD_SUCCEEDED, [(self.mapping, direction, s) for s in outcome.succeeded])
-            if outcome.failures:
-                cur.executemany(
-                    q.RECORD_FAILED,
-                    [
+            self._write_outcome(cur, job_id, direction, outcome, skip_after)
+            if before_commit is not None:
+                before_commit()
+
+    def _write_outcome(
+        self, cur: psycopg.Cursor, job_id: int, direction: str, outcome: PageOutcome, skip_after: int
+    ) -> None:
+        counts = outcome.counts
+        for erp_id in outcome.removed_couplings:
+            cur.execute(q.DELETE_COUPLING_BY_ERP_ID, (self.mapping, erp_id))
+        if outcome.couplings:
+            cur.execute(q.CREATE_COUPLING_INPUT)
+            with cur.copy(q.COPY_COUPLING_INPUT) as copy:
+                for c in outcome.couplings:
+                    copy.write_row(
                         (
-                            self.mapping,
-                            direction,
-                            f.source_id,
-                            f.source_key,
-                            f.destination_id,
-                            f.kind,
-                            f.message,
-                            f.detail,
-                            job_id,
-                            skip_after,
-                            skip_after,
+                            c.erp_id,
+                            c.crm_id,
+                            c.erp_key,
+                            c.crm_key,
+                            c.erp_modified_at,
+                            c.crm_version,
+                            c.erp_hash,
+                            c.crm_hash,
+                            c.is_new,
                         )
-                        for f in outcome.failures
-                    ],
-                )
-                cur.executemany(
-                    q.JOB_ERROR,
-                    [
-                        (job_id, f.source_id, f.source_key, f.destination_id, f.kind, f.message, f.detail)
-                        for f in outcome.failures
-                    ],
-                )
-            if outcome.staging_marks:
-                cur.executemany(
-                    q.MARK_STAGED,
-                    [(values_hash, used, self.mapping, crm_id) for crm_id, values_hash, used in outcome.staging_marks],
-                )
-            if any(counts.values()):
-                cur.execute(
-                    q.ADD_COUNTS,
+                    )
+            if any(c.is_new for c in outcome.couplings):
+                cur.execute(q.DELETE_REPLACED_COUPLINGS, (self.mapping,))
+            cur.execute(q.MERGE_COUPLINGS, (self.mapping,))
+        settled = [c.crm_id for c in outcome.couplings]
+        if direction == "from_crm":
+            settled += [f.source_id for f in outcome.failures]
+        if settled:
+            cur.execute(q.DROP_PENDING, (self.mapping, settled))
+        if outcome.succeeded:
+            cur.executemany(q.RECORD_SUCCEEDED, [(self.mapping, direction, s) for s in outcome.succeeded])
+        if outcome.failures:
+            cur.executemany(
+                q.RECORD_FAILED,
+                [
                     (
-                        counts.get("inserted", 0),
-                        counts.get("modified", 0),
-                        counts.get("deleted", 0),
-                        counts.get("unchanged", 0),
-                        counts.get("skipped", 0),
-                        counts.get("failed", 0),
+                        self.mapping,
+                        direction,
+                        f.source_id,
+                        f.source_key,
+                        f.destination_id,
+                        f.kind,
+                        f.message,
+                        f.detail,
                         job_id,
-                    ),
-                )
+                        skip_after,
+                        skip_after,
+                    )
+                    for f in outcome.failures
+                ],
+            )
+            cur.executemany(
+                q.JOB_ERROR,
+                [
+                    (job_id, f.source_id, f.source_key, f.destination_id, f.kind, f.message, f.detail)
+                    for f in outcome.failures
+                ],
+            )
+        if outcome.staging_marks:
+            cur.executemany(
+                q.MARK_STAGED,
+                [(values_hash, used, self.mapping, crm_id) for crm_id, values_hash, used in outcome.staging_marks],
+            )
+        if any(counts.values()):
+            cur.execute(
+                q.ADD_COUNTS,
+                (
+                    counts.get("inserted", 0),
+                    counts.get("modified", 0),
+                    counts.get("deleted", 0),
+                    counts.get("unchanged", 0),
+                    counts.get("skipped", 0),
+                    counts.get("failed", 0),
+                    job_id,
+                ),
+            )
 
 
 def reset_skipped(hook: StateStoreHook, mapping: str, source_ids: Sequence[str] | None = None) -> int:

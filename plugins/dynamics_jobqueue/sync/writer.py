@@ -29,6 +29,7 @@ from dynamics_jobqueue.sync.fingerprint import canonical, canonical_frame, finge
 from dynamics_jobqueue.sync.mapping import DeletionConflictResolution, Direction, FieldMapping, Side, TableMapping
 from dynamics_jobqueue.sync.planner import (
     BOTH_SAME,
+    MARKED_SKIPPED,
     MODIFIED,
     Action,
     ErrorKind,
@@ -39,6 +40,8 @@ from dynamics_jobqueue.sync.store import Coupling, PageOutcome, RecordFailure
 from dynamics_jobqueue.sync.transformations import apply_all
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint
     from dynamics_jobqueue.sync.lookups import LookupResolver
     from dynamics_jobqueue.sync.store import SyncStore
@@ -100,6 +103,11 @@ class Page:
 
     # Row access by id through plain dicts: a page has up to 20,000 records and pandas' per-row access costs
     # tens of microseconds each.
+    @property
+    def stage(self) -> str:
+        """How crash points name this page's stage: ``to_crm``, ``from_crm`` or ``write_back``."""
+        return "write_back" if self.write_back else self.flow.value
+
     @cached_property
     def value_rows(self) -> dict[str, dict[str, Any]]:
         return self.values.to_dict("index")
@@ -143,6 +151,7 @@ class PageWriter:
     :param mapping: the table mapping. :param store: the run's state store.
     :param erp: the ERP side. :param crm: the CRM side. :param lookups: resolver (for ``@odata.bind`` targets).
     :param integration_user: the integration user's systemuserid (placeholder of filters).
+    :param checkpoint: told the crash points the writer passes (:mod:`.crash_points`).
     """
 
     def __init__(
@@ -153,6 +162,8 @@ class PageWriter:
         crm: CrmEndpoint,
         lookups: LookupResolver,
         integration_user: str,
+        *,
+        checkpoint: Callable[[str], None] | None = None,
     ) -> None:
         self.mapping = mapping
         self.store = store
@@ -160,6 +171,7 @@ class PageWriter:
         self.crm = crm
         self.lookups = lookups
         self.integration_user = integration_user
+        self.checkpoint = checkpoint or (lambda _: None)
         #: ERP records created from the CRM in the last page, for the write-back of their to-CRM fields.
         self.created_erp_records: list[dict[str, Any]] = []
 
@@ -190,6 +202,15 @@ class PageWriter:
                 body[target] = "" if value is None else value
         return body
 
+    def _send(self, page: Page, endpoint: CrmEndpoint | ErpEndpoint, ops: list[BatchOperation]) -> list[BatchResult]:
+        """Send ``ops`` in ``$batch`` requests, passing the crash points just before and just after."""
+        if not ops:
+            return []
+        self.checkpoint(f"{page.stage}.batch.before")
+        results = endpoint.write(ops)
+        self.checkpoint(f"{page.stage}.batch.answered")
+        return results
+
     # -- the page --------------------------------------------------------------------------------------------
     def write(self, page: Page) -> PageOutcome:
         """Write the page's INSERT, COUPLE and UPDATE records and collect every record's outcome."""
@@ -214,7 +235,8 @@ class PageWriter:
         ):
             if action == Action.SKIP.value:
                 outcome.counts["skipped"] += 1
-                self._clear_error(page, outcome, str(source_id))
+                if reason != MARKED_SKIPPED:  # out of scope now: no error to retry
+                    self._clear_error(page, outcome, str(source_id))
             elif action == Action.FAIL.value:
                 self._fail(page, outcome, str(source_id), kind or ErrorKind.RECORD.value, reason)
             else:
@@ -373,7 +395,7 @@ class PageWriter:
                 self.crm.upsert_op(source_id, crm, {crm.key: key}, body, mode="create" if insert else "update")
             )
         second: list[BatchOperation] = []
-        for op, result in zip(first, self.crm.write(first), strict=True):
+        for op, result in zip(first, self._send(page, self.crm, first), strict=True):
             action = page.plan_rows[op.id]["action"]
             if result.ok:
                 outcome.counts["inserted" if action == Action.INSERT.value else "modified"] += 1
@@ -389,7 +411,7 @@ class PageWriter:
             else:
                 message, detail = error_text(result, op)
                 self._fail(page, outcome, op.id, ErrorKind.RECORD.value, message, detail)
-        for op, result in zip(second, self.crm.write(second), strict=True):
+        for op, result in zip(second, self._send(page, self.crm, second), strict=True):
             if result.ok:
                 outcome.counts["modified"] += 1
                 self._couple(page, outcome, op.id, _record_id(result, op), written=True, is_new=True)
@@ -408,7 +430,7 @@ class PageWriter:
             )
             for source_id in source_ids
         ]
-        for op, result in zip(ops, self.crm.write(ops), strict=True):
+        for op, result in zip(ops, self._send(page, self.crm, ops), strict=True):
             if result.ok:
                 outcome.counts["inserted"] += 1
                 self._couple(page, outcome, op.id, crm_id_for(self.mapping, op.id), written=True, is_new=True)
@@ -455,7 +477,7 @@ class PageWriter:
             ops.append(self.erp.create_op(source_id, erp, body))
         if pending:
             self.store.add_pending(pending)
-        for op, result in zip(ops, self.erp.write(ops), strict=True):
+        for op, result in zip(ops, self._send(page, self.erp, ops), strict=True):
             if result.ok and isinstance(result.body, dict):
                 outcome.counts["inserted"] += 1
                 record = dict(result.body)
@@ -563,7 +585,7 @@ class PageWriter:
                 ops.append(self.erp.update_op(source_id, self.mapping.erp, dest_id, body))
         endpoint = self.crm if flow is Direction.TO_CRM else self.erp
         deleted: list[str] = []
-        for op, result in zip(ops, endpoint.write(ops), strict=True):
+        for op, result in zip(ops, self._send(page, endpoint, ops), strict=True):
             dest_id = str(page.plan_rows[op.id]["dest_id"])
             is_new = op.id not in page.existing
             if result.ok:
@@ -614,7 +636,7 @@ class PageWriter:
                 )
                 for s in source_ids
             ]
-            for op, result in zip(ops, self.crm.write(ops), strict=True):
+            for op, result in zip(ops, self._send(page, self.crm, ops), strict=True):
                 if result.ok:
                     outcome.counts["inserted"] += 1
                     self._couple(page, outcome, op.id, str(page.plan_rows[op.id]["dest_id"]), written=True)

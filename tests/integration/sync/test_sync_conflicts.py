@@ -41,11 +41,16 @@ def test_the_same_conflict_twice_marks_the_record_skipped_until_reset(sync, conf
     assert third["CUSTOMER to CRM"] == {"failed": 1}
     (error,) = sync.record_errors("CUSTOMER")
     assert (error["error_count"], error["skipped"]) == (2, True)
-    assert sync.counts(sync.run("CUSTOMER", run_id="fourth")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}
+    # Left alone: nothing written, nothing failed (a record changed in the second before a run's start is read
+    # again by the next run, the watermark rule's overlap, and then counted Skipped again).
+    fourth = sync.counts(sync.run("CUSTOMER", run_id="fourth"))
+    assert set(fourth["CUSTOMER to CRM"]) <= {"skipped"} and fourth["CUSTOMER from CRM"] == {}
     # A Skipped pair is left alone even when it changes again, on either side.
     sync.crm_user.upsert("accounts", conflict[1], {"telephone1": "123"}, mode="update")
     fifth = sync.counts(sync.run("CUSTOMER", run_id="fifth"))
-    assert fifth == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {"skipped": 1}}
+    # Counted once, Skipped, in whichever pass meets the pair first (the ERP record when it is read again).
+    assert sorted(fifth.values(), key=len) == [{}, {"skipped": 1}]
+    assert sync.account("10000")["name"] == "Adatum (CRM)" and sync.customer("10000")["displayName"] == "Adatum (ERP)"
     assert reset_skipped(sync.state, "CUSTOMER") == 1
     assert sync.counts(sync.run("CUSTOMER", run_id="sixth"))["CUSTOMER to CRM"] == {"failed": 1}
 

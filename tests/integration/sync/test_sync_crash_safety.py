@@ -11,25 +11,22 @@ from pathlib import Path
 
 import pytest
 
+from dynamics_jobqueue.sync import crash_points
+
 WORKER = Path(__file__).with_name("crash_worker.py")
-CRASHED = 70
 
 
-def crash(sync, mapping: str, point: str = "page_written", occurrence: int = 1) -> None:
-    """Run ``mapping`` in a worker process that dies at its checkpoint."""
+def crash(sync, mapping: str, point: str = "to_crm.batch.answered", occurrence: int = 1) -> None:
+    """Run ``mapping`` in a worker process that dies at the named crash point."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(WORKER).parents[3] / "include"), os.environ.get("PYTHONPATH", "")]),
+        crash_points.ENVIRONMENT_VARIABLE: f"{point}@{occurrence}",
     }
     done = subprocess.run(
-        [sys.executable, str(WORKER), mapping, point, str(occurrence)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [sys.executable, str(WORKER), mapping], env=env, capture_output=True, text=True, timeout=300, check=False
     )
-    assert done.returncode == CRASHED, done.stderr[-3000:]
+    assert done.returncode == crash_points.CRASHED, done.stderr[-3000:]
 
 
 def twins(records, field: str) -> dict:
@@ -54,7 +51,7 @@ def test_a_crash_after_the_crm_writes_is_completed_by_the_next_run_without_twins
 
 def test_a_crash_after_the_erp_creates_couples_the_new_records_on_both_sides(sync) -> None:
     sync.run("CURRENCY", "SALESPEOPLE", run_id="first")
-    crash(sync, "CUSTOMER", occurrence=2)  # the ERP->CRM page committed, then the CRM->ERP creates
+    crash(sync, "CUSTOMER", "from_crm.batch.answered")  # the ERP->CRM page committed, then the CRM->ERP creates
     northwind = [c for c in sync.erp("customers") if c["displayName"] == "Northwind Traders"]
     assert len(northwind) == 1 and sync.coupled("CUSTOMER") == 5
 

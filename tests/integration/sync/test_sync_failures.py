@@ -64,7 +64,10 @@ def test_the_same_error_marks_a_record_skipped_after_the_configured_count(sync) 
         errors = sync.record_errors("CUSTOMER")
         assert {e["error_count"] for e in errors} == {run}
         assert {e["skipped"] for e in errors} == {run == 3}
-    assert sync.counts(sync.run("CUSTOMER", run_id="run4"))["CUSTOMER to CRM"] == {}
+    # Skipped records are not tried again (records stamped within a second of a run's start are read again by
+    # the next run, the watermark rule's overlap, and counted Skipped, never failed).
+    assert set(sync.counts(sync.run("CUSTOMER", run_id="run4"))["CUSTOMER to CRM"]) <= {"skipped"}
+    assert {e["error_count"] for e in sync.record_errors("CUSTOMER")} == {3}
 
 
 @pytest.mark.parametrize(
