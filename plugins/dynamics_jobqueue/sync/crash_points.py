@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable
 
 #: The environment variable naming the point where the process dies (test-only).
-ENVIRONMENT_VARIABLE = "DYNAMICS_SYNC_CRASH_AT"
+CRASH_AT_ENV = "DYNAMICS_SYNC_CRASH_AT"
 #: Exit status of a process stopped at its crash point.
 CRASHED = 70
 
@@ -63,7 +63,7 @@ def crash_at(point: str, occurrence: int = 1) -> Callable[[str], None]:
 
 def from_environment() -> Callable[[str], None]:
     """The checkpoint :envvar:`DYNAMICS_SYNC_CRASH_AT` asks for (``point`` or ``point@n``); a no-op when unset."""
-    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    value = os.environ.get(CRASH_AT_ENV, "").strip()
     if not value:
         return _ignore
     point, _, occurrence = value.partition("@")

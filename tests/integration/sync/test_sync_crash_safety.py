@@ -21,7 +21,7 @@ def crash(sync, mapping: str, point: str = "to_crm.batch.answered", occurrence: 
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(WORKER).parents[3] / "include"), os.environ.get("PYTHONPATH", "")]),
-        crash_points.ENVIRONMENT_VARIABLE: f"{point}@{occurrence}",
+        crash_points.CRASH_AT_ENV: f"{point}@{occurrence}",
     }
     done = subprocess.run(
         [sys.executable, str(WORKER), mapping], env=env, capture_output=True, text=True, timeout=300, check=False
