@@ -238,27 +238,45 @@ def decode_text(data: bytes, charset: str | None) -> str:
 
 
 class _Headers:
-    """The header section read with ``policy.default`` (ASCII sections: the equivalent ``compat32`` path)."""
+    """The header section read with ``policy.default``.
+
+    Sections that are plain ASCII without encoded words read the same under every policy; for them the fields
+    are split here (RFC 5322 unfolding) and simple address lists (``Name <a@b>``, ``a@b``, comma-separated)
+    are read with one pattern, anything else with ``email.utils.getaddresses``. An unusual line (an mbox
+    ``From `` line, a field name the RFC does not allow) sends the section to the stdlib parser.
+    """
 
     def __init__(self, head: bytes) -> None:
         self.modern = not head.isascii() or b"=?" in head
-        if self.modern:
-            head = _to_utf8(head)
-        chosen = POLICY if self.modern else policy.compat32
-        self.msg = BytesParser(policy=chosen).parsebytes(head + b"\r\n\r\n", headersonly=True)
+        self.fields = None if self.modern else _split_fields(head)
+        if self.fields is None:
+            chosen = POLICY if self.modern else policy.compat32
+            source = _to_utf8(head) if self.modern else head
+            msg = BytesParser(policy=chosen).parsebytes(source + b"\r\n\r\n", headersonly=True)
+            self.msg: Message | None = msg
+        else:
+            self.msg = None
+
+    def all(self, name: str) -> list[str]:
+        if self.fields is not None:
+            return self.fields.get(name, [])
+        assert self.msg is not None
+        return [str(v) for v in self.msg.get_all(name, failobj=[])]
 
     def text(self, name: str) -> str:
-        value = self.msg.get(name)
-        return "" if value is None else " ".join(_unescape(str(value)).split())
+        found = self.all(name)
+        return " ".join(_unescape(found[0]).split()) if found else ""
 
     def pairs(self, name: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         if self.modern:
+            assert self.msg is not None
             for value in self.msg.get_all(name, failobj=[]):
                 for address in getattr(value, "addresses", ()):
                     found.append((str(address.display_name), str(address.addr_spec)))
         else:
-            found = getaddresses([str(v) for v in self.msg.get_all(name, failobj=[])])
+            for value in self.all(name):
+                found += _simple_addresses(value)
         return [
             (" ".join(_unescape(n).split()), _unescape(a).strip().lower())
             for n, a in found
@@ -271,6 +289,46 @@ class _Headers:
 
     def addresses(self, name: str) -> list[str]:
         return list(dict.fromkeys(addr for _, addr in self.pairs(name)))
+
+
+_FIELD = re.compile(r"([!-9;-~]+):(.*)", re.DOTALL)
+_SIMPLE_ITEM = re.compile(r"\s*(?:([^<>]*?)\s*<([^<>\s]+)>|([^<>\s]+))\s*")
+
+
+def _split_fields(head: bytes) -> dict[str, list[str]] | None:
+    """Field name (lower case) -> values of an ASCII header section, unfolded; ``None`` when a line is not a
+    plain field or its continuation (the stdlib parser then reads the section)."""
+    fields: dict[str, list[str]] = {}
+    last: list[str] | None = None
+    for line in head.decode("ascii").split("\n"):
+        line = line.rstrip("\r")
+        if line[:1] in (" ", "\t"):
+            if last is None:
+                return None
+            last[-1] += " " + line
+            continue
+        match = _FIELD.fullmatch(line)
+        if match is None:
+            return None
+        last = fields.setdefault(match.group(1).lower(), [])
+        last.append(match.group(2))
+    return fields
+
+
+def _simple_addresses(value: str) -> list[tuple[str, str]]:
+    """``(display name, address)`` of a plain address list; quoted names, comments, groups and escapes go
+    through ``getaddresses``."""
+    if any(ch in value for ch in '"():;\\'):
+        return getaddresses([value])
+    found = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        match = _SIMPLE_ITEM.fullmatch(item)
+        if match is None:
+            return getaddresses([value])
+        found.append((match.group(1) or "", match.group(2) or match.group(3)))
+    return found
 
 
 def _unescape(value: str) -> str:
