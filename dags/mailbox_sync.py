@@ -3,6 +3,9 @@
 Each mailbox has its own next sync time (adaptive frequency, see dynamics_jobqueue.mailbox.schedule);
 this DAG only wakes up often enough to honour it. Mailboxes run in parallel mapped tasks, isolated from
 each other: one failing mailbox is one failed task naming the mailbox and the fix.
+
+Test & Enable: trigger a run with conf ``{"test_and_enable": [<mailbox id>, ...]}``; it tests those mailboxes'
+workloads now and enables each one that works (dynamics_jobqueue.mailbox.cycle.test_and_enable).
 """
 
 from __future__ import annotations

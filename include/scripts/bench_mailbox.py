@@ -102,7 +102,7 @@ def bench_initial_fetch(server: MailServer, count: int) -> None:
     best_ours, best_theirs = min(ours_1, ours_2), min(theirs_1, theirs_2)
     print(f"initial fetch of {count:,} messages ({size / 1e6:.1f} MB) from Dovecot, best of 2:")
     print(
-        f"  dynamics_jobqueue IMAP (BODY.PEEK[] + header parse): {best_ours:6.2f} s  ({count / best_ours:,.0f} msg/s)"
+        f"  dynamics_jobqueue IMAP (BODY.PEEK[] + message parse): {best_ours:6.2f} s  ({count / best_ours:,.0f} msg/s)"
     )
     print(
         f"  mbsync (isync) into a local Maildir:              {best_theirs:6.2f} s  ({count / best_theirs:,.0f} msg/s)"

@@ -16,11 +16,22 @@ if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.state import StateStoreHook
 
 STATE_CONN_ID = "dynamics_state"
+#: DAG run conf key: a run with ``{"test_and_enable": [mailbox ids]}`` runs Test & Enable on those mailboxes
+#: instead of the due ones (what the console's Test & Enable button triggers).
+TEST_AND_ENABLE = "test_and_enable"
+
+
+def _tested(context: Context) -> list[int]:
+    """Mailbox ids the DAG run asks Test & Enable for (run conf :data:`TEST_AND_ENABLE`), else empty."""
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
+    return sorted({int(i) for i in conf.get(TEST_AND_ENABLE) or []})
 
 
 class SelectDueMailboxesOperator(BaseOperator):
     """Return the due mailboxes as batches for ``expand`` (one mailbox per batch while fewer than
-    Airflow's ``max_map_length``).
+    Airflow's ``max_map_length``); in a run whose conf asks Test & Enable (:data:`TEST_AND_ENABLE`), those
+    mailboxes instead.
 
     :param state_conn_id: the state store connection.
     """
@@ -34,13 +45,19 @@ class SelectDueMailboxesOperator(BaseOperator):
         from dynamics_jobqueue.mailbox import schedule
         from dynamics_jobqueue.mailbox.cycle import plan_batches
 
+        tested = _tested(context)
+        if tested:
+            self.log.info("Test & Enable of mailbox(es) %s", tested)
+            return plan_batches(tested)
         due = schedule.due_mailboxes(StateStoreHook(state_conn_id=self.state_conn_id))
         self.log.info("%d mailbox(es) due", len(due))
         return plan_batches(due)
 
 
 class MailboxSyncOperator(BaseOperator):
-    """Synchronize a batch of mailboxes; each mailbox runs isolated from the others.
+    """Synchronize a batch of mailboxes; each mailbox runs isolated from the others. In a run whose conf asks
+    Test & Enable (:data:`TEST_AND_ENABLE`), run :func:`~dynamics_jobqueue.mailbox.cycle.test_and_enable` on
+    each mailbox of the batch instead.
 
     The task fails (an alert) when any mailbox of its batch failed; the message names each mailbox and the
     fix, and the alert also goes to each failed mailbox's owner (the mapped CRM user's email). Retrying is the
@@ -75,12 +92,14 @@ class MailboxSyncOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
-        from dynamics_jobqueue.mailbox.cycle import failure_of, sync_mailboxes
+        from dynamics_jobqueue.mailbox.cycle import failure_of, sync_mailboxes, test_and_enable
 
         dataverse = DataverseHook(self.dataverse_conn_id)
-        summaries = sync_mailboxes(
-            [int(i) for i in self.mailbox_ids], state=self.state, dataverse=dataverse, raise_on_error=False
-        )
+        ids = [int(i) for i in self.mailbox_ids]
+        if _tested(context):
+            summaries = [test_and_enable(self.state, i, dataverse=dataverse) for i in ids]
+        else:
+            summaries = sync_mailboxes(ids, state=self.state, dataverse=dataverse, raise_on_error=False)
         for s in summaries:
             self.log.info(
                 "Mailbox %s: %d tracked, %d filtered out, %d quarantined, %d sent; next run %s",
