@@ -277,6 +277,15 @@ class MailServer:
         self._chown(self.run_dir / "mail" / login.lower())
         return count
 
+    def corrupt(self, login: str, number: int, folder: str = "INBOX") -> None:
+        """Make the ``number``-th delivered message (1-based) unreadable the way a damaged Maildir is: its file
+        name claims a size (``,S=``) the file does not have, and Dovecot drops the connection on every
+        ``FETCH`` of it ("Internal error occurred")."""
+        maildir = self._maildir(login, folder)
+        files = sorted(p for sub in ("new", "cur") for p in (maildir / sub).iterdir())
+        target = files[number - 1]
+        target.rename(target.with_name(target.name.split(":")[0] + f",S={target.stat().st_size + 99_999}"))
+
     def set_uidvalidity(self, login: str, value: int, folder: str = "INBOX") -> None:
         """Give ``folder`` a new UIDVALIDITY (what a server migration or a rebuilt index does to a client).
 

@@ -24,7 +24,7 @@ import re
 import smtplib
 import ssl
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,8 +88,9 @@ class ImapSession:
     :ivar commands: commands sent since login, for the benchmark's round-trip count.
     """
 
-    def __init__(self, client: imaplib.IMAP4) -> None:
+    def __init__(self, client: imaplib.IMAP4, reconnect: Callable[[], imaplib.IMAP4] | None = None) -> None:
         self.client = client
+        self._reconnect = reconnect
         # Servers send the post-login capabilities in the LOGIN answer ([CAPABILITY ...]); asking again
         # only when they did not keeps an idle check at one round trip after login.
         announced = client.untagged_responses.pop("CAPABILITY", None)
@@ -145,24 +146,52 @@ class ImapSession:
     def fetch(self, folder: str, uids: Sequence[int]) -> Iterator[tuple[int, bytes | UnreadableMessage]]:
         """Yield ``(uid, raw message)`` for ``uids`` with ``BODY.PEEK[]`` (no ``\\Seen`` set), in batches.
 
-        A batch the server refuses is fetched again message by message; a message the server still cannot
-        deliver is yielded as ``(uid, UnreadableMessage)`` with the server's answer, so the caller can
-        quarantine it and move on. A message the server no longer has (expunged meanwhile) is skipped.
+        A batch the server refuses, or during which it drops the connection (Dovecot does so on a corrupt
+        Maildir file), is fetched again message by message after signing in again; a message the server still
+        cannot deliver (refused, or the connection dropped twice on it) is yielded as ``(uid,
+        UnreadableMessage)`` with the server's answer, so the caller can quarantine it and move on. A message
+        the server no longer has (expunged meanwhile) is skipped.
         """
         self._examine(folder)
         for start in range(0, len(uids), FETCH_BATCH):
             chunk = uids[start : start + FETCH_BATCH]
-            typ, data = self._run("uid", "FETCH", _uid_set(chunk), "(UID BODY.PEEK[])")
+            try:
+                typ, data = self._run("uid", "FETCH", _uid_set(chunk), "(UID BODY.PEEK[])")
+            except MailError as exc:
+                self._reopen(folder, exc)
+                typ, data = "NO", [str(exc).encode()]
             if typ == "OK":
                 yield from sorted(_fetched(data))
                 continue
             for uid in chunk:
+                yield from self._fetch_one(folder, uid)
+
+    def _fetch_one(self, folder: str, uid: int) -> Iterator[tuple[int, bytes | UnreadableMessage]]:
+        for attempt in (1, 2):
+            try:
                 typ, data = self._run("uid", "FETCH", str(uid), "(UID BODY.PEEK[])")
-                found = _fetched(data) if typ == "OK" else []
-                if found:
-                    yield found[0]
-                elif typ != "OK":
-                    yield uid, UnreadableMessage(f"the IMAP server cannot deliver UID {uid} in {folder!r}: {data!r}")
+            except MailError as exc:
+                self._reopen(folder, exc)
+                if attempt == 2:
+                    reason = f"the IMAP server drops the connection when asked for UID {uid} in {folder!r}: {exc}"
+                    yield uid, UnreadableMessage(reason)
+                continue
+            found = _fetched(data) if typ == "OK" else []
+            if found:
+                yield found[0]
+            elif typ != "OK":
+                yield uid, UnreadableMessage(f"the IMAP server cannot deliver UID {uid} in {folder!r}: {data!r}")
+            return
+
+    def _reopen(self, folder: str, cause: MailError) -> None:
+        """Sign in again after the server dropped the connection; re-raise ``cause`` when that is impossible."""
+        if cause.code != "connection_failed" or self._reconnect is None:
+            raise cause
+        with suppress(OSError):
+            self.client.shutdown()
+        self.client = self._reconnect()
+        self._selected = None
+        self._examine(folder)
 
     def search_header(self, folder: str, name: str, value: str) -> list[int]:
         """UIDs of messages in ``folder`` whose header ``name`` contains ``value``."""
@@ -359,10 +388,20 @@ class MailHook(BaseHook):
 
     @contextmanager
     def imap(self) -> Iterator[ImapSession]:
-        """A signed-in IMAP session, logged out on exit.
+        """A signed-in IMAP session, logged out on exit; it can sign in again (see :meth:`ImapSession.fetch`).
 
         :raises MailError: ``connection_failed`` (transient) or ``auth_failed`` (permanent).
         """
+        session = ImapSession(self._imap_login(), reconnect=self._imap_login)
+        try:
+            yield session
+        finally:
+            try:
+                session.client.logout()
+            except (OSError, imaplib.IMAP4.error):
+                session.client.shutdown()
+
+    def _imap_login(self) -> imaplib.IMAP4:
         s = self.settings
         try:
             if s["imap_ssl"]:
@@ -374,16 +413,11 @@ class MailHook(BaseHook):
         except (OSError, imaplib.IMAP4.error) as exc:
             raise self._connect_error("IMAP", s["imap_port"], exc) from exc
         try:
-            try:
-                client.login(s["login"], s["password"])
-            except imaplib.IMAP4.error as exc:
-                raise self._auth_error("IMAP", exc) from exc
-            yield ImapSession(client)
-        finally:
-            try:
-                client.logout()
-            except (OSError, imaplib.IMAP4.error):
-                client.shutdown()
+            client.login(s["login"], s["password"])
+        except imaplib.IMAP4.error as exc:
+            client.shutdown()
+            raise self._auth_error("IMAP", exc) from exc
+        return client
 
     @contextmanager
     def pop3(self) -> Iterator[Pop3Session]:

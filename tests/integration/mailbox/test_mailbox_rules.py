@@ -296,3 +296,19 @@ def test_attachments_become_activitymimeattachment_records_of_the_email(
     )  # fmt: skip
     assert base64.b64decode(pdf_row["body"]) == pdf
     assert base64.b64decode(found["our quote.eml"]["body"]).startswith(b"From: jo@contoso.com")
+
+
+def test_imap_message_the_server_cannot_deliver_is_quarantined_and_the_folder_moves_on(
+    state_store, sandbox, crm, mail_account
+) -> None:
+    mail_account.deliver(*(mail(f"imap-{n}", "ana.bowman@northwind.example", f"message {n}") for n in (1, 2, 3)))
+    mail_account.server.corrupt(mail_account.address, 2)  # Dovecot drops the connection on every FETCH of it
+    mailbox = make_mailbox(state_store, mail_account, crm, outgoing_method="none", incoming_filter=IncomingFilter.ALL)
+    summary = sync_mailbox(state_store, mailbox.mailbox_id)
+    assert summary.errors == []
+    assert sorted(s for s, _ in summary.tracked) == ["message 1", "message 3"]
+    ((reason, raw),) = quarantine(state_store, mailbox.mailbox_id)
+    assert "drops the connection when asked for UID 2" in reason and raw == b""
+    make_due(state_store, mailbox.mailbox_id)
+    again = sync_mailbox(state_store, mailbox.mailbox_id)
+    assert (again.tracked, again.quarantined, again.errors, again.round_trips) == ([], [], [], 1)
