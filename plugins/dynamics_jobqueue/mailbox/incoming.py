@@ -172,15 +172,17 @@ class IncomingSync:
         for page in graph.iter_message_delta(user, folder, delta_link=delta_link):
             self.result.round_trips += 1
             for message in page.messages:
+                source_key = f"graph:{message['id']}"
                 known = self.conn.execute(
-                    "SELECT 1 FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
+                    "SELECT source_uid FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
                     (self.mailbox.mailbox_id, normalise_message_id(str(message.get("internetMessageId") or ""))),
                 ).fetchone()
                 self.conn.commit()
-                if known and message.get("internetMessageId"):
-                    self.result.duplicates += 1  # a replay: no need to download it again
+                if known and known[0] == source_key:
+                    # a replay of this very item: no need to download it again (another item with the same
+                    # Message-ID is downloaded and compared, see _handle)
+                    self.result.duplicates += 1
                     continue
-                source_key = f"graph:{message['id']}"
                 try:
                     raw: bytes | UnreadableMessage = graph.get_mime(user, str(message["id"]))
                 except NotFoundError:

@@ -15,6 +15,7 @@ import pytest
 from mailserver.run import MailServer
 
 from dynamics_jobqueue.hooks.dataverse import DataverseHook
+from dynamics_jobqueue.mailbox import records
 
 
 @pytest.fixture(scope="session")
@@ -119,3 +120,15 @@ def crm(sandbox) -> dict[str, str]:
         },
     )
     return ids
+
+
+@pytest.fixture
+def graph_mailbox(state_store, sandbox, crm, monkeypatch):
+    conn = sandbox.connections()["dataverse_default"]
+    conn = {**conn, "conn_type": "dynamics_graph", "host": f"{sandbox.base_url}/graph"}
+    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_TEST", json.dumps(conn))
+    address = f"graph-{uuid.uuid4().hex[:8]}@contoso.com"
+    records.save_profile(state_store, "Exchange Online", "exchange_online", "graph_test")
+    mailbox = records.create_mailbox(state_store, name="graph", email_address=address, server_profile="Exchange Online")
+    records.map_user(state_store, mailbox.mailbox_id, crm["jo"])
+    return records.get_mailbox(state_store, mailbox.mailbox_id)

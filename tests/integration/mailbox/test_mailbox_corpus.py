@@ -1,5 +1,5 @@
-"""The real-world corpus (tests/mailbox_corpus, sources in its README) through real Dovecot mailboxes, IMAP and
-POP3, into the sandbox's Dataverse.
+"""The real-world corpus (tests/mailbox_corpus, sources in its README) through real Dovecot mailboxes (IMAP and
+POP3) and the sandbox's Exchange Online (Microsoft Graph), into the sandbox's Dataverse.
 
 Per message the outcome and the decoded fields are checked against the stdlib's own reading of the raw file
 (``email`` with ``policy.default``), not against this package's parser: a message whose From/Sender has no
@@ -12,6 +12,7 @@ reads. A second cycle tracks nothing twice.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from email import policy
@@ -139,21 +140,33 @@ def source_keys(account, server_type: str, mailbox_id: int, state_store) -> list
     return [f"imap:INBOX:{uidvalidity}:{uid}" for uid in range(1, len(FILES) + 1)]
 
 
-@pytest.mark.parametrize("server_type", ["imap", "pop3"])
+@pytest.mark.parametrize("server_type", ["imap", "pop3", "exchange_online"])
 def test_real_world_corpus_tracked_or_quarantined_with_reason_decoded_as_the_stdlib_reads_it(
-    state_store, sandbox, crm, make_account, server_type
+    state_store, sandbox, crm, make_account, request, server_type
 ) -> None:
-    account = make_account(f"corpus-{server_type}")
-    account.deliver(*(path.read_bytes() for path in FILES))
-    mailbox = make_mailbox(
-        state_store, account, crm, server_type=server_type, outgoing_method="none", incoming_filter=IncomingFilter.ALL
-    )
-    records.map_user(state_store, mailbox.mailbox_id, crm["bc" if server_type == "imap" else "jo"], confirm=True)
+    if server_type == "exchange_online":
+        mailbox = request.getfixturevalue("graph_mailbox")
+        records.update_mailbox(
+            state_store, mailbox.mailbox_id, incoming_filter=IncomingFilter.ALL, outgoing_method="none"
+        )
+        keys = []
+        for path in FILES:
+            body = {"mime": base64.b64encode(path.read_bytes()).decode()}
+            keys.append(f"graph:{sandbox.admin(f'graph/users/{mailbox.email_address}/messages', body)['id']}")
+    else:
+        account = make_account(f"corpus-{server_type}")
+        account.deliver(*(path.read_bytes() for path in FILES))
+        mailbox = make_mailbox(
+            state_store, account, crm, server_type=server_type, outgoing_method="none",
+            incoming_filter=IncomingFilter.ALL,
+        )  # fmt: skip
+        records.map_user(state_store, mailbox.mailbox_id, crm["bc" if server_type == "imap" else "jo"], confirm=True)
     first = sync_mailbox(state_store, mailbox.mailbox_id)
     assert first.errors == []
 
     rows = handled(state_store, mailbox.mailbox_id)
-    keys = source_keys(account, server_type, mailbox.mailbox_id, state_store)
+    if server_type != "exchange_online":
+        keys = source_keys(account, server_type, mailbox.mailbox_id, state_store)
     dataverse = DataverseHook()
     checked = {"tracked": 0, "quarantined": 0, "duplicate": 0}
     for key, expected in zip(keys, expectations(), strict=True):

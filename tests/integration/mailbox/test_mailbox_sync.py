@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -326,18 +325,6 @@ def test_one_failing_mailbox_does_not_stop_the_others_and_recovers(
 
 
 # -- Exchange Online over Microsoft Graph (the sandbox's Graph subset) -----------------------------------------
-@pytest.fixture
-def graph_mailbox(state_store, sandbox, crm, monkeypatch):
-    conn = sandbox.connections()["dataverse_default"]
-    conn = {**conn, "conn_type": "dynamics_graph", "host": f"{sandbox.base_url}/graph"}
-    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_TEST", json.dumps(conn))
-    address = f"graph-{uuid.uuid4().hex[:8]}@contoso.com"
-    records.save_profile(state_store, "Exchange Online", "exchange_online", "graph_test")
-    mailbox = records.create_mailbox(state_store, name="graph", email_address=address, server_profile="Exchange Online")
-    records.map_user(state_store, mailbox.mailbox_id, crm["jo"])
-    return records.get_mailbox(state_store, mailbox.mailbox_id)
-
-
 def deliver(sandbox, address: str, *raws: bytes) -> None:
     for raw in raws:
         sandbox.admin(f"graph/users/{address}/messages", {"mime": base64.b64encode(raw).decode()})
