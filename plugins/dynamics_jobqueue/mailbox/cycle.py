@@ -297,6 +297,32 @@ def test_and_enable(
     return summary
 
 
+def pending_send_owners(dataverse: DataverseHook) -> set[str]:
+    """``systemuserid`` of every CRM user with email in Pending Send (one paged query of owner ids)."""
+    owners: set[str] = set()
+    for page in dataverse.iter_pages(
+        "emails",
+        filter=f"statuscode eq {crm.STATUS_PENDING_SEND} and directioncode eq true",
+        select=["_ownerid_value"],
+    ):
+        owners.update(str(row["_ownerid_value"]).lower() for row in page if row.get("_ownerid_value"))
+    return owners
+
+
+def select_due(state: StateStoreHook, dataverse: DataverseHook, now: datetime | None = None) -> list[int]:
+    """The mailboxes to run now: those with a workload due, after making the outgoing workload of every user
+    with email in Pending Send due (:func:`schedule.wake_outgoing`). When the CRM cannot be asked, the due
+    mailboxes alone (outgoing then runs on its base interval)."""
+    now = now or datetime.now(UTC)
+    try:
+        woken = schedule.wake_outgoing(state, pending_send_owners(dataverse), now)
+        if woken:
+            log.info("%d mailbox(es) have email in Pending Send", woken)
+    except ApiError as exc:
+        log.warning("Pending Send emails could not be read (%s); outgoing runs on its schedule only", exc)
+    return schedule.due_mailboxes(state, now)
+
+
 def plan_batches(mailbox_ids: list[int], max_tasks: int = MAX_MAP_LENGTH - 24) -> list[list[int]]:
     """Split due mailboxes into at most ``max_tasks`` batches: one mailbox per mapped task while they fit,
     else evenly sized batches (1,000+ mailboxes still map below Airflow's ``max_map_length``)."""

@@ -8,12 +8,14 @@ server-side-synchronization; the README repeats these rules):
   each empty cycle doubles the wait: base x 2^n, capped at the mailbox's maximum (default 6 hours), so an
   idle mailbox costs at most one cycle per cap; the first item found resets it to the base. This adaptive
   back-off applies to incoming email only;
-- **outgoing**: due again at once, i.e. on every tick of the 5-minute ``mailbox_sync`` DAG, whatever the
-  incoming back-off: an email put in Pending Send goes out within 5 minutes;
+- **outgoing**: every base interval, never backed off, and at once when its user has email in Pending Send:
+  each tick of the 5-minute ``mailbox_sync`` DAG asks the CRM which users have (one query) and makes those
+  mailboxes' outgoing workload due (:func:`wake_outgoing`), so such an email goes out within 5 minutes
+  whatever the incoming back-off, while mailboxes with nothing to send cost nothing;
 - **act**: every base interval, at most :data:`ACT_MAX_INTERVAL_S` (15 minutes), never backed off;
 - a transient error (server unreachable, throttled, timeout) retries after 1, 2, 4 ... minutes, capped at
-  the base interval (outgoing: the next tick); a permanent error (refused credentials) marks the workload
-  Failure with the error's fix and alerts.
+  the base interval (outgoing with email waiting: the next tick, see above); a permanent error (refused
+  credentials) marks the workload Failure with the error's fix and alerts.
 
 What a failure does next is the mailbox's ``recovery_rule``:
 
@@ -29,6 +31,7 @@ All times are UTC (``timestamptz``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -87,7 +90,7 @@ class WorkloadOutcome:
 def success_interval(mailbox: Mailbox, workload: Workload, processed: int, empty_cycles: int) -> int:
     """Seconds to the next run after a successful cycle of ``workload`` (module rules)."""
     if workload == "outgoing":
-        return 0
+        return mailbox.base_interval_s
     if workload == "act":
         return min(mailbox.base_interval_s, ACT_MAX_INTERVAL_S)
     if processed:
@@ -95,14 +98,12 @@ def success_interval(mailbox: Mailbox, workload: Workload, processed: int, empty
     return idle_interval(mailbox.base_interval_s, mailbox.max_interval_s, empty_cycles)
 
 
-def failure_interval(mailbox: Mailbox, workload: Workload, outcome: WorkloadOutcome, error_count: int) -> int:
+def failure_interval(mailbox: Mailbox, outcome: WorkloadOutcome, error_count: int) -> int:
     """Seconds to the retry after the ``error_count``-th failure in a row (module rules)."""
     if outcome.permanent:
         return PERMANENT_RETEST_S
     if mailbox.recovery_rule == "microsoft":
         return MICROSOFT_RETRY_S
-    if workload == "outgoing":
-        return 0
     return transient_interval(mailbox.base_interval_s, error_count)
 
 
@@ -139,7 +140,7 @@ def record_outcome(
             permanent = outcome.permanent or (
                 mailbox.recovery_rule == "microsoft" and error_count >= MICROSOFT_TRANSIENT_LIMIT
             )
-            delay = failure_interval(mailbox, workload, outcome, error_count)
+            delay = failure_interval(mailbox, outcome, error_count)
             next_at = now + timedelta(seconds=delay)
             # Microsoft's rule: a permanent error disables the workload until Test & Enable
             enabled = not (permanent and mailbox.recovery_rule == "microsoft")
@@ -166,6 +167,22 @@ def record_outcome(
                 ),
             )
     return next_at
+
+
+def wake_outgoing(state: StateLike, owner_ids: Iterable[str], now: datetime | None = None) -> int:
+    """Make the outgoing workload of the mailboxes of ``owner_ids`` (CRM users with email in Pending Send) due
+    now; a workload parked by a permanent error keeps its retest time. :return: how many were woken."""
+    owners = sorted({str(o).lower() for o in owner_ids if o})
+    if not owners:
+        return 0
+    with transaction(state) as cur:
+        cur.execute(
+            "UPDATE dynamics.mailbox_workload w SET next_sync_at = %s FROM dynamics.mailbox m"
+            " WHERE m.mailbox_id = w.mailbox_id AND w.workload = 'outgoing' AND m.crm_user_id = ANY(%s::uuid[])"
+            " AND w.next_sync_at > %s AND NOT w.permanent_error",
+            (now or datetime.now(UTC), owners, now or datetime.now(UTC)),
+        )
+        return cur.rowcount
 
 
 #: A workload runs when its method is server-side synchronization, it is enabled and, for email, the

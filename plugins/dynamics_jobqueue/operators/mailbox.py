@@ -31,25 +31,29 @@ def _tested(context: Context) -> list[int]:
 class SelectDueMailboxesOperator(BaseOperator):
     """Return the due mailboxes as batches for ``expand`` (one mailbox per batch while fewer than
     Airflow's ``max_map_length``); in a run whose conf asks Test & Enable (:data:`TEST_AND_ENABLE`), those
-    mailboxes instead.
+    mailboxes instead. Mailboxes whose user has email in Pending Send are due at once (one CRM query).
 
     :param state_conn_id: the state store connection.
+    :param dataverse_conn_id: the CRM connection.
     """
 
-    def __init__(self, *, state_conn_id: str = STATE_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self, *, state_conn_id: str = STATE_CONN_ID, dataverse_conn_id: str = "dataverse_default", **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.state_conn_id = state_conn_id
+        self.dataverse_conn_id = dataverse_conn_id
 
     def execute(self, context: Context) -> list[list[int]]:
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from dynamics_jobqueue.hooks.state import StateStoreHook
-        from dynamics_jobqueue.mailbox import schedule
-        from dynamics_jobqueue.mailbox.cycle import plan_batches
+        from dynamics_jobqueue.mailbox.cycle import plan_batches, select_due
 
         tested = _tested(context)
         if tested:
             self.log.info("Test & Enable of mailbox(es) %s", tested)
             return plan_batches(tested)
-        due = schedule.due_mailboxes(StateStoreHook(state_conn_id=self.state_conn_id))
+        due = select_due(StateStoreHook(state_conn_id=self.state_conn_id), DataverseHook(self.dataverse_conn_id))
         self.log.info("%d mailbox(es) due", len(due))
         return plan_batches(due)
 
