@@ -20,6 +20,8 @@ from dynamics_jobqueue.posting.schedule import PostingSchedule
 
 SCHEDULE = PostingSchedule.from_env()
 
+# Every param is optional in the trigger form: a text param without a value is None (JSON null), as the form
+# treats an empty string as a missing required value.
 BATCH_POST_PARAMS = {
     "batch_post": Param(
         "auto",
@@ -27,15 +29,17 @@ BATCH_POST_PARAMS = {
         description="auto: manual runs and the daily Batch Post run queue open documents",
     ),
     "document_types": Param(list(SHORT_NAMES), type="array", description="Order, Invoice, Credit Memo, Return Order"),
-    "filter": Param("", type="string", description="OData $filter on the documents, e.g. customerNumber eq '10000'"),
+    "filter": Param(
+        None, type=["null", "string"], description="OData $filter on the documents, e.g. customerNumber eq '10000'"
+    ),
     "ship": Param(True, type="boolean", description="Ship (sales) / Receive (purchases) orders"),
     "invoice": Param(True, type="boolean", description="Invoice orders"),
-    "posting_date": Param("", type="string", description="YYYY-MM-DD, used by the replace options"),
+    "posting_date": Param(None, type=["null", "string"], format="date", description="used by the replace options"),
     "replace_posting_date": Param(False, type="boolean"),
     "replace_document_date": Param(False, type="boolean"),
     "calc_inv_discount": Param(True, type="boolean"),
     "print": Param(False, type="boolean", description="Post & Print"),
-    "user_id": Param("", type="string", description="queue in this user's name (default: who triggered)"),
+    "user_id": Param(None, type=["null", "string"], description="queue in this user's name (default: who triggered)"),
 }
 
 for category, dag_id in ((SALESPOST, "sales_background_posting"), (PURCHPOST, "purchase_background_posting")):

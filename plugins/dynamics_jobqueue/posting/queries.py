@@ -120,7 +120,9 @@ WITH next AS (
     UPDATE dynamics.job_queue_entries e
     SET status = 'In Process', attempts = attempts + 1, worker = %(worker)s, backend_pid = pg_backend_pid(),
         started_at = now(), heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s),
-        sent_at = NULL, ended_at = NULL, error_message = NULL, updated_at = now()
+        sent_at = CASE WHEN (e.posting_options ->> 'replace_posting_date')::boolean
+                          OR (e.posting_options ->> 'replace_document_date')::boolean THEN NULL ELSE now() END,
+        ended_at = NULL, error_message = NULL, updated_at = now()
     FROM next WHERE e.id = next.id
     RETURNING e.*
 ), log AS (
@@ -151,7 +153,8 @@ MARK_POSTED = """
 UPDATE dynamics.job_queue_entries SET posted_at = now(), updated_at = now() WHERE id = %s
 """
 
-# Committed before the posting request goes out: from here on the ERP may be posting the document.
+# Committed before the posting request goes out: from here on the ERP may be posting the document. The claim
+# sets it already when nothing is written to the document first (nothing happens between claim and request).
 MARK_SENT = "UPDATE dynamics.job_queue_entries SET sent_at = now() WHERE id = %s"
 
 # The ERP gave no answer: the entry stays In Process without a worker (its attempt's log entry stays open), and

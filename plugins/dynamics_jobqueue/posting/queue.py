@@ -216,15 +216,26 @@ def _pending_entry(cur: psycopg.Cursor, doc_type: DocumentType, document_number:
         raise NotInJobQueueError(f"{doc_type.name} {document_number} is not in the job queue.")
     entry = JobQueueEntry.from_row(row)
     if entry.status is Status.IN_PROCESS:
-        raise JobQueueError(f"{entry.describe()} is being posted{refusal}.")
+        raise JobQueueError(f"{entry.describe()} is being posted{refusal}. {IN_PROCESS_ADVICE}")
     return entry
+
+
+#: What the user can do about an entry In Process (Remove from Job Queue, Set On Hold / Ready refuse it).
+IN_PROCESS_ADVICE = (
+    "Wait until the posting ends: when it posts, the document leaves the job queue; when it fails, its entry "
+    "goes to Error and can then be removed or set Ready. An entry whose worker stopped is resolved by the next "
+    "drain of its category, at the latest when its Job Timeout has passed."
+)
 
 
 def remove(store: StateStoreHook, document_type: str, document_number: str) -> JobQueueEntry:
     """Remove from Job Queue: delete the document's pending entry and clear its Job Queue Status.
 
-    Entries that are Ready, On Hold or in Error are removed; an entry In Process is being posted right now and
-    stays (the reference cannot cancel a running posting either).
+    Entries that are Ready, On Hold or in Error are removed. An entry In Process is refused, with
+    :data:`IN_PROCESS_ADVICE`: a deliberate difference from the reference, whose Remove from Job Queue (codeunit
+    88 Sales Post via Job Queue, ``CancelQueueEntry``) deletes the document's entries whatever their status.
+    Deleting an entry whose posting is running would lose the record of a posting the ERP may still complete
+    and let the document be queued (and posted) a second time.
 
     :return: the removed entry.
     :raises NotInJobQueueError: when the document has no pending entry.
