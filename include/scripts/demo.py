@@ -10,6 +10,7 @@ State persists in ``.demo/`` between runs, so a second run shows what an increme
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / ".demo"
@@ -112,17 +114,28 @@ def main() -> int:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }
-    embedded_state = "AIRFLOW_CONN_DYNAMICS_STATE" not in os.environ
-    if embedded_state:
-        say(f"state store: embedded Postgres with data in {DEMO / 'state' / 'pgdata'}")
-        conn = StateStoreHook.embedded_connection()
-        env["AIRFLOW_CONN_DYNAMICS_STATE"] = json.dumps(
-            {"conn_type": "postgres", "host": conn.host, "port": conn.port, "login": conn.login, "schema": conn.schema}
-        )
-    else:
-        say("state store: the server of AIRFLOW_CONN_DYNAMICS_STATE")
-    StateStoreHook().migrate()
+    with contextlib.ExitStack() as stack:
+        if "AIRFLOW_CONN_DYNAMICS_STATE" not in os.environ:
+            say(f"state store: embedded Postgres with data in {DEMO / 'state' / 'pgdata'}")
+            # shared: a `make demo-ui` running beside this demo keeps its state store when the demo ends
+            stack.enter_context(embedded.shared(DEMO / "state" / "pgdata"))
+            env["AIRFLOW_CONN_DYNAMICS_STATE"] = state_connection_json(StateStoreHook.embedded_connection())
+        else:
+            say("state store: the server of AIRFLOW_CONN_DYNAMICS_STATE")
+        StateStoreHook().migrate()
+        failures = run_steps(env)
+    say(f"demo finished in {time.monotonic() - started:.0f} s; state kept in {DEMO} (make demo-reset wipes it)")
+    return 1 if failures else 0
 
+
+def state_connection_json(conn: Any) -> str:
+    """The embedded state store as an ``AIRFLOW_CONN_DYNAMICS_STATE`` value (JSON)."""
+    fields = {"host": conn.host, "port": conn.port, "login": conn.login, "schema": conn.schema}
+    return json.dumps({"conn_type": "postgres", **fields})
+
+
+def run_steps(env: dict[str, str]) -> int:
+    """Start the sandbox, prepare the Airflow home and run every step; return how many failed."""
     port = int(os.environ.get("SANDBOX_PORT", "8765"))
     if not port_is_free(port):
         port = free_port()
@@ -136,15 +149,9 @@ def main() -> int:
         airflow(env, "db", "migrate")
         say("pools SALESPOST and PURCHPOST (one slot each: one posting at a time per job queue category)")
         subprocess.run([sys.executable, "-m", "dynamics_jobqueue.posting", "create-pools"], env=env, check=True)
-        failures = 0
-        for step in STEPS:
-            failures += step(env)
+        return sum(step(env) for step in STEPS)
     finally:
         sandbox.stop()
-        if embedded_state:
-            embedded.stop(DEMO / "state" / "pgdata")
-    say(f"demo finished in {time.monotonic() - started:.0f} s; state kept in {DEMO} (make demo-reset wipes it)")
-    return 1 if failures else 0
 
 
 def crm_sync(env: dict[str, str]) -> int:

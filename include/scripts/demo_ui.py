@@ -1,8 +1,11 @@
 """`make demo-ui`: Airflow (``airflow standalone``) with the operator console, on the demo's state.
 
 Uses what ``make demo`` left in ``.demo/``: the embedded Postgres state store (or the server of
-``AIRFLOW_CONN_DYNAMICS_STATE``), the sandbox's data and the Airflow home. Starts the sandbox and
-``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) with the console plugin, signs users in
+``AIRFLOW_CONN_DYNAMICS_STATE``), the sandbox's data and the Airflow home. Starts everything the demo has — the
+sandbox, Dovecot and SMTP with the demo's mailboxes and connections, the state store (shared with a ``make demo``
+running beside it: whichever ends last stops it) — and ``airflow standalone`` (api-server, scheduler,
+dag-processor, triggerer) on ``AIRFLOW_UI_PORT`` (default 8080; a busy port is refused, 0 picks a free one), with
+the tasks' execution API URL on the same port. Prints every URL. The console plugin signs users in
 through the simple auth manager (``admin`` may act, ``viewer`` only reads; passwords kept in
 ``.demo/airflow/console_passwords.json``), prints the console's URL and the credentials, and runs until Ctrl-C.
 ``--check`` stops once the console answers (a smoke test: anonymous refused, admin served).
@@ -11,6 +14,7 @@ through the simple auth manager (``admin`` may act, ``viewer`` only reads; passw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -28,7 +32,7 @@ DEMO = Path(os.environ.get("DYNAMICS_DEMO_DIR", REPO / ".demo"))
 sys.path.insert(0, str(REPO / "include"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo import free_port, port_is_free, say  # noqa: E402
+from demo import free_port, port_is_free, say, state_connection_json  # noqa: E402
 
 from sandbox import connections  # noqa: E402
 from sandbox.runner import SandboxProcess  # noqa: E402
@@ -47,22 +51,44 @@ def passwords(path: Path) -> dict[str, str]:
     return known
 
 
-def wait_until_up(base_url: str, process: subprocess.Popen, log_file: Path, timeout_s: float = 180) -> None:
-    """Poll the api-server's health endpoint until it answers.
+def wait_until_up(base_url: str, process: subprocess.Popen, log_file: Path, timeout_s: float = 300) -> None:
+    """Poll the api-server's health endpoint until it answers 200.
 
-    :raises SystemExit: when Airflow exits or does not answer within ``timeout_s`` seconds.
+    A slow answer or a refused connection only means "not yet" (the api-server starts its workers, the
+    scheduler migrates): every ``requests`` error is retried until the deadline.
+
+    :raises SystemExit: when Airflow exits or does not answer within ``timeout_s`` seconds (naming the log).
     """
     deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise SystemExit(f"airflow standalone exited ({process.returncode}); log {log_file}")
         try:
-            if requests.get(f"{base_url}/api/v2/monitor/health", timeout=2).status_code == 200:
+            response = requests.get(f"{base_url}/api/v2/monitor/health", timeout=10)
+            if response.status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+            last = f"HTTP {response.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
         time.sleep(1)
-    raise SystemExit(f"Airflow did not answer within {timeout_s:.0f} s; log {log_file}")
+    raise SystemExit(f"Airflow did not answer within {timeout_s:.0f} s (last: {last}); log {log_file}")
+
+
+def ui_port(requested: int) -> int:
+    """The api-server's port: ``requested`` when free, any free port for 0.
+
+    :raises SystemExit: when ``requested`` is busy (never a silent move: the printed URLs and the tasks'
+        execution API URL must name the port Airflow really listens on).
+    """
+    if requested == 0:
+        return free_port()
+    if not port_is_free(requested):
+        raise SystemExit(
+            f"port {requested} is busy (another Airflow?): choose a free one with AIRFLOW_UI_PORT=<port>, "
+            "or AIRFLOW_UI_PORT=0 for any free port"
+        )
+    return requested
 
 
 def check(base_url: str, users: dict[str, str]) -> None:
@@ -89,6 +115,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("AIRFLOW_UI_PORT", "8080")))
     parser.add_argument("--check", action="store_true", help="exit once the console answers")
     args = parser.parse_args()
+    port = ui_port(args.port)  # before anything starts
 
     os.environ.setdefault("DYNAMICS_STATE_DIR", str(DEMO / "state"))
     # the embedded state store is opt-in (development only)
@@ -99,7 +126,7 @@ def main() -> int:
     home = DEMO / "airflow"
     password_file = home / "console_passwords.json"
     users = passwords(password_file)
-    port = args.port if port_is_free(args.port) else free_port()
+    base_url = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
         "AIRFLOW_HOME": str(home),
@@ -110,32 +137,49 @@ def main() -> int:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{role}" for u, role in USERS.items()),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
         "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": base_url,
+        # the tasks' supervisors report to the api-server: the same port, whatever it is
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url}/execution/",
         "AIRFLOW__API__WORKERS": "1",
         # standalone starts its components as `airflow ...` subprocesses: this virtualenv's comes first
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }
-    embedded_state = "AIRFLOW_CONN_DYNAMICS_STATE" not in os.environ
-    if embedded_state:
-        if not (DEMO / "state" / "pgdata").exists():
-            say("no demo state yet: the pages start empty (run `make demo` first to fill them)")
-        conn = StateStoreHook.embedded_connection()
-        env["AIRFLOW_CONN_DYNAMICS_STATE"] = json.dumps(
-            {"conn_type": "postgres", "host": conn.host, "port": conn.port, "login": conn.login, "schema": conn.schema}
-        )
-        os.environ["AIRFLOW_CONN_DYNAMICS_STATE"] = env["AIRFLOW_CONN_DYNAMICS_STATE"]
-    StateStoreHook().migrate()
+    with contextlib.ExitStack() as stack:
+        if "AIRFLOW_CONN_DYNAMICS_STATE" not in os.environ:
+            if not (DEMO / "state" / "pgdata").exists():
+                say("no demo state yet: the pages start empty (run `make demo` first to fill them)")
+            # shared with a `make demo` run beside it: whichever ends last stops the server
+            stack.enter_context(embedded.shared(DEMO / "state" / "pgdata"))
+            env["AIRFLOW_CONN_DYNAMICS_STATE"] = state_connection_json(StateStoreHook.embedded_connection())
+            os.environ["AIRFLOW_CONN_DYNAMICS_STATE"] = env["AIRFLOW_CONN_DYNAMICS_STATE"]
+        StateStoreHook().migrate()
+        return serve(env, base_url, users, check_only=args.check)
+
+
+def serve(env: dict[str, str], base_url: str, users: dict[str, str], *, check_only: bool) -> int:
+    """Start the sandbox, the mail servers and ``airflow standalone``; print every URL; run until Ctrl-C."""
+    from demo_mailbox import MailboxDemo
+
+    from dynamics_jobqueue.hooks.state import StateStoreHook
 
     sandbox_port = int(os.environ.get("SANDBOX_PORT", "8765"))
     sandbox = SandboxProcess(
         port=sandbox_port if port_is_free(sandbox_port) else free_port(), data_dir=DEMO / "sandbox"
     )
-    sandbox.start()
     log_file = DEMO / "logs" / "airflow-standalone.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    process: subprocess.Popen | None = None
-    try:
+    # Ctrl-C (even when started in the background, where SIGINT is ignored) and a plain kill both stop everything.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with contextlib.ExitStack() as stack:
+        sandbox.start()
+        stack.callback(sandbox.stop)
+        # Mail servers of their own (a `make demo` beside this one runs its own under .demo/mail).
+        mail = stack.enter_context(MailboxDemo(DEMO / "mail-ui"))
         env.update(connections.environment(sandbox.base_url, str(sandbox.ca_file)))
+        os.environ.update({k: v for k, v in env.items() if k.startswith("AIRFLOW_CONN_")})
+        env.update(mail.seed(StateStoreHook()))
         with log_file.open("w") as log:
             process = subprocess.Popen(
                 [str(Path(sys.executable).with_name("airflow")), "standalone"],
@@ -144,12 +188,17 @@ def main() -> int:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        stack.callback(stop_standalone, process)
         say(f"airflow standalone starting (log {log_file})")
-        base_url = f"http://127.0.0.1:{port}"
         wait_until_up(base_url, process, log_file)
+        server = mail.server
         print(
-            f"\nOperator console: {base_url}/dynamics/job-queue"
-            f"\n  (in the Airflow UI {base_url}/ under the Dynamics menu)"
+            f"\nAirflow UI:       {base_url}/  (trigger crm_sync, the posting DAGs and mailbox_sync here)"
+            f"\nOperator console: {base_url}/dynamics/job-queue  (in the Airflow UI under the Dynamics menu)"
+            f"\nSandbox (Business Central + Dataverse): {sandbox.base_url}  (admin: /_sandbox/stats)"
+            f"\nMail servers: IMAP {server.host}:{server.imap_port}, POP3 {server.host}:{server.pop3_port},"
+            f" SMTP {server.host}:{server.smtp_port}"
+            f"\nState store: {env['AIRFLOW_CONN_DYNAMICS_STATE']}"
             f"\nSign in at {base_url}/ as:"
             f"\n  admin    / {users['admin']}    (may act)"
             f"\n  operator / {users['operator']}    (may act)"
@@ -157,24 +206,25 @@ def main() -> int:
             f"\nJSON API: {base_url}/dynamics/docs (after signing in)\n",
             flush=True,
         )
-        if args.check:
+        if check_only:
             check(base_url, users)
             return 0
-        say("Ctrl-C stops Airflow and the sandbox")
-        process.wait()
+        say("Ctrl-C stops Airflow, the mail servers and the sandbox")
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            return 0
         return process.returncode or 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-        sandbox.stop()
-        if embedded_state:
-            embedded.stop(DEMO / "state" / "pgdata")
+
+
+def stop_standalone(process: subprocess.Popen) -> None:
+    """Stop ``airflow standalone`` and every component it forked (it runs in a session of its own)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":

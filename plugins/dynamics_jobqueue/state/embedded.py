@@ -11,6 +11,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -58,6 +60,37 @@ def stop(data_dir: Path) -> None:
     if handle is not None:
         atexit.unregister(handle._cleanup)
     log.info("Embedded Postgres in %s stopped", data_dir)
+
+
+@contextmanager
+def shared(data_dir: Path) -> Iterator[str]:
+    """Use the embedded Postgres of ``data_dir`` together with other processes (``make demo`` beside ``make demo-ui``).
+
+    Each user registers its pid under ``<data_dir>/../users``; on exit the last live user stops the server, so a
+    process never stops a server another one still uses.
+
+    :return: (yielded) the server's libpq URI, as :func:`ensure_running`.
+    """
+    users = Path(data_dir).resolve().parent / "users"
+    users.mkdir(parents=True, exist_ok=True)
+    me = users / str(os.getpid())
+    me.touch()
+    try:
+        yield ensure_running(data_dir)
+    finally:
+        me.unlink(missing_ok=True)
+        if not any(_alive(int(user.name)) for user in users.iterdir() if user.name.isdigit()):
+            stop(data_dir)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def connection_kwargs(uri: str) -> dict[str, Any]:

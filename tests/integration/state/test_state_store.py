@@ -128,3 +128,24 @@ def test_a_named_connection_that_does_not_exist_is_an_error(monkeypatch: pytest.
     monkeypatch.delenv("AIRFLOW_CONN_OTHER_STATE", raising=False)
     with pytest.raises(AirflowNotFoundException, match="'other_state' is not defined"):
         StateStoreHook("other_state").get_conn()
+
+
+def test_a_shared_embedded_postgres_stops_only_when_its_last_user_ends(tmp_path: Path) -> None:
+    """``make demo`` beside ``make demo-ui``: the demo ending must not stop the server the console still uses."""
+    data_dir = tmp_path / "pgdata"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # the other user: alive
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / str(other.pid)).touch()
+    try:
+        with embedded.shared(data_dir) as uri, psycopg.connect(uri) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert (data_dir / "postmaster.pid").exists(), "stopped although another user is alive"
+        other.kill()
+        other.wait()
+        with embedded.shared(data_dir):
+            pass
+        assert not (data_dir / "postmaster.pid").exists(), "the last user left the server running"
+    finally:
+        other.kill()
+        embedded.stop(data_dir)
