@@ -283,8 +283,7 @@ def test_and_enable(
     """
     now = now or datetime.now(UTC)
     dataverse = dataverse or DataverseHook()
-    with transaction(state) as cur:  # a disabled workload must run for its test
-        cur.execute("UPDATE dynamics.mailbox_workload SET enabled = true WHERE mailbox_id = %s", (mailbox_id,))
+    # a forced run tests disabled workloads too; their Enabled flag follows the outcome below
     summary = sync_mailbox(state, mailbox_id, dataverse=dataverse, now=now, force=True)
     with transaction(state) as cur:
         cur.execute(

@@ -195,10 +195,11 @@ _RUNNABLE = (
 
 
 def due_workloads(state: StateLike, mailbox_id: int, now: datetime | None = None) -> set[str]:
-    """Names of the mailbox's workloads whose next sync time has come."""
+    """Names of the mailbox's runnable workloads (enabled, approved for email) whose next sync time has come."""
     with transaction(state) as cur:
         cur.execute(
-            "SELECT workload FROM dynamics.mailbox_workload WHERE mailbox_id = %s AND next_sync_at <= %s AND enabled",
+            "SELECT w.workload FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
+            " WHERE w.mailbox_id = %s AND w.next_sync_at <= %s AND " + _RUNNABLE,
             (mailbox_id, now or datetime.now(UTC)),
         )
         return {row[0] for row in cur.fetchall()}
