@@ -21,6 +21,7 @@ import yaml
 
 from dynamics_jobqueue import settings
 from dynamics_jobqueue.sync.mapping import MappingError, TableMapping, build_mapping
+from dynamics_jobqueue.sync.mapping_file import validate_file
 
 
 def mappings_dir() -> Path:
@@ -77,6 +78,7 @@ def _load_cached(signature: tuple[tuple[str, int], ...]) -> MappingSet:
             data = yaml.safe_load(file.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise MappingError(f"not valid YAML: {exc}", file=file.name) from None
+        validate_file(data, file=file.name)
         mappings.append(build_mapping(data, file=file.name))
     return MappingSet(tuple(validate_set(mappings)))
 
