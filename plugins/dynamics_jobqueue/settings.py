@@ -63,6 +63,12 @@ OPTIONS: dict[str, Option] = {
         "",
         "Where Post & Print sends PDFs: a folder URI (file:///...), or a printer; default <state_dir>/printed.",
     ),
+    "posting_notify_on_success": Option(
+        "boolean",
+        "False",
+        "Notify On Success of the Sales & Receivables / Purchases & Payables Setup: documents queued while it is "
+        "on notify the user who queued them when they have posted (job_queue_notifications).",
+    ),
     "alert_to": Option(
         "string", "", "Comma-separated recipients of failure alerts; empty: failures show in the Airflow UI only."
     ),

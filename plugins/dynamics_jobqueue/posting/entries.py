@@ -140,3 +140,16 @@ class JobQueueLogEntry:
     def columns(cls) -> str:
         """The SELECT list matching the dataclass fields, in order."""
         return ", ".join(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class JobQueueNotification:
+    """One row of ``dynamics.job_queue_notifications``: a user told that a document they queued has posted."""
+
+    notification_no: int
+    user_id: str
+    job_queue_entry_id: uuid.UUID
+    document_type: str
+    document_number: str
+    message: str
+    created_at: datetime

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 _ENTRY_VALUES = """
     (category_code, document_type, document_id, document_number, description, user_id, priority,
-     earliest_start_at, expires_at, max_attempts, rerun_delay_s, timeout_s, post_and_print, posting_options)
+     earliest_start_at, expires_at, max_attempts, rerun_delay_s, timeout_s, post_and_print, posting_options,
+     notify_on_success)
 VALUES (%(category_code)s, %(document_type)s, %(document_id)s, %(document_number)s, %(description)s,
         %(user_id)s, %(priority)s, coalesce(%(earliest_start_at)s, now()), %(expires_at)s, %(max_attempts)s,
-        %(rerun_delay_s)s, %(timeout_s)s, %(post_and_print)s, %(posting_options)s)
+        %(rerun_delay_s)s, %(timeout_s)s, %(post_and_print)s, %(posting_options)s, %(notify_on_success)s)
 """
 
 INSERT_ENTRY = "INSERT INTO dynamics.job_queue_entries " + _ENTRY_VALUES + " RETURNING {columns}"
@@ -171,7 +172,8 @@ SET heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %s)
 WHERE id = %s AND status = 'In Process'
 """
 
-# Close one attempt: the entry's new state and its log entry, in one round trip.
+# Close one attempt: the entry's new state, its log entry and its Notify On Success notification, in one round
+# trip.
 FINISH_ATTEMPT = """
 WITH entry AS (
     UPDATE dynamics.job_queue_entries
@@ -182,16 +184,24 @@ WITH entry AS (
         printed_at = CASE WHEN %(printed)s THEN now() ELSE printed_at END,
         ended_at = now(), lease_expires_at = NULL, backend_pid = NULL, updated_at = now()
     WHERE id = %(id)s
-    RETURNING id
+    RETURNING id, user_id, document_type, document_number, notify_on_success
+), notification AS (  -- Notify On Success: the user who queued the document is told it posted
+    INSERT INTO dynamics.job_queue_notifications
+        (user_id, job_queue_entry_id, document_type, document_number, message)
+    SELECT user_id, id, document_type, document_number,
+           document_type || ' ' || document_number || ' has been posted.'
+    FROM entry WHERE notify_on_success AND %(status)s = 'Finished'
 )
 UPDATE dynamics.job_queue_log_entries
 SET status = %(log_status)s, ended_at = now(), error_message = %(error_message)s, error_detail = %(error_detail)s
 WHERE entry_no = %(entry_no)s
 """
 
-COUNT_READY = """
-SELECT count(*) FROM dynamics.job_queue_entries
-WHERE category_code = %s AND status = 'Ready' AND earliest_start_at <= now()
+SELECT_NOTIFICATIONS = """
+SELECT notification_no, user_id, job_queue_entry_id, document_type, document_number, message, created_at
+FROM dynamics.job_queue_notifications
+WHERE %(user_id)s::text IS NULL OR user_id = %(user_id)s
+ORDER BY notification_no
 """
 
 SELECT_OPEN_LOG_ENTRY = """

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from dynamics_jobqueue import settings
 from dynamics_jobqueue.posting import queries
 from dynamics_jobqueue.posting.categories import DocumentType
 from dynamics_jobqueue.posting.categories import document_type as lookup_document_type
@@ -26,6 +27,7 @@ from dynamics_jobqueue.posting.entries import (
     DEFAULT_POSTING_TIMEOUT_S,
     JobQueueEntry,
     JobQueueLogEntry,
+    JobQueueNotification,
     JobQueueStatus,
     Status,
 )
@@ -64,6 +66,9 @@ class EnqueueRequest:
     :param timeout_s: Job Timeout; default 2 hours as the reference's posting entries.
     :param post_and_print: print the posted document after posting.
     :param posting_options: Batch Post options (``posting_date``, ``replace_posting_date``, ...).
+    :param notify_on_success: notify ``user_id`` when the document has posted; ``None``: the setup's Notify On
+        Success (setting ``posting_notify_on_success``), read when the document is queued, as the reference
+        copies it from the Sales & Receivables / Purchases & Payables Setup into the entry.
     """
 
     document_type: str
@@ -79,6 +84,7 @@ class EnqueueRequest:
     timeout_s: int = DEFAULT_POSTING_TIMEOUT_S
     post_and_print: bool = False
     posting_options: dict[str, Any] | None = None
+    notify_on_success: bool | None = None
 
 
 def already_scheduled_message(document_type: str, document_number: str) -> str:
@@ -139,6 +145,11 @@ def _entry_parameters(request: EnqueueRequest, doc_type: DocumentType) -> dict[s
         "timeout_s": request.timeout_s,
         "post_and_print": request.post_and_print,
         "posting_options": Jsonb(request.posting_options or {}),
+        "notify_on_success": (
+            settings.getboolean("posting_notify_on_success")
+            if request.notify_on_success is None
+            else request.notify_on_success
+        ),
     }
 
 
@@ -316,3 +327,10 @@ def document_job_queue_status(store: StateStoreHook, document_type: str, documen
         cur.execute(queries.SELECT_DOCUMENT_STATUS, (lookup_document_type(document_type).name, document_id))
         row = cur.fetchone()
     return JobQueueStatus(row[0]) if row else JobQueueStatus.BLANK
+
+
+def list_notifications(store: StateStoreHook, user_id: str | None = None) -> list[JobQueueNotification]:
+    """The Notify On Success notifications, of one user (their "My Notifications") or of all, oldest first."""
+    with store.transaction() as cur:
+        cur.execute(queries.SELECT_NOTIFICATIONS, {"user_id": user_id})
+        return [JobQueueNotification(*row) for row in cur.fetchall()]

@@ -181,3 +181,20 @@ def test_an_entry_on_hold_waits_until_set_ready(posting, state_store) -> None:
     assert PostingRunner(state_store, posting.bc, "SALESPOST").drain().posted == 0
     queue.set_status(state_store, "Sales Invoice", "S-INV1001", Status.READY)
     assert PostingRunner(state_store, posting.bc, "SALESPOST").drain().posted == 1
+
+
+def test_notify_on_success_of_the_setup_notifies_the_user_who_queued_the_document(
+    posting, state_store, monkeypatch
+) -> None:
+    quiet = posting.enqueue("Sales Invoice", "S-INV1003", user_id="CAROL")  # queued while the setup option is off
+    monkeypatch.setenv("AIRFLOW__DYNAMICS_JOBQUEUE__POSTING_NOTIFY_ON_SUCCESS", "True")
+    posted = posting.enqueue("Sales Invoice", "S-INV1001", user_id="ALICE")
+    failed = posting.enqueue("Sales Invoice", "S-INV1008", user_id="BOB")  # designed to fail: nothing to post
+    assert (quiet.notify_on_success, posted.notify_on_success, failed.notify_on_success) == (False, True, True)
+    result = PostingRunner(state_store, posting.bc, "SALESPOST").drain()
+    assert result.posted == 2 and len(result.failed) == 1
+    notifications = queue.list_notifications(state_store)
+    assert [(n.user_id, n.job_queue_entry_id, n.message) for n in notifications] == [
+        ("ALICE", posted.id, "Sales Invoice S-INV1001 has been posted.")
+    ]
+    assert queue.list_notifications(state_store, "BOB") == queue.list_notifications(state_store, "CAROL") == []
