@@ -23,7 +23,7 @@ from dynamics_jobqueue.hooks.state import StateStoreHook
 from dynamics_jobqueue.mailbox import cycle, records, schedule
 from dynamics_jobqueue.mailbox.cycle import MailboxSyncError, sync_mailbox, sync_mailboxes
 from dynamics_jobqueue.mailbox.records import IncomingFilter
-from dynamics_jobqueue.notifiers import JobQueueFailureNotifier
+from dynamics_jobqueue.notifiers import FailureAlert, JobQueueFailureNotifier
 
 
 def workload_row(state_store, mailbox_id: int, workload: str) -> dict:
@@ -261,7 +261,8 @@ def test_failure_alert_goes_to_the_owner_and_the_alert_address(
         sync_mailboxes([mailbox.mailbox_id], state=state_store)
     assert info.value.queued_by == ["JO@contoso.com"]  # the mapped CRM user's email
     monkeypatch.setenv("DYNAMICS_ALERT_TO", "erp-team@contoso.com")
-    recipients = JobQueueFailureNotifier().recipients(info.value.queued_by)
+    alert = FailureAlert.from_context({"exception": info.value, "run_id": "scheduled__x"})  # as the callback reads it
+    recipients = JobQueueFailureNotifier().recipients(alert.queued_by)
     assert recipients == ["erp-team@contoso.com", "JO@contoso.com"]
 
 
