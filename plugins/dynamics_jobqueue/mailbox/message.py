@@ -251,7 +251,7 @@ class _Headers:
         self.fields = None if self.modern else _split_fields(head)
         if self.fields is None:
             chosen = POLICY if self.modern else policy.compat32
-            source = _to_utf8(head) if self.modern else head
+            source = _to_utf8(alias_encoded_words(head)) if self.modern else head
             msg = BytesParser(policy=chosen).parsebytes(source + b"\r\n\r\n", headersonly=True)
             self.msg: Message | None = msg
         else:
@@ -336,6 +336,21 @@ def _unescape(value: str) -> str:
     if value.isascii() or not any("\udc80" <= ch <= "\udcff" for ch in value):
         return value
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+_EW_CHARSET = re.compile(rb"=\?([^?*\s]+)((?:\*[^?\s]*)?\?[bBqQ]\?)")
+
+
+def alias_encoded_words(head: bytes) -> bytes:
+    """RFC 2047 encoded words with their charset label replaced by :data:`CHARSET_ALIASES`' code page
+    (``=?gb2312?B?...?=`` is read as GBK), so the stdlib decodes them as Microsoft mail means them."""
+
+    def swap(match: re.Match[bytes]) -> bytes:
+        label = match.group(1).decode("ascii", "replace").lower()
+        alias = CHARSET_ALIASES.get(label)
+        return b"=?" + alias.encode() + match.group(2) if alias else match.group(0)
+
+    return _EW_CHARSET.sub(swap, head) if b"=?" in head else head
 
 
 def _to_utf8(head: bytes) -> bytes:

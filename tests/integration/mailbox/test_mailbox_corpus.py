@@ -27,12 +27,18 @@ from dynamics_jobqueue.hooks.dataverse import DataverseHook
 from dynamics_jobqueue.hooks.mail import MailHook
 from dynamics_jobqueue.mailbox import records
 from dynamics_jobqueue.mailbox.cycle import sync_mailbox
-from dynamics_jobqueue.mailbox.message import MAX_BODY_CHARS
+from dynamics_jobqueue.mailbox.message import CHARSET_ALIASES, MAX_BODY_CHARS
 from dynamics_jobqueue.mailbox.records import IncomingFilter
 
 CORPUS = Path(__file__).resolve().parents[2] / "mailbox_corpus"
 FILES = sorted(p for p in CORPUS.glob("*/*") if p.is_file())
 _MSGID = re.compile(r"<[^<>\s]+>")
+#: Where this package reads a message differently from ``policy.default`` on purpose, and what it reads.
+BY_DESIGN = {
+    # "From: alice@example.com <bob@example.com>": the address is the angle-addr, where a reply goes (RFC 5322
+    # name-addr); policy.default takes the address-looking display name
+    "mail-parser/mail_test_19.eml": {"sender": "bob@example.com"},
+}
 
 
 def words(text: str) -> str:
@@ -58,10 +64,38 @@ def addresses(msg: EmailMessage, name: str) -> list[str]:
     found = []
     for header in msg.get_all(name, failobj=[]):
         for address in getattr(header, "addresses", ()):
-            spec = str(address.addr_spec)
+            # raw 8-bit the stdlib keeps as surrogate escapes, read as UTF-8 first (RFC 6532)
+            spec = str(address.addr_spec).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             if "@" in spec and " " not in spec:
                 found.append(spec.lower())
     return list(dict.fromkeys(found))
+
+
+def aliased(raw: bytes) -> bytes:
+    """The message with RFC 2047 charset labels replaced by the code pages Microsoft mail means
+    (``CHARSET_ALIASES``, e.g. gb2312 -> gbk)."""
+    return re.sub(
+        rb"=\?([^?*\s]+)\?",
+        lambda m: b"=?" + CHARSET_ALIASES.get(m.group(1).decode().lower(), m.group(1).decode()).encode() + b"?",
+        raw,
+    )
+
+
+def text_of(part: EmailMessage) -> str:
+    """The stdlib's text of a body part; where the stdlib had to replace characters (a label that means a
+    larger code page, UTF-8 declared as something else), the part decoded strictly with the aliased charset,
+    else as UTF-8 (the per-part fallback rule), else the stdlib's reading."""
+    content = part.get_content()
+    if "\ufffd" not in content:
+        return content
+    payload = part.get_payload(decode=True)
+    charset = str(part.get_content_charset() or "utf-8")
+    for codec in (CHARSET_ALIASES.get(charset, charset), "utf-8"):
+        try:
+            return payload.decode(codec)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return content
 
 
 def body_of(raw: bytes) -> bytes:
@@ -78,6 +112,9 @@ def expectations() -> list[Expected]:
         name = f"{path.parent.name}/{path.name}"
         msg = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(msg, EmailMessage)
+        subject = words(str(msg.get("subject") or ""))
+        if "\ufffd" in subject:  # a charset label that means a larger code page (gb2312 holding GBK)
+            subject = words(str(BytesParser(policy=policy.default).parsebytes(aliased(raw))["subject"]))
         sender = (addresses(msg, "from") or addresses(msg, "sender") or [""])[0]
         if not sender:
             why = "no sender address" if msg.keys() else "no RFC 5322 header section"
@@ -93,14 +130,15 @@ def expectations() -> list[Expected]:
             taken[found.group(0)] = body_of(raw)
         part = msg.get_body(preferencelist=("html", "plain"))
         files = list(msg.iter_attachments()) if msg.is_multipart() else []
+        override = BY_DESIGN.get(name, {})
         result.append(
             Expected(
                 name,
                 "tracked",
-                subject=words(str(msg.get("subject") or ""))[:400],
-                sender=sender,
-                to=tuple(addresses(msg, "to")),
-                body=words(part.get_content()[:MAX_BODY_CHARS]) if part is not None else "",
+                subject=subject[:400],
+                sender=str(override.get("sender", sender)),
+                to=tuple(override.get("to", addresses(msg, "to"))),
+                body=words(text_of(part)[:MAX_BODY_CHARS]) if part is not None else "",
                 attachments=len(files),
                 attachment_names=tuple(str(f.get_filename()) for f in files if f.get_filename()),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime
 
 import pytest
@@ -208,3 +209,10 @@ def test_header_junk_and_folded_headers() -> None:
 def test_unparseable_messages_say_why(raw: bytes, reason: str) -> None:
     with pytest.raises(UnparseableMessage, match=reason):
         parse(raw)
+
+
+def test_encoded_word_labelled_gb2312_is_read_as_gbk() -> None:
+    text = "\u9555\u9f98 \u4f60\u597d"  # GBK characters outside GB 2312
+    word = base64.b64encode(text.encode("gbk")).decode()
+    raw = f"From: a@example.com\nSubject: =?gb2312?B?{word}?=\nMessage-ID: <ew-gbk@x>\n\nx\n".encode()
+    assert parse(raw).subject == text
