@@ -35,6 +35,7 @@ from sandbox.api import (
     query_page,
     timestamp,
 )
+from sandbox.metadata import csdl
 from sandbox.odata import QueryError, parse_select
 from sandbox.schema import BC_CUSTOM_SETS, BC_SETS, EMPTY_GUID, EntitySet
 from sandbox.store import DuplicateKey, Row
@@ -112,6 +113,9 @@ class BusinessCentral:
         try:
             if request.path == "$batch":
                 return self.batch(request, api)
+            if request.path == "$metadata":
+                document = csdl(self._sets(api), "Microsoft.NAV", "NAV")
+                return ApiResponse(200, document, {"Content-Type": "application/xml"})
             return self._dispatch(request, api)
         except ApiError as err:
             return ApiResponse(err.status, error_body(err.code, err.message), err.headers)

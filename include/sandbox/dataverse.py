@@ -35,6 +35,7 @@ from sandbox.api import (
     now,
     query_page,
 )
+from sandbox.metadata import csdl
 from sandbox.odata import QueryError, format_datetime, parse_select
 from sandbox.schema import DATAVERSE_OWNED, DATAVERSE_REQUIRED_LOOKUPS, DATAVERSE_SETS, EntitySet
 from sandbox.store import DuplicateKey, Row
@@ -107,6 +108,9 @@ class Dataverse:
         try:
             if request.path == "$batch":
                 return self.batch(request)
+            if request.path == "$metadata":
+                document = csdl(DATAVERSE_SETS, "Microsoft.Dynamics.CRM", "System")
+                return ApiResponse(200, document, {"Content-Type": "application/xml"})
             return self._dispatch(request)
         except ApiError as err:
             return ApiResponse(err.status, error_body(err.code, err.message), err.headers)

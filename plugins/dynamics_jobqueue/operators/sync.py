@@ -61,6 +61,8 @@ class CrmSyncOperator(BaseOperator):
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from dynamics_jobqueue.hooks.errors import AuthenticationError
         from dynamics_jobqueue.hooks.state import StateStoreHook
+        from dynamics_jobqueue.sync.mapping import MappingError
+        from dynamics_jobqueue.sync.metadata import check_against_services
         from dynamics_jobqueue.sync.runner import COUNT_NAMES, MappingRunner, SyncRecordsFailed, SyncSystemicError
 
         params = context["params"]
@@ -69,12 +71,22 @@ class CrmSyncOperator(BaseOperator):
         selected = [str(name) for name in params.get("mappings") or []]
         if selected and mapping.name not in selected and mapping.slug not in selected:
             raise AirflowSkipException(f"{mapping.name} is not in this run's mappings ({', '.join(selected)})")
+        erp_hook = BusinessCentralHook(self.business_central_conn_id)
+        crm_hook = DataverseHook(self.dataverse_conn_id)
+        try:  # a misspelt entity set or field fails here, named, instead of as an HTTP 400 per record
+            check_against_services(mapping, erp_hook, crm_hook)
+        except MappingError as exc:
+            raise AirflowFailException(
+                f"{exc}. Fix the mapping file; the services' $metadata lists the names."
+            ) from exc
+        except AuthenticationError as exc:
+            raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
         runner = MappingRunner(
             mapping,
             mappings,
             state=StateStoreHook(state_conn_id=self.state_conn_id),
-            erp_hook=BusinessCentralHook(self.business_central_conn_id),
-            crm_hook=DataverseHook(self.dataverse_conn_id),
+            erp_hook=erp_hook,
+            crm_hook=crm_hook,
             run_id=context["run_id"],
             full_sync=bool(params.get("full_sync", False)),
         )
