@@ -190,6 +190,8 @@ class PageInput:
     :param counterpart: ERP->CRM pass of a bidirectional mapping only: the CRM records changed since the last
         sync by someone other than the integration user, indexed by CRM id, with :data:`MODIFIED` and the
         current values of the ``TO_CRM`` target fields (:func:`current_values`), and :data:`MODIFIED_ON`.
+    :param deferred: ERP->CRM pass only: records left to the write-back after the CRM->ERP pass (pairs created
+        from the CRM that still owe the CRM their to-CRM fields), IGNOREd here.
     """
 
     source: pd.DataFrame
@@ -200,6 +202,7 @@ class PageInput:
     )
     record_state: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["skipped", "handled"]))
     counterpart: pd.DataFrame | None = None
+    deferred: pd.Series | None = None
 
 
 def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore_echoes: bool = True) -> pd.DataFrame:
@@ -236,6 +239,9 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
             reason[todo] = why
 
     decide(state["handled"].astype("boolean").fillna(False).astype(bool), Action.IGNORE, "already handled in this run")
+    if page.deferred is not None:
+        deferred = page.deferred.reindex(index).astype("boolean").fillna(False).astype(bool)
+        decide(deferred, Action.IGNORE, "its to-CRM fields are written back after the CRM->ERP pass")
     if ignore_echoes:
         synced_at = couplings["source_synced_at"]
         echo = coupled & synced_at.notna() & (page.source[MODIFIED] <= synced_at).fillna(False).astype(bool)

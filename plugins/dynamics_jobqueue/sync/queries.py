@@ -35,15 +35,15 @@ UPDATE dynamics.sync_job SET status = %s, finished_at = clock_timestamp(), messa
 """
 
 COUPLINGS_BY_ERP_ID = """
-SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
   FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = ANY(%s)
 """
 COUPLINGS_BY_CRM_ID = """
-SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
   FROM dynamics.sync_coupling WHERE mapping = %s AND crm_id = ANY(%s)
 """
 COUPLINGS_BY_ERP_KEY = """
-SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
   FROM dynamics.sync_coupling WHERE mapping = %s AND erp_key = ANY(%s)
 """
 # A page's couplings arrive by COPY into a per-connection temporary table, then merge in one statement:
@@ -51,12 +51,12 @@ SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash,
 CREATE_COUPLING_INPUT = """
 CREATE TEMPORARY TABLE IF NOT EXISTS sync_coupling_input (
     erp_id text, crm_id text, erp_key text, crm_key text, erp_modified_at timestamptz,
-    crm_version bigint, erp_hash text, crm_hash text, is_new boolean
+    crm_version bigint, erp_hash text, crm_hash text, is_new boolean, write_back boolean
 ) ON COMMIT DELETE ROWS
 """
 COPY_COUPLING_INPUT = """
 COPY sync_coupling_input (erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash,
-                          is_new) FROM STDIN
+                          is_new, write_back) FROM STDIN
 """
 # A CRM record coupled anew (e.g. restored in the ERP under a new id) must not keep its coupling to the old id.
 DELETE_REPLACED_COUPLINGS = """
@@ -65,13 +65,27 @@ DELETE FROM dynamics.sync_coupling c USING sync_coupling_input i
 """
 MERGE_COUPLINGS = """
 INSERT INTO dynamics.sync_coupling AS c
-       (mapping, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash)
-SELECT %s, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash
+       (mapping, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash,
+        write_back_pending)
+SELECT %s, erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash,
+       coalesce(write_back, false)
   FROM sync_coupling_input
 ON CONFLICT (mapping, erp_id) DO UPDATE
    SET crm_id = EXCLUDED.crm_id, erp_key = EXCLUDED.erp_key, crm_key = EXCLUDED.crm_key,
        erp_modified_at = EXCLUDED.erp_modified_at, crm_version = EXCLUDED.crm_version,
        erp_hash = EXCLUDED.erp_hash, crm_hash = EXCLUDED.crm_hash, synced_at = now()
+"""
+# write_back: true sets write_back_pending, false clears it, NULL keeps it (a CRM->ERP update of such a pair).
+SET_WRITE_BACK = """
+UPDATE dynamics.sync_coupling c SET write_back_pending = i.write_back
+  FROM sync_coupling_input i
+ WHERE c.mapping = %s AND c.erp_id = i.erp_id AND i.write_back IS NOT NULL
+"""
+WRITE_BACK_PENDING = """
+SELECT erp_id FROM dynamics.sync_coupling WHERE mapping = %s AND write_back_pending ORDER BY erp_id
+"""
+CLEAR_WRITE_BACK = """
+UPDATE dynamics.sync_coupling SET write_back_pending = false WHERE mapping = %s AND erp_id = ANY(%s)
 """
 DELETE_COUPLING_BY_ERP_ID = "DELETE FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = %s"
 
@@ -142,11 +156,18 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 """
 
 ADD_PENDING = """
-INSERT INTO dynamics.sync_pending_coupling (mapping, crm_id, erp_key, crm_version) VALUES (%s, %s, %s, %s)
-ON CONFLICT (mapping, crm_id) DO UPDATE
-   SET erp_key = EXCLUDED.erp_key, crm_version = EXCLUDED.crm_version, created_at = now()
+INSERT INTO dynamics.sync_pending_create
+       (mapping, direction, source_id, dest_key, dest_key_is_id, erp_key, crm_key, erp_modified_at, crm_version,
+        erp_hash, crm_hash)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (mapping, direction, source_id) DO UPDATE
+   SET dest_key = EXCLUDED.dest_key, dest_key_is_id = EXCLUDED.dest_key_is_id, erp_key = EXCLUDED.erp_key,
+       crm_key = EXCLUDED.crm_key, erp_modified_at = EXCLUDED.erp_modified_at, crm_version = EXCLUDED.crm_version,
+       erp_hash = EXCLUDED.erp_hash, crm_hash = EXCLUDED.crm_hash, created_at = now()
 """
-PENDING_BY_ERP_KEY = """
-SELECT erp_key, crm_id, crm_version FROM dynamics.sync_pending_coupling WHERE mapping = %s AND erp_key = ANY(%s)
+PENDING = """
+SELECT direction, source_id, dest_key, dest_key_is_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash,
+       crm_hash
+  FROM dynamics.sync_pending_create WHERE mapping = %s ORDER BY direction, source_id
 """
-DROP_PENDING = "DELETE FROM dynamics.sync_pending_coupling WHERE mapping = %s AND crm_id = ANY(%s)"
+DROP_PENDING = "DELETE FROM dynamics.sync_pending_create WHERE mapping = %s AND direction = %s AND source_id = ANY(%s)"

@@ -29,7 +29,7 @@ import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -200,6 +200,7 @@ class MappingRunner:
                 self.integration_user = self._integration_user()
                 self.lookups = LookupResolver(store, self.erp, self.crm, self.mappings, self.integration_user)
                 self.writer = self._writer(store)
+                self._settle_pending()
                 crm_watermark = None
                 if self.mapping.direction is Direction.BIDIRECTIONAL:
                     crm_watermark = self._stage_crm_changes()
@@ -246,6 +247,78 @@ class MappingRunner:
         return self._not_by_integration_user is not None and (
             str(record.get("_modifiedby_value") or "").lower() == self.integration_user
         )
+
+    # -- the pending-coupling protocol ---------------------------------------------------------------------------
+    def _settle_pending(self) -> None:
+        """Commit the couplings of creates whose outcome a crash or a lost answer left unknown.
+
+        Every create is recorded with the coupling it makes before it is sent (:meth:`.PageWriter._add_pending`)
+        and the page's commit forgets it. What is still recorded was maybe created: the destination is read by
+        the key the create used; a record found is coupled exactly as the lost commit would have coupled it (the
+        source marker of the create, the CRM version left blank as after any write of the sync, so a later
+        user's edit on either side counts as that side's change), and a pair created in the ERP still owes its
+        write-back. A create that never arrived is forgotten: its source record is still a candidate.
+        """
+        for flow in (Direction.TO_CRM, Direction.FROM_CRM):
+            creates = [p for p in self.store.pending() if p.direction == flow.value]
+            if not creates:
+                continue
+            dest_side = Side.CRM if flow is Direction.TO_CRM else Side.ERP
+            dest = self.mapping.side(dest_side)
+            endpoint: ErpEndpoint | CrmEndpoint = self.crm if dest_side is Side.CRM else self.erp
+            select = [dest.id_field, *([dest.key] if dest.key else []), endpoint.modified_field]
+            found: dict[tuple[bool, str], dict[str, Any]] = {}
+            for is_id in (True, False):
+                keys = [p.dest_key for p in creates if p.dest_key_is_id is is_id]
+                field_name = dest.id_field if is_id else dest.key
+                if not keys or field_name is None:
+                    continue
+                for record in endpoint.read_where(dest.entity_set, field_name, keys, select, id_field=dest.id_field):
+                    value = str(record[field_name])
+                    found[(is_id, value.lower() if is_id else value)] = record
+            couplings = []
+            for create in creates:
+                made = found.get(
+                    (create.dest_key_is_id, create.dest_key.lower() if create.dest_key_is_id else create.dest_key)
+                )
+                if made is None:
+                    continue
+                dest_id = str(made[dest.id_field]).lower()
+                if flow is Direction.TO_CRM:
+                    couplings.append(replace(create.coupling, erp_id=create.source_id, crm_id=dest_id))
+                else:
+                    couplings.append(
+                        replace(
+                            create.coupling,
+                            erp_id=dest_id,
+                            crm_id=create.source_id,
+                            erp_key=create.dest_key,
+                            erp_modified_at=_parse_time(made.get("lastModifiedDateTime")),
+                            write_back=True,
+                        )
+                    )
+            self.store.settle_pending(flow.value, couplings, [p.source_id for p in creates])
+            log.info(
+                "%s %s: %d create(s) of an interrupted run found and coupled, %d never arrived",
+                self.mapping.name,
+                flow.label,
+                len(couplings),
+                len(creates) - len(couplings),
+            )
+
+    def _write_back_owed(self, result: PassResult) -> None:
+        """Write back the to-CRM fields of pairs created from the CRM that a crash or an error left owing them
+        (the write-back of this run's creates happens page by page; this catches the rest)."""
+        owed = self.store.write_back_pending()
+        if not owed:
+            return
+        select = self.mapping.read_fields(Side.ERP)
+        records = self.erp.read_by_ids(self.mapping.erp, owed, select, integration_user=self.integration_user)
+        vanished = set(owed) - {str(r["id"]) for r in records}
+        if vanished:
+            self.store.clear_write_back(sorted(vanished))
+        self._finish(self._prepare(Direction.TO_CRM, records, result, write_back=True), result, self.store, self.writer)
+        log.info("%s: to-CRM fields of %d record(s) created from the CRM written back", self.mapping.name, len(records))
 
     # -- staging (bidirectional) -----------------------------------------------------------------------------
     def _stage_crm_changes(self) -> int | None:
@@ -320,6 +393,7 @@ class MappingRunner:
                     self._finish(page, result, store, self.writer)
                     done += len(rows)
                     log.info("%s: page %d, %d/%d records", label, number, done, total)
+                self._write_back_owed(result)
                 newest = crm_watermark
             else:
                 retry = store.retry_ids(flow.value)
@@ -391,8 +465,6 @@ class MappingRunner:
         by = "erp_id" if flow is Direction.TO_CRM else "crm_id"
         couplings = self.store.couplings(by, source.index.tolist())
         couplings.index = couplings[by].astype(str)
-        if flow is Direction.TO_CRM and mapping.direction is Direction.BIDIRECTIONAL:
-            couplings = self._with_pending(source, couplings)
         other_ids = couplings["crm_id" if flow is Direction.TO_CRM else "erp_id"].astype(str).tolist()
         to_crm_ids, from_crm_ids = (
             (source.index.tolist(), other_ids) if flow is Direction.TO_CRM else (other_ids, source.index.tolist())
@@ -437,6 +509,17 @@ class MappingRunner:
         else:
             other_hash = pd.Series(None, index=source.index, dtype=object)
 
+        deferred = None
+        if flow is Direction.TO_CRM and bidirectional and not write_back and not couplings.empty:
+            # A pair created from the CRM whose write-back is owed: while the ERP record still holds what the
+            # create wrote, its to-CRM fields go by the write-back after the CRM->ERP pass (a CRM edit made
+            # since is no conflict: it flows to the ERP first); an ERP record edited since is an ERP change.
+            owed = couplings["write_back_pending"].astype("boolean").fillna(False).astype(bool)
+            if owed.any():
+                as_created = owed & (other_hash.reindex(couplings.index) == couplings["erp_hash"])
+                deferred = as_created.reindex(source.index, fill_value=False)
+                view.loc[owed & ~as_created, "source_synced_at"] = pd.NaT
+
         plan = plan_page(
             mapping,
             flow,
@@ -447,6 +530,7 @@ class MappingRunner:
                 couplings=view,
                 record_state=record_state,
                 counterpart=counterpart,
+                deferred=deferred,
             ),
             # A full sync compares every record (BC's Full Synch. Review reports them Unchanged).
             ignore_echoes=not (write_back or self.full_sync),
@@ -454,30 +538,6 @@ class MappingRunner:
         own = state[state["direction"] == flow.value]
         errored = {str(i) for i in own["source_id"]}
         return Page(flow, source, values, plan, couplings, other_hash, errored, counterpart_versions, write_back)
-
-    def _with_pending(self, source: pd.DataFrame, couplings: pd.DataFrame) -> pd.DataFrame:
-        """Add the couplings that a crashed run left pending: an uncoupled ERP record carrying the key of a
-        record being created from the CRM is that record, so it is coupled to its CRM record, not created again."""
-        key = self.mapping.erp.key
-        if key is None or key not in source.columns:
-            return couplings
-        uncoupled = source.loc[~source.index.isin(couplings.index), key].dropna().astype(str)
-        pending = self.store.pending_by_erp_key(uncoupled.tolist()) if not uncoupled.empty else {}
-        if not pending:
-            return couplings
-        found = uncoupled[uncoupled.isin(pending)]
-        rows = pd.DataFrame(
-            {
-                "erp_id": found.index,
-                "crm_id": [pending[k][0] for k in found],
-                "erp_key": found.tolist(),
-                "crm_version": [pending[k][1] for k in found],
-            },
-            index=found.index,
-            columns=couplings.columns,
-        )
-        log.info("%s: %d record(s) created by an interrupted run coupled", self.mapping.name, len(rows))
-        return pd.concat([couplings, rows.astype(object)]) if not couplings.empty else rows.astype(object)
 
     def _finish(self, page: Page | None, result: PassResult, store: SyncStore, writer: PageWriter) -> None:
         """Write a planned page and commit its outcome (on ``store``, possibly from the pipeline's thread)."""

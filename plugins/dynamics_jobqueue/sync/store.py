@@ -37,6 +37,7 @@ COUPLING_COLUMNS = [
     "crm_version",
     "erp_hash",
     "crm_hash",
+    "write_back_pending",
 ]
 
 
@@ -58,6 +59,25 @@ class Coupling:
     crm_hash: str | None
     #: a pair made in this page (insert, match, restore) rather than an existing one updated
     is_new: bool = False
+    #: the pair owes the CRM its to-CRM fields (created from the CRM, not yet written back): ``True`` sets the
+    #: flag, ``False`` clears it (the ERP->CRM direction wrote the pair), ``None`` keeps it
+    write_back: bool | None = False
+
+
+@dataclass(frozen=True)
+class PendingCreate:
+    """A create sent (or about to be sent) whose coupling is not committed yet (``dynamics.sync_pending_create``).
+
+    :param direction: ``to_crm`` or ``from_crm``. :param source_id: the record the create copies.
+    :param dest_key: how the created record is found: its business key, or its id when ``dest_key_is_id``.
+    :param coupling: the coupling the create makes, with a blank id on the destination side.
+    """
+
+    direction: str
+    source_id: str
+    dest_key: str
+    dest_key_is_id: bool
+    coupling: Coupling
 
 
 @dataclass(frozen=True)
@@ -217,17 +237,70 @@ class SyncStore:
             return [r[0] for r in self.conn.execute(q.CONFLICT_CRM_IDS, (self.mapping,)).fetchall()]
 
     # -- pending couplings -------------------------------------------------------------------------------------
-    def add_pending(self, rows: Sequence[tuple[str, str, int | None]]) -> None:
-        """Record ``(crm_id, erp_key, crm_version)`` of ERP records about to be created from CRM records,
-        committed before the create."""
+    def add_pending(self, creates: Sequence[PendingCreate]) -> None:
+        """Record creates about to be sent, committed before they are (the pending-coupling protocol)."""
         with self.conn.transaction(), self.conn.cursor() as cur:
-            cur.executemany(q.ADD_PENDING, [(self.mapping, *row) for row in rows])
+            cur.executemany(
+                q.ADD_PENDING,
+                [
+                    (
+                        self.mapping,
+                        p.direction,
+                        p.source_id,
+                        p.dest_key,
+                        p.dest_key_is_id,
+                        p.coupling.erp_key,
+                        p.coupling.crm_key,
+                        p.coupling.erp_modified_at,
+                        p.coupling.crm_version,
+                        p.coupling.erp_hash,
+                        p.coupling.crm_hash,
+                    )
+                    for p in creates
+                ],
+            )
 
-    def pending_by_erp_key(self, keys: Sequence[str]) -> dict[str, tuple[str, int | None]]:
-        """``erp_key -> (crm_id, crm_version)`` of pending couplings with these ERP keys."""
+    def pending(self) -> list[PendingCreate]:
+        """The creates of this mapping whose outcome was never committed (a crash or a lost answer)."""
         with self.conn.transaction():
-            rows = self.conn.execute(q.PENDING_BY_ERP_KEY, (self.mapping, list(keys))).fetchall()
-        return {key: (crm_id, version) for key, crm_id, version in rows}
+            rows = self.conn.execute(q.PENDING, (self.mapping,)).fetchall()
+        return [
+            PendingCreate(
+                direction=direction,
+                source_id=source_id,
+                dest_key=dest_key,
+                dest_key_is_id=is_id,
+                coupling=Coupling(
+                    erp_id="",
+                    crm_id="",
+                    erp_key=erp_key,
+                    crm_key=crm_key,
+                    erp_modified_at=modified,
+                    crm_version=version,
+                    erp_hash=erp_hash,
+                    crm_hash=crm_hash,
+                    is_new=True,
+                ),
+            )
+            for direction, source_id, dest_key, is_id, erp_key, crm_key, modified, version, erp_hash, crm_hash in rows
+        ]
+
+    def settle_pending(self, direction: str, couplings: Sequence[Coupling], source_ids: Sequence[str]) -> None:
+        """Commit the couplings of pending creates found in the destination and forget ``source_ids``' pending
+        creates (found or not: a create that never arrived is simply made again), in one transaction."""
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            self._write_outcome(cur, 0, direction, PageOutcome(couplings=list(couplings)), skip_after=0)
+            cur.execute(q.DROP_PENDING, (self.mapping, direction, list(source_ids)))
+
+    def write_back_pending(self) -> list[str]:
+        """ERP ids of pairs created from the CRM whose to-CRM fields were never written back."""
+        with self.conn.transaction():
+            return [r[0] for r in self.conn.execute(q.WRITE_BACK_PENDING, (self.mapping,)).fetchall()]
+
+    def clear_write_back(self, erp_ids: Sequence[str]) -> None:
+        """Forget the write-back of pairs whose ERP record left the mapping's filter or no longer exists."""
+        with self.conn.transaction():
+            self.conn.execute(q.CLEAR_WRITE_BACK, (self.mapping, list(erp_ids)))
 
     # -- staging ----------------------------------------------------------------------------------------------
     def clear_staging(self) -> None:
@@ -300,16 +373,18 @@ class SyncStore:
                             c.erp_hash,
                             c.crm_hash,
                             c.is_new,
+                            c.write_back,
                         )
                     )
             if any(c.is_new for c in outcome.couplings):
                 cur.execute(q.DELETE_REPLACED_COUPLINGS, (self.mapping,))
             cur.execute(q.MERGE_COUPLINGS, (self.mapping,))
-        settled = [c.crm_id for c in outcome.couplings]
-        if direction == "from_crm":
-            settled += [f.source_id for f in outcome.failures]
+            cur.execute(q.SET_WRITE_BACK, (self.mapping,))
+        # The page's creates have an outcome now: coupled or failed.
+        settled = [c.erp_id if direction == "to_crm" else c.crm_id for c in outcome.couplings]
+        settled += [f.source_id for f in outcome.failures]
         if settled:
-            cur.execute(q.DROP_PENDING, (self.mapping, settled))
+            cur.execute(q.DROP_PENDING, (self.mapping, direction, settled))
         if outcome.succeeded:
             cur.executemany(q.RECORD_SUCCEEDED, [(self.mapping, direction, s) for s in outcome.succeeded])
         if outcome.failures:

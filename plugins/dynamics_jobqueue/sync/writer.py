@@ -36,7 +36,7 @@ from dynamics_jobqueue.sync.planner import (
     current_values,
     hash_columns,
 )
-from dynamics_jobqueue.sync.store import Coupling, PageOutcome, RecordFailure
+from dynamics_jobqueue.sync.store import Coupling, PageOutcome, PendingCreate, RecordFailure
 from dynamics_jobqueue.sync.transformations import apply_all
 
 if TYPE_CHECKING:
@@ -297,6 +297,21 @@ class PageWriter:
         is_new: bool = False,
     ) -> None:
         """Record the pair's state after a successful sync (see the coupling table's column comments)."""
+        outcome.couplings.append(
+            self._coupling(page, source_id, dest_id, written=written, dest_record=dest_record, is_new=is_new)
+        )
+        self._clear_error(page, outcome, source_id)
+
+    def _coupling(
+        self,
+        page: Page,
+        source_id: str,
+        dest_id: str,
+        *,
+        written: bool,
+        dest_record: dict[str, Any] | None = None,
+        is_new: bool = False,
+    ) -> Coupling:
         existing = page.existing.get(source_id)
         values = page.value_rows[source_id]
         plan = page.plan_rows[source_id]
@@ -336,9 +351,10 @@ class PageWriter:
                 erp_hash=mapped_hash,
                 crm_hash=other_hash,
                 is_new=is_new,
+                # A pair coupled from the CRM owes the CRM its to-CRM fields (the number) until written back.
+                write_back=True if is_new and self.mapping.direction is Direction.BIDIRECTIONAL else None,
             )
-        outcome.couplings.append(coupling)
-        self._clear_error(page, outcome, source_id)
+        return coupling
 
     # -- creates -------------------------------------------------------------------------------------------
     def _match_and_create(self, page: Page, source_ids: list[str], outcome: PageOutcome) -> list[str]:
@@ -394,6 +410,14 @@ class PageWriter:
             first.append(
                 self.crm.upsert_op(source_id, crm, {crm.key: key}, body, mode="create" if insert else "update")
             )
+        self._add_pending(
+            page,
+            [
+                (op.id, str(page.value_rows[op.id][crm.key]), False)
+                for op in first
+                if page.plan_rows[op.id]["action"] == Action.INSERT.value
+            ],
+        )
         second: list[BatchOperation] = []
         for op, result in zip(first, self._send(page, self.crm, first), strict=True):
             action = page.plan_rows[op.id]["action"]
@@ -430,6 +454,7 @@ class PageWriter:
             )
             for source_id in source_ids
         ]
+        self._add_pending(page, [(op.id, crm_id_for(self.mapping, op.id), True) for op in ops])
         for op, result in zip(ops, self._send(page, self.crm, ops), strict=True):
             if result.ok:
                 outcome.counts["inserted"] += 1
@@ -457,7 +482,7 @@ class PageWriter:
     def _create_erp(self, page: Page, source_ids: list[str], outcome: PageOutcome) -> None:
         erp = self.mapping.erp
         ops: list[BatchOperation] = []
-        pending: list[tuple[str, str, int | None]] = []
+        pending: list[tuple[str, str, bool]] = []
         for source_id in source_ids:
             body = self.payload(Direction.FROM_CRM, page.value_rows[source_id], insert=True)
             if erp.key:
@@ -473,10 +498,9 @@ class PageWriter:
                     )
                     continue
                 body[erp.key] = key
-                pending.append((source_id, key, page.modified[source_id]))
+                pending.append((source_id, key, False))
             ops.append(self.erp.create_op(source_id, erp, body))
-        if pending:
-            self.store.add_pending(pending)
+        self._add_pending(page, pending)
         for op, result in zip(ops, self._send(page, self.erp, ops), strict=True):
             if result.ok and isinstance(result.body, dict):
                 outcome.counts["inserted"] += 1
@@ -487,6 +511,26 @@ class PageWriter:
             else:
                 message, detail = error_text(result, op)
                 self._fail(page, outcome, op.id, ErrorKind.RECORD.value, message, detail)
+
+    def _add_pending(self, page: Page, creates: list[tuple[str, str, bool]]) -> None:
+        """Commit the pending couplings of ``(source_id, dest_key, dest_key_is_id)`` creates before they are sent
+        (``dynamics.sync_pending_create``): each with the coupling the create will make, so a run after a crash
+        or a lost answer commits exactly that coupling (:meth:`.runner.MappingRunner` settles them first)."""
+        if not creates:
+            return
+        self.store.add_pending(
+            [
+                PendingCreate(
+                    direction=page.flow.value,
+                    source_id=source_id,
+                    dest_key=dest_key,
+                    dest_key_is_id=is_id,
+                    coupling=self._coupling(page, source_id, "", written=True, is_new=True),
+                )
+                for source_id, dest_key, is_id in creates
+            ]
+        )
+        self.checkpoint(f"{page.stage}.pending")
 
     # -- match-based coupling ----------------------------------------------------------------------------------
     def _match(self, page: Page, source_ids: list[str], outcome: PageOutcome) -> dict[str, tuple[str, dict]]:

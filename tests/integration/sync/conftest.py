@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -12,10 +15,12 @@ import pytest
 import yaml
 
 from dynamics_jobqueue.paths import include_dir
+from dynamics_jobqueue.sync import crash_points
 from dynamics_jobqueue.sync.loader import MappingSet, load_mappings
 from dynamics_jobqueue.sync.runner import MappingRunner, MappingRunResult
 
 DEFAULT_MAPPINGS = include_dir() / "mappings"
+CRASH_WORKER = Path(__file__).with_name("crash_worker.py")
 
 
 class SyncHarness:
@@ -76,6 +81,24 @@ class SyncHarness:
             )
             results[mapping.name] = runner.run()
         return results
+
+    def crash(self, *names: str, point: str, occurrence: int = 1, full_sync: bool = False) -> None:
+        """Run the named mappings in a worker process that dies at crash point ``point`` (its ``occurrence``-th
+        pass there), as ``kill -9`` would (:mod:`dynamics_jobqueue.sync.crash_points`)."""
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(include_dir()), os.environ.get("PYTHONPATH", "")]),
+            crash_points.CRASH_AT_ENV: f"{point}@{occurrence}",
+        }
+        done = subprocess.run(
+            [sys.executable, str(CRASH_WORKER), *names, *(["--full"] if full_sync else [])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == crash_points.CRASHED, f"no crash at {point}: {done.stderr[-3000:]}"
 
     @staticmethod
     def counts(results: dict[str, MappingRunResult]) -> dict[str, dict[str, int]]:

@@ -12,6 +12,65 @@ from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint
 from dynamics_jobqueue.sync.runner import SyncSystemicError
 
 
+def agree(sync, mapping: str = "CUSTOMER") -> None:
+    """Nothing left to do: no pending coupling, no write owed, no record error, and the next run is idle."""
+    assert sync.sql("SELECT count(*) FROM dynamics.sync_pending_create") == [(0,)]
+    assert sync.sql("SELECT count(*) FROM dynamics.sync_coupling WHERE write_back_pending") == [(0,)]
+    assert sync.record_errors(mapping) == []
+    idle = sync.counts(sync.run(mapping, run_id="idle"))
+    assert {name: c for name, c in idle.items() if set(c) - {"skipped"}} == {}
+
+
+@pytest.mark.parametrize("point", ["to_crm.batch.answered", "to_crm.commit.inside"])
+def test_1_a_crm_edit_after_a_crash_during_the_account_creates_is_kept_on_both_sides(sync, point) -> None:
+    sync.run("CURRENCY", "SALESPEOPLE", run_id="first")
+    sync.crash("CUSTOMER", point=point)  # the accounts exist, their couplings were never committed
+    account = sync.account("20000")
+    sync.crm_user.upsert("accounts", account["accountid"], {"telephone1": "+44 1 CRM edit"}, mode="update")
+    sync.run("CUSTOMER", run_id="recovery")
+    assert sync.account("20000")["telephone1"] == "+44 1 CRM edit"
+    assert sync.customer("20000")["phoneNumber"] == "+44 1 CRM edit"
+    agree(sync)
+
+
+def test_1_a_crm_edit_after_a_crash_during_the_contact_creates_is_kept_on_both_sides(sync) -> None:
+    sync.run("CURRENCY", "SALESPEOPLE", "CUSTOMER", run_id="first")
+    sync.crash("CONTACT", point="to_crm.batch.answered")  # contacts upserted by derived id, not coupled
+    person = next(c for c in sync.erp("contacts", "type eq 'Person'") if c["email"] and c["lastName"])
+    contact = sync.only(sync.crm("contacts"), emailaddress1=person["email"])
+    sync.crm_user.upsert("contacts", contact["contactid"], {"lastname": "Surname (CRM edit)"}, mode="update")
+    sync.run("CONTACT", run_id="recovery")
+    assert sync.only(sync.crm("contacts"), contactid=contact["contactid"])["lastname"] == "Surname (CRM edit)"
+    assert sync.only(sync.erp("contacts"), id=person["id"])["lastName"] == "Surname (CRM edit)"
+    agree(sync, "CONTACT")
+
+
+@pytest.mark.parametrize("point", ["from_crm.batch.before", "from_crm.batch.answered", "from_crm.commit.inside"])
+def test_2_a_crm_edit_after_a_crash_around_the_erp_creates_reaches_the_erp(sync, point) -> None:
+    sync.run("CURRENCY", "SALESPEOPLE", run_id="first")
+    sync.crash("CUSTOMER", point=point)
+    northwind = sync.only(sync.crm("accounts"), name="Northwind Traders")
+    sync.crm_user.upsert("accounts", northwind["accountid"], {"name": "Northwind Traders (CRM edit)"}, mode="update")
+    results = sync.run("CUSTOMER", run_id="recovery")
+    assert all(not p.counts["failed"] for p in results["CUSTOMER"].passes)
+    customers = [c for c in sync.erp("customers") if c["displayName"].startswith("Northwind")]
+    assert [c["displayName"] for c in customers] == ["Northwind Traders (CRM edit)"]
+    account = sync.only(sync.crm("accounts"), accountid=northwind["accountid"])
+    assert (account["name"], account["accountnumber"]) == ("Northwind Traders (CRM edit)", customers[0]["number"])
+    agree(sync)
+
+
+def test_3_a_crash_before_the_write_back_still_gives_the_accounts_their_numbers(sync) -> None:
+    sync.run("CURRENCY", "SALESPEOPLE", run_id="first")
+    sync.crash("CUSTOMER", point="from_crm.commit.after")  # customers created and coupled, numbers not back
+    assert not sync.only(sync.crm("accounts"), name="Litware, Inc.").get("accountnumber")
+    sync.run("CUSTOMER", run_id="recovery")
+    for name in ("Northwind Traders", "Litware, Inc."):
+        customer = sync.only(sync.erp("customers"), displayName=name)
+        assert sync.only(sync.crm("accounts"), name=name)["accountnumber"] == customer["number"]
+    agree(sync)
+
+
 def edit_while_paging(monkeypatch: pytest.MonkeyPatch, endpoint: type, edit: Any) -> None:
     """Call ``edit(first_page)`` once, after the first page of a change read is handed to the run and before
     the next page is read: a user editing records while the run pages through a large change set."""
