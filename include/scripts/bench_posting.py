@@ -5,7 +5,10 @@ Starts its own embedded Postgres and sandbox (in a temporary folder), gives the 
 and drains the SALESPOST category in one run, exactly as the DAG's drain task does. Figures:
 
 - orchestration overhead per document = (drain wall time - the sandbox's own posting time, summed from its
-  timestamps) / documents; target <= 50 ms;
+  timestamps) / documents; target <= 5 ms (issue 14). It counts the HTTP round trip and the sandbox's own
+  request handling (TLS, routing, token check) as overhead too, so it is also shown against the time the
+  posting calls took as the client saw them (drain wall time - time inside the Business Central API calls):
+  what the job queue itself adds (state store claims and outcomes, locks, logging);
 - overlaps: pairs of postings of one category whose [start, end] intervals, as the sandbox recorded them,
   overlap; must be 0.
 
@@ -32,7 +35,7 @@ from sandbox import connections  # noqa: E402
 from sandbox.documents import BENCHMARK, overlaps  # noqa: E402
 from sandbox.runner import SandboxProcess  # noqa: E402
 
-TARGET_OVERHEAD_MS = 50.0
+TARGET_OVERHEAD_MS = 5.0
 
 
 def _free_port() -> int:
@@ -52,7 +55,6 @@ def run(count: int = 10_000, latency_ms: float = 5.0) -> dict[str, Any]:
         # the embedded state store is opt-in (development only)
         os.environ["AIRFLOW__DYNAMICS_JOBQUEUE__EMBEDDED_STATE_STORE"] = "True"
         os.environ.pop("AIRFLOW_CONN_DYNAMICS_STATE", None)
-        from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
         from dynamics_jobqueue.hooks.state import StateStoreHook
         from dynamics_jobqueue.posting.batch import BatchPostOptions, batch_post
         from dynamics_jobqueue.posting.runner import PostingRunner
@@ -71,7 +73,7 @@ def run(count: int = 10_000, latency_ms: float = 5.0) -> dict[str, Any]:
             generated_s = time.monotonic() - started
             admin.delete(f"{sandbox.base_url}/_sandbox/postings").raise_for_status()
 
-            store, bc = StateStoreHook(), BusinessCentralHook()
+            store, bc = StateStoreHook(), _timed_hook_class()()
             store.migrate()
             started = time.monotonic()
             queued = batch_post(
@@ -94,6 +96,7 @@ def run(count: int = 10_000, latency_ms: float = 5.0) -> dict[str, Any]:
             embedded.stop(Path(folder) / "state" / "pgdata")
     erp_s = sum(_seconds(p["startedAt"], p["endedAt"]) for p in postings)
     overhead_ms = (drain_s - erp_s) / max(result.posted, 1) * 1000
+    api_overhead_ms = (drain_s - bc.action_s) / max(result.posted, 1) * 1000
     return {
         "documents": count,
         "generated_s": round(generated_s, 1),
@@ -104,9 +107,29 @@ def run(count: int = 10_000, latency_ms: float = 5.0) -> dict[str, Any]:
         "drain_s": round(drain_s, 2),
         "sandbox_posting_ms_per_document": round(erp_s / max(len(postings), 1) * 1000, 2),
         "orchestration_overhead_ms_per_document": round(overhead_ms, 2),
+        "api_call_ms_per_document": round(bc.action_s / max(result.posted, 1) * 1000, 2),
+        "job_queue_overhead_ms_per_document": round(api_overhead_ms, 2),
         "target_overhead_ms": TARGET_OVERHEAD_MS,
         "overlapping_postings": len(overlaps(postings)),
     }
+
+
+def _timed_hook_class() -> Any:
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+
+    class TimedBusinessCentralHook(BusinessCentralHook):
+        """Adds up the time spent inside the posting calls (client side: HTTP, TLS and the ERP's work)."""
+
+        action_s = 0.0
+
+        def post_action(self, entity_set: str, record_id: str, action: str) -> None:
+            started = time.perf_counter()
+            try:
+                super().post_action(entity_set, record_id, action)
+            finally:
+                self.action_s += time.perf_counter() - started
+
+    return TimedBusinessCentralHook
 
 
 def sandbox_session(sandbox: SandboxProcess) -> Any:
@@ -129,6 +152,8 @@ def report(figures: dict[str, Any]) -> str:
             f"  sandbox posting time {figures['sandbox_posting_ms_per_document']} ms/document (its own timestamps)",
             f"  orchestration overhead {figures['orchestration_overhead_ms_per_document']} ms/document "
             f"(target <= {figures['target_overhead_ms']:.0f} ms: {'met' if ok else 'NOT met'})",
+            f"  posting calls as the client saw them {figures['api_call_ms_per_document']} ms/document; "
+            f"job queue overhead around them {figures['job_queue_overhead_ms_per_document']} ms/document",
             f"  overlapping postings of one category: {figures['overlapping_postings']} (must be 0)",
         ]
     )
