@@ -161,6 +161,9 @@ class DrainJobQueueOperator(BaseOperator):
             "failed": [str(f) for f in result.failed],
             "rescheduled": len(result.rescheduled),
             "recovered": result.recovered,
+            # A dead worker's posting that may still be running in the ERP: the category waits for it (the next
+            # drain resolves it once the ERP shows it posted or its Job Timeout has passed).
+            "waiting_for": result.waiting_for,
         }
         if result.failed:
             failure = AirflowFailException(
