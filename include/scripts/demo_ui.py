@@ -218,13 +218,21 @@ def serve(env: dict[str, str], base_url: str, users: dict[str, str], *, check_on
 
 
 def stop_standalone(process: subprocess.Popen) -> None:
-    """Stop ``airflow standalone`` and every component it forked (it runs in a session of its own)."""
-    if process.poll() is None:
+    """Stop ``airflow standalone`` and every component it forked (they share its process group): SIGTERM, up to
+    60 s to finish, then SIGKILL for whatever is left (a scheduler busy at SIGTERM would otherwise linger)."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
         try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 if __name__ == "__main__":
