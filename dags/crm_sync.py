@@ -6,11 +6,17 @@ the mappings it looks up have synced and independent ones run in parallel - BC's
 Every 30 minutes by default (setting ``crm_sync_schedule``: a cron expression, or ``none`` for manual runs
 only).
 
-Params: ``full_sync`` reads every record instead of the changes since the last run; ``mappings`` runs only the
-named mappings. A mapping with failed records ends failed after committing everything else, and the mappings
-that depend on it still run (trigger rule ``all_done``): their records whose dependencies are coupled sync,
-the others fail alone with "dependency not coupled" and are retried by the next run. A final watcher task
-(trigger rule ``one_failed``) then fails the DAG run, so a run with a failed mapping is never green.
+Scheduled runs sync coupled records only (every default mapping has *Synch. Only Coupled Records*, as in
+Business Central): an uncoupled record is coupled to its match, never created. The first synchronization is a
+run with ``full_synch_review`` (BC's Full Synch. Review): every mapping in dependency order, records coupled by
+match and the rest created and coupled (`make demo` does this on its first run).
+
+Params: ``full_sync`` reads every record instead of the changes since the last run; ``full_synch_review`` is the
+first synchronization above; ``mappings`` runs only the named mappings. A mapping with failed records ends
+failed after committing everything else, and the mappings that depend on it still run (trigger rule
+``all_done``): their records whose dependencies are coupled sync, the others fail alone with "dependency not
+coupled" and are retried by the next run. A final watcher task (trigger rule ``one_failed``) then fails
+the DAG run, so a run with a failed mapping is never green.
 """
 
 from __future__ import annotations
@@ -36,6 +42,11 @@ with DAG(
     max_active_runs=1,
     params={
         "full_sync": Param(False, type="boolean", description="Ignore the watermarks and read every record"),
+        "full_synch_review": Param(
+            False,
+            type="boolean",
+            description="Full Synch. Review: read every record, couple by match and create what matches nothing",
+        ),
         "mappings": Param(
             [],
             type="array",

@@ -159,9 +159,15 @@ def crm_sync(env: dict[str, str]) -> int:
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.sync.summary import run_summary
 
-    say("crm_sync: airflow dags test crm_sync (one task per table mapping, in dependency order)")
-    result = airflow(env, "dags", "test", "crm_sync", check=False)
-    summary = run_summary(StateStoreHook())
+    state = StateStoreHook()
+    # The first synchronization is BC's Full Synch. Review (couple by match, create the rest); later runs are
+    # scheduled runs, which sync coupled records only.
+    first = not state.get_first("SELECT EXISTS (SELECT 1 FROM dynamics.sync_job)")[0]
+    kind = "Full Synch. Review" if first else "a scheduled run: coupled records only"
+    say(f"crm_sync: airflow dags test crm_sync ({kind}; one task per table mapping, in dependency order)")
+    conf = ["--conf", json.dumps({"full_synch_review": True})] if first else []
+    result = airflow(env, "dags", "test", "crm_sync", *conf, check=False)
+    summary = run_summary(state)
     print("\nIntegration synch. jobs of this run (one row per table mapping, in run order):")
     print(summary.to_string(index=False))
     print()

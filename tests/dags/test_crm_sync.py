@@ -64,6 +64,7 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
     assert dag.timetable.expression == "*/30 * * * *"
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.params["full_sync"] is False and dag.params["mappings"] == []
+    assert dag.params["full_synch_review"] is False
 
 
 def test_every_topological_order_agrees_with_the_recommended_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,7 +118,7 @@ def test_crm_sync_runs_end_to_end_and_a_second_run_writes_only_the_changes(airfl
     from sandbox.connections import CRM_USER_CLIENT, ERP_USER_CLIENT
 
     env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
-    first = airflow_env.dags_test("crm_sync", extra_env=env)
+    first = airflow_env.dags_test("crm_sync", {"full_synch_review": True}, extra_env=env)
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-4000:]
     assert "CUSTOMER to CRM: page 1, 5/5 records" in output
@@ -190,7 +191,9 @@ def test_selected_mappings_run_and_a_dependent_runs_after_its_dependency_failed(
     env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
     # SALESPEOPLE and CURRENCY are not selected: the customers' salesperson is not coupled, so CUSTOMER ends
     # failed; CONTACT still runs and syncs the contacts whose parent could be coupled.
-    run = airflow_env.dags_test("crm_sync", {"mappings": ["CUSTOMER", "CONTACT"], "full_sync": True}, extra_env=env)
+    run = airflow_env.dags_test(
+        "crm_sync", {"mappings": ["CUSTOMER", "CONTACT"], "full_synch_review": True}, extra_env=env
+    )
     output = run.stdout + run.stderr
     assert "dependency not coupled: SALESPEOPLE has no coupling for salespeoplePurchasers code 'JO'" in output
     summary = run_summary(state_store).set_index("mapping")
@@ -217,7 +220,9 @@ def test_a_failed_mapping_fails_the_run_and_its_dependents_still_run(airflow_env
         del os.environ["AIRFLOW_CONN_ERP_USER"]
     env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
     run = airflow_env.dags_test(
-        "crm_sync", {"mappings": ["CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT"]}, extra_env=env
+        "crm_sync",
+        {"mappings": ["CURRENCY", "UNIT OF MEASURE", "ITEM-PRODUCT"], "full_synch_review": True},
+        extra_env=env,
     )
     output = run.stdout + run.stderr
     assert run.returncode != 0 and "DagRun failed" in output, output[-4000:]

@@ -21,7 +21,9 @@ STATE_CONN_ID = "dynamics_state"
 class CrmSyncOperator(BaseOperator):
     """Run one integration table mapping (a job queue entry of BC's CRM synchronization, as a task).
 
-    The run's params decide the details: ``full_sync`` (bool) ignores the watermarks (BC's Full Synch. Review);
+    The run's params decide the details: ``full_sync`` (bool) ignores the watermarks; ``full_synch_review``
+    (bool) is BC's Full Synch. Review, the first synchronization: every record is read, and uncoupled records
+    that match nothing are created and coupled even in mappings with ``synch_only_coupled_records``;
     ``mappings`` (list of mapping names or task ids) runs only those, the other tasks end skipped.
 
     Outcomes: every record that can sync is committed. When records failed, the task fails *without* an
@@ -81,6 +83,7 @@ class CrmSyncOperator(BaseOperator):
             ) from exc
         except AuthenticationError as exc:
             raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
+        review = bool(params.get("full_synch_review", False))
         runner = MappingRunner(
             mapping,
             mappings,
@@ -88,7 +91,8 @@ class CrmSyncOperator(BaseOperator):
             erp_hook=erp_hook,
             crm_hook=crm_hook,
             run_id=context["run_id"],
-            full_sync=bool(params.get("full_sync", False)),
+            full_sync=bool(params.get("full_sync", False) or review),
+            full_synch_review=review,
         )
         try:
             result = runner.run()

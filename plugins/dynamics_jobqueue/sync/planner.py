@@ -16,7 +16,8 @@ FAIL       a lookup target is not coupled ("dependency not coupled"), or an upda
 UNCHANGED  coupled and the mapped values equal what the destination holds (by fingerprint; no read)
 UPDATE     coupled and the mapped values differ
 INSERT     not coupled: match-based coupling first, then create and couple (or COUPLE under only-coupled)
-COUPLE     not coupled under *Synch. Only Coupled Records*: couple if a match exists, else SKIP
+COUPLE     not coupled under *Synch. Only Coupled Records*: couple if a match exists, else SKIP (also SKIP
+           when a lookup target is not coupled: the record waits for the Full Synch. Review)
 DEFER      update conflict resolved ``take_crm_data``: nothing is written to the CRM, the CRM->ERP pass wins
 ========== ==============================================================================================
 """
@@ -250,6 +251,11 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
     decide(skipped, Action.SKIP, MARKED_SKIPPED)
     if not page.problems.empty:
         problems = page.problems.reindex(index)
+        if mapping.synch_only_coupled_records:
+            # BC leaves uncoupled records alone under Synch. Only Coupled Records: one whose lookup target is not
+            # coupled yet waits (Skipped) for the Full Synch. Review instead of failing on every scheduled run.
+            waits = (problems["action"] == Action.FAIL.value).fillna(False).astype(bool) & ~coupled
+            decide(waits, Action.SKIP, "not coupled (synch_only_coupled_records); " + problems["reason"].fillna(""))
         for what in (Action.SKIP, Action.FAIL):
             mask = problems["action"] == what.value
             if what is Action.FAIL:

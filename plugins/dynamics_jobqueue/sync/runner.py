@@ -153,8 +153,12 @@ class MappingRunner:
     :param mapping: the mapping to run. :param mappings: all mappings (lookups name others).
     :param state: the state store hook. :param erp_hook: Business Central. :param crm_hook: Dataverse.
     :param run_id: names the run in the job log (the Airflow DAG run id); a new id when ``None``.
-    :param full_sync: ignore the watermarks and read every record (BC's Full Synch. Review); couplings still
-        make unchanged records cost no write.
+    :param full_sync: ignore the watermarks and read every record; couplings still make unchanged records cost
+        no write.
+    :param full_synch_review: run as BC's *Full Synch. Review* (the first synchronization; table "CRM
+        Full Synch. Review Line", page "CDS Full Synch. Review"): uncoupled records that match
+        nothing are created and coupled even when the mapping has ``synch_only_coupled_records``. The
+        operator passes ``full_sync`` with it (a review reads every record).
     :param erp_page_size: records per Business Central page (max 20,000).
     :param crm_page_size: records per Dataverse page (max 5,000).
     :param checkpoint: called with the name of each boundary the run passes (:mod:`.crash_points`); by default
@@ -171,11 +175,12 @@ class MappingRunner:
         crm_hook: DataverseHook,
         run_id: str | None = None,
         full_sync: bool = False,
+        full_synch_review: bool = False,
         erp_page_size: int = 20_000,
         crm_page_size: int = 5_000,
         checkpoint: Callable[[str], None] | None = None,
     ) -> None:
-        self.mapping = mapping
+        self.mapping = replace(mapping, synch_only_coupled_records=False) if full_synch_review else mapping
         self.mappings = mappings
         self.state = state
         self.erp = ErpEndpoint(erp_hook, erp_page_size)

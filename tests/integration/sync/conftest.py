@@ -61,8 +61,13 @@ class SyncHarness:
         change(data)
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    def run(self, *names: str, run_id: str = "test", **kwargs: Any) -> dict[str, MappingRunResult]:
-        """Run the named mappings (all, in run order, when none are named) with fresh hooks."""
+    def run(
+        self, *names: str, run_id: str = "test", full_synch_review: bool = True, **kwargs: Any
+    ) -> dict[str, MappingRunResult]:
+        """Run the named mappings (all, in run order, when none are named) with fresh hooks.
+
+        Runs are Full Synch. Review runs (records that match nothing are created) unless
+        ``full_synch_review=False`` asks for a scheduled run, which syncs coupled records only."""
         from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
 
@@ -77,6 +82,7 @@ class SyncHarness:
                 erp_hook=BusinessCentralHook(),
                 crm_hook=DataverseHook(),
                 run_id=run_id,
+                full_synch_review=full_synch_review,
                 **kwargs,
             )
             results[mapping.name] = runner.run()

@@ -30,6 +30,7 @@ def main(names: list[str], *, full_sync: bool) -> None:
             crm_hook=DataverseHook(),
             run_id="crashed",
             full_sync=full_sync,
+            full_synch_review=True,  # as the harness's runs: the crash points of creates are reached
         ).run()
 
 

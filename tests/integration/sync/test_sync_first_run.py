@@ -86,6 +86,22 @@ def test_salespeople_sync_only_enabled_licensed_users_and_never_the_integration_
     assert not sync.erp("salespeoplePurchasers", "code eq 'BCINTEGRATION'")
 
 
+def test_a_scheduled_run_on_a_fresh_tenant_pair_creates_nothing(sync) -> None:
+    """Synch. Only Coupled Records: a scheduled run couples what matches (the CRONUS users to the salespeople
+    by code) and creates nothing on either side; the Full Synch. Review after it creates the rest."""
+    tables = [("crm", "transactioncurrencies"), ("crm", "uomschedules"), ("crm", "accounts"), ("crm", "contacts")]
+    tables += [("crm", "products"), ("erp", "customers"), ("erp", "contacts"), ("erp", "salespeoplePurchasers")]
+    before = {t: len(getattr(sync, side)(t)) for side, t in tables}
+    scheduled = sync.counts(sync.run(run_id="scheduled", full_synch_review=False))
+    assert not [flow for flow, counts in scheduled.items() if {"inserted", "failed"} & counts.keys()], scheduled
+    assert {t: len(getattr(sync, side)(t)) for side, t in tables} == before
+    assert sync.coupled("SALESPEOPLE") == 7 and sync.coupled("CUSTOMER") == 0
+    review = sync.counts(sync.run(run_id="review", full_sync=True))
+    assert review["CUSTOMER to CRM"] == {"inserted": 5} and review["ITEM-PRODUCT to CRM"] == {"inserted": 20}
+    assert not [flow for flow, counts in review.items() if "failed" in counts], review
+    assert sync.coupled("CUSTOMER") == 7 and sync.coupled("ITEM-PRODUCT") == 20
+
+
 def test_a_second_run_without_changes_writes_nothing(sync, first_run) -> None:
     sync.reset_stats()
     again = sync.run(run_id="second")

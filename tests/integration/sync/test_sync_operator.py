@@ -12,21 +12,26 @@ from dynamics_jobqueue.operators.sync import CrmSyncOperator
 
 def execute(mapping: str, **params):
     operator = CrmSyncOperator(task_id=mapping.lower(), mapping_name=mapping)
-    return operator.execute({"params": {"full_sync": False, "mappings": [], **params}, "run_id": "task-test"})
+    defaults = {"full_sync": False, "full_synch_review": False, "mappings": []}
+    return operator.execute({"params": {**defaults, **params}, "run_id": "task-test"})
 
 
 def test_a_mapping_outside_the_runs_selection_is_skipped(sync) -> None:
     with pytest.raises(AirflowSkipException, match="CURRENCY is not in this run's mappings"):
         execute("CURRENCY", mappings=["CUSTOMER"])
+    # a scheduled run: Synch. Only Coupled Records, nothing matches, nothing is created
     assert execute("CURRENCY", mappings=["currency"]) == {
+        "to_crm": {"inserted": 0, "modified": 0, "deleted": 0, "unchanged": 0, "skipped": 47, "failed": 0}
+    }
+    assert execute("CURRENCY", mappings=["currency"], full_synch_review=True) == {
         "to_crm": {"inserted": 47, "modified": 0, "deleted": 0, "unchanged": 0, "skipped": 0, "failed": 0}
     }
 
 
 def test_failed_records_fail_the_task_after_the_rest_is_committed(sync) -> None:
-    execute("CURRENCY")
+    execute("CURRENCY", full_synch_review=True)
     with pytest.raises(AirflowFailException) as caught:
-        execute("CUSTOMER")
+        execute("CUSTOMER", full_synch_review=True)
     message = str(caught.value)
     assert message.startswith("5 record(s) failed to sync")
     assert "CUSTOMER to CRM: Inserted 0, Modified 0, Deleted 0, Unchanged 0, Skipped 0, Failed 5" in message

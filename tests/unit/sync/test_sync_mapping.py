@@ -58,6 +58,13 @@ def test_the_seven_default_mappings_load_in_the_recommended_order() -> None:
     assert mappings.get("unit_of_measure").name == "UNIT OF MEASURE"  # by task id too
 
 
+def test_every_default_mapping_syncs_only_coupled_records() -> None:
+    """As CDS Setup Defaults / CRM Setup Defaults create them (``InsertIntegrationTableMapping(..., true)``):
+    creating records is the Full Synch. Review's job, not a scheduled run's."""
+    mappings = load_mappings(DEFAULTS)
+    assert {m.name: m.synch_only_coupled_records for m in mappings} == dict.fromkeys(RECOMMENDED_ORDER, True)
+
+
 def test_every_topological_order_of_the_defaults_agrees_with_the_recommended_order() -> None:
     mappings = load_mappings(DEFAULTS)
     position = {name: i for i, name in enumerate(RECOMMENDED_ORDER)}

@@ -24,7 +24,8 @@ from dynamics_jobqueue.sync.planner import (
 )
 
 MAPPINGS = load_mappings(include_dir() / "mappings")
-CUSTOMER = MAPPINGS.get("CUSTOMER")
+# as a Full Synch. Review runs it: uncoupled records that match nothing are created
+CUSTOMER = dataclasses.replace(MAPPINGS.get("CUSTOMER"), synch_only_coupled_records=False)
 JO = "0c3f0d1e-0000-4000-8000-00000000000a"
 EUR = "0c3f0d1e-0000-4000-8000-00000000000b"
 T0 = pd.Timestamp("2026-11-01T10:00:00Z")
