@@ -57,6 +57,7 @@ def worker(mapping: str, run_id: str) -> None:
         erp_hook=BusinessCentralHook(),
         crm_hook=DataverseHook(),
         run_id=run_id,
+        full_synch_review=True,  # the first run is the first synchronization: it creates what matches nothing
     ).run()
     elapsed = time.perf_counter() - started
     counts = {p.flow.value: {k: v for k, v in p.counts.items() if v} for p in result.passes}

@@ -260,7 +260,7 @@ def test_three_processes_on_two_celery_workers(cluster: Cluster, state_store: An
             time.sleep(2)
 
         confs = {
-            "crm_sync": {},
+            "crm_sync": {"full_synch_review": True},
             "sales_background_posting": {"batch_post": "always", "user_id": "ALICE"},
             "purchase_background_posting": {"batch_post": "always"},
             "mailbox_sync": {},
