@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/include:$(PYTHONPATH)
 
-.PHONY: demo demo-ui demo-reset test lint typecheck system-deps sandbox sandbox-reset bench lock clean
+.PHONY: demo demo-ui demo-reset test chaos lint typecheck system-deps sandbox sandbox-reset bench lock clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) with $$(command -v $(PYTHON) || command -v python3)"
@@ -40,6 +40,13 @@ demo-reset: $(STAMP)
 test: $(STAMP) system-deps lint typecheck
 	@echo ">> pytest (real Postgres, real HTTP to the sandbox, Airflow DAG runs)"
 	@$(BIN)/pytest tests
+
+## The sync's stateful property test, run long (issue 10): CHAOS_SEQUENCES sequences (default 500) of edits on both
+## sides, clean and full runs, runs killed at named crash points and faulty APIs; prints what it tried and found.
+chaos: $(STAMP)
+	@echo ">> sync chaos: $${CHAOS_SEQUENCES:-500} sequences of up to $${CHAOS_STEPS:-10} steps"
+	@SYNC_PROPERTY_EXAMPLES=$${CHAOS_SEQUENCES:-500} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
+		$(BIN)/pytest tests/integration/sync/test_sync_property.py -q -s -p no:cacheprovider
 
 lint: $(STAMP)
 	@echo ">> ruff check and ruff format --check"

@@ -274,12 +274,16 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
         newer = (counterpart[MODIFIED] > dest_synced).fillna(False).astype(bool)
         crm_changed = present & (dest_synced.isna() | newer)
         dest_changed = (crm_changed & coupled).astype(bool)
+        # Compare with the CRM record as it is whenever it was read (changed since the last sync, or every
+        # record of a full sync): equal values are Unchanged whatever the stored fingerprint says (it may hold
+        # a default the CRM filled in, which masking leaves out).
+        compared = present & coupled & action.isna()
+        equal = pd.Series(False, index=index)
+        if compared.any():
+            equal[compared] = fingerprint_rows(counterpart[compared], columns) == fingerprint[compared]
+            decide(equal, Action.UNCHANGED, BOTH_SAME)
         both = dest_changed & action.isna()
         if both.any():
-            crm_print = fingerprint_rows(counterpart[both], columns)
-            equal = pd.Series(False, index=index)
-            equal[both] = crm_print == fingerprint[both]
-            decide(equal, Action.UNCHANGED, BOTH_SAME)
             conflict = both & ~equal
             rule = mapping.resolve_update_conflicts
             if rule is UpdateConflictResolution.NONE:

@@ -155,6 +155,84 @@ INSERT INTO dynamics.settings (key, value) VALUES (%s, %s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 """
 
+COPY_PENDING = """
+COPY dynamics.sync_pending_create (mapping, direction, source_id, dest_key, dest_key_is_id, erp_key, crm_key,
+                                   erp_modified_at, crm_version, erp_hash, crm_hash) FROM STDIN
+"""
+PENDING = """
+SELECT erp_id FROM dynamics.sync_coupling WHERE mapping = %s AND write_back_pending ORDER BY erp_id
+"""
+CLEAR_WRITE_BACK = """
+UPDATE dynamics.sync_coupling SET write_back_pending = false WHERE mapping = %s AND erp_id = ANY(%s)
+"""
+DELETE_COUPLING_BY_ERP_ID = "DELETE FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = %s"
+
+# Error state of the records of a page, on both sides of their couplings: a pair is Skipped as a whole.
+RECORD_STATE = """
+SELECT direction, source_id, skipped, last_job_id = ANY(%s) AS handled
+  FROM dynamics.sync_record_error
+ WHERE mapping = %s
+   AND ((direction = 'to_crm' AND source_id = ANY(%s)) OR (direction = 'from_crm' AND source_id = ANY(%s)))
+"""
+RETRY_IDS = """
+SELECT source_id FROM dynamics.sync_record_error
+ WHERE mapping = %s AND direction = %s AND NOT skipped ORDER BY source_id
+"""
+# The CRM records of unresolved update conflicts: read again so the next run sees the conflict again.
+CONFLICT_CRM_IDS = """
+SELECT destination_id FROM dynamics.sync_record_error
+ WHERE mapping = %s AND direction = 'to_crm' AND kind = 'conflict' AND NOT skipped AND destination_id IS NOT NULL
+"""
+RECORD_FAILED = """
+INSERT INTO dynamics.sync_record_error AS e
+       (mapping, direction, source_id, source_key, destination_id, kind, message, detail, last_job_id, skipped)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, 1 >= %s)
+ON CONFLICT (mapping, direction, source_id) DO UPDATE
+   SET error_count = CASE WHEN e.message = EXCLUDED.message THEN e.error_count + 1 ELSE 1 END,
+       skipped = (CASE WHEN e.message = EXCLUDED.message THEN e.error_count + 1 ELSE 1 END) >= %s,
+       source_key = EXCLUDED.source_key, destination_id = EXCLUDED.destination_id, kind = EXCLUDED.kind,
+       message = EXCLUDED.message, detail = EXCLUDED.detail, last_failed_at = now(),
+       last_job_id = EXCLUDED.last_job_id
+"""
+RECORD_SUCCEEDED = "DELETE FROM dynamics.sync_record_error WHERE mapping = %s AND direction = %s AND source_id = %s"
+JOB_ERROR = """
+INSERT INTO dynamics.sync_job_error (job_id, source_id, source_key, destination_id, kind, message, detail)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+"""
+RESET_SKIPPED = """
+UPDATE dynamics.sync_record_error SET skipped = false, error_count = 0
+ WHERE mapping = %s AND skipped AND (%s::text[] IS NULL OR source_id = ANY(%s))
+"""
+
+CLEAR_STAGING = "DELETE FROM dynamics.sync_staging WHERE mapping = %s"
+STAGE = """
+INSERT INTO dynamics.sync_staging (mapping, crm_id, version, record) VALUES (%s, %s, %s, %s)
+ON CONFLICT (mapping, crm_id) DO UPDATE SET version = EXCLUDED.version, record = EXCLUDED.record
+"""
+STAGED_BY_CRM_ID = "SELECT crm_id, record FROM dynamics.sync_staging WHERE mapping = %s AND crm_id = ANY(%s)"
+STAGED_PAGE = """
+SELECT crm_id, record, erp_values_hash FROM dynamics.sync_staging
+ WHERE mapping = %s AND NOT consumed AND crm_id > %s ORDER BY crm_id LIMIT %s
+"""
+MARK_STAGED = """
+UPDATE dynamics.sync_staging SET erp_values_hash = %s, consumed = consumed OR %s
+ WHERE mapping = %s AND crm_id = %s
+"""
+COUNT_STAGED = "SELECT count(*) FROM dynamics.sync_staging WHERE mapping = %s AND NOT consumed"
+
+JOBS_OF_RUN = """
+SELECT id, mapping, direction, status, started_at, finished_at,
+       inserted, modified, deleted, unchanged, skipped, failed, message
+  FROM dynamics.sync_job WHERE run_id = %s ORDER BY started_at, id
+"""
+LATEST_RUN = "SELECT run_id FROM dynamics.sync_job ORDER BY started_at DESC, id DESC LIMIT 1"
+
+GET_SETTING = "SELECT value FROM dynamics.settings WHERE key = %s"
+PUT_SETTING = """
+INSERT INTO dynamics.settings (key, value) VALUES (%s, %s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+"""
+
 ADD_PENDING = """
 INSERT INTO dynamics.sync_pending_create
        (mapping, direction, source_id, dest_key, dest_key_is_id, erp_key, crm_key, erp_modified_at, crm_version,

@@ -243,12 +243,15 @@ class PageWriter:
                 outcome.counts["unchanged"] += 1
                 self._couple(page, outcome, str(source_id), str(dest_id), written=False)
         if "consumed" in plan.columns:
-            staged = plan[plan["dest_id"].notna() & (plan["dest_changed"] | plan["consumed"])]
+            # A pair this pass writes to the CRM while the CRM side has not changed since the last sync: a staged
+            # copy of the CRM record (a full sync stages them all) is older than that write and must not go
+            # back to the ERP (it would revert the ERP's change).
+            overwritten = (plan["action"] == Action.UPDATE.value) & ~plan["dest_changed"]
+            staged = plan[plan["dest_id"].notna() & (plan["dest_changed"] | plan["consumed"] | overwritten)]
             for source_id, row in staged.iterrows():
                 both_same = row["action"] == Action.UNCHANGED.value and row["reason"] == BOTH_SAME
-                outcome.staging_marks.append(
-                    (str(row["dest_id"]), page.other_hashes.get(source_id), bool(row["consumed"]) or both_same)
-                )
+                consumed = bool(row["consumed"]) or both_same or bool(overwritten[source_id])
+                outcome.staging_marks.append((str(row["dest_id"]), page.other_hashes.get(source_id), consumed))
 
     @staticmethod
     def _clear_error(page: Page, outcome: PageOutcome, source_id: str) -> None:

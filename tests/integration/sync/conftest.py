@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,11 @@ class SyncHarness:
             timeout=300,
             check=False,
         )
+        # Postgres ends the dead worker's sessions (and frees its mapping lock) when it notices the closed socket.
+        for _ in range(100):
+            if self.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]:
+                break
+            time.sleep(0.1)
         assert done.returncode == crash_points.CRASHED, f"no crash at {point}: {done.stderr[-3000:]}"
 
     @staticmethod

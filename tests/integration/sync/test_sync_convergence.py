@@ -152,3 +152,30 @@ def test_6_a_connection_dropped_after_erp_creates_says_what_may_have_been_writte
     assert names.count("Northwind Traders") == 1
     northwind = sync.only(sync.erp("customers"), displayName="Northwind Traders")
     assert sync.only(sync.crm("accounts"), name="Northwind Traders")["accountnumber"] == northwind["number"]
+
+
+def test_4a_a_full_sync_after_crm_edits_reports_the_pairs_unchanged_not_in_conflict(sync) -> None:
+    sync.run(run_id="first")
+    accounts = sync.crm("accounts")  # five from the ERP, two created in the CRM (default currency and owner)
+    for account in accounts:
+        sync.crm_user.upsert("accounts", account["accountid"], {"telephone1": "+1 555"}, mode="update")
+    sync.run("CUSTOMER", run_id="incremental")  # the edits go CRM->ERP
+    result = sync.run("CUSTOMER", run_id="full", full_sync=True)["CUSTOMER"]
+    counts = sync.counts({"CUSTOMER": result})
+    assert counts["CUSTOMER to CRM"] == {"unchanged": len(sync.erp("customers"))}, result.describe()
+    assert sync.record_errors("CUSTOMER") == []
+    assert {c["phoneNumber"] for c in sync.erp("customers")} == {"+1 555"}
+    assert {a["telephone1"] for a in sync.crm("accounts")} == {"+1 555"}
+
+
+def test_4b_a_full_sync_keeps_an_erp_edit_made_after_a_crm_edit_was_synced(sync) -> None:
+    sync.run(run_id="first")
+    account = sync.account("40000")
+    sync.crm_user.upsert("accounts", account["accountid"], {"address1_city": "CRM city"}, mode="update")
+    sync.run("CUSTOMER", run_id="incremental")
+    assert sync.customer("40000")["city"] == "CRM city"
+    sync.erp_user.update("customers", sync.customer("40000")["id"], {"city": "ERP city"})
+    sync.run("CUSTOMER", run_id="full", full_sync=True)
+    assert sync.customer("40000")["city"] == "ERP city"
+    assert sync.account("40000")["address1_city"] == "ERP city"
+    agree(sync)
