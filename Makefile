@@ -45,7 +45,7 @@ test: $(STAMP) system-deps lint typecheck
 ## sides, clean and full runs, runs killed at named crash points and faulty APIs; prints what it tried and found.
 chaos: $(STAMP)
 	@echo ">> sync chaos: $${CHAOS_SEQUENCES:-500} sequences of up to $${CHAOS_STEPS:-10} steps"
-	@SYNC_PROPERTY_EXAMPLES=$${CHAOS_SEQUENCES:-500} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
+	@SYNC_PROPERTY_PROGRESS=1 SYNC_PROPERTY_EXAMPLES=$${CHAOS_SEQUENCES:-500} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
 		$(BIN)/pytest tests/integration/sync/test_sync_property.py -q -s -p no:cacheprovider
 
 lint: $(STAMP)

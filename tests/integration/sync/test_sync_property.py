@@ -143,6 +143,8 @@ def machine(sync: Any) -> type[RuleBasedStateMachine]:
                 self._run(full_sync=False)
             check_invariant(sync, self.last)
             TALLY["invariant checks"] += 1
+            if os.environ.get("SYNC_PROPERTY_PROGRESS"):
+                print(f"sequence {TALLY['sequences']}: invariant holds; so far {dict(TALLY)}", flush=True)
 
     return SyncMachine
 
