@@ -31,7 +31,7 @@ from dynamics_jobqueue.sync import crash_points
 from dynamics_jobqueue.sync.runner import SyncRecordsFailed, SyncSystemicError
 
 EXAMPLES = int(os.environ.get("SYNC_PROPERTY_EXAMPLES", "4"))
-STEPS = int(os.environ.get("SYNC_PROPERTY_STEPS", "8"))
+STEPS = int(os.environ.get("SYNC_PROPERTY_STEPS", "6"))
 #: Customer fields that flow both ways, ERP name -> CRM name (short values: no truncation in play).
 FIELDS = {"displayName": "name", "city": "address1_city", "phoneNumber": "telephone1"}
 POINTS = list(crash_points.POINTS)
