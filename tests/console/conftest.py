@@ -40,7 +40,10 @@ def console(
     passwords = work / "passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     port = free_port()
-    closed_port = free_port()  # nothing listens: Test & Enable records a connection error with its fix
+    closed_port = free_port()  # nothing listens: a mailbox run records a connection error with its fix
+    # What the dag-processor does in a deployment: the DAGs the console triggers are known to Airflow.
+    reserialized = airflow_env.run("dags", "reserialize")
+    assert reserialized.returncode == 0, reserialized.stderr[-3000:]
     env = {
         **airflow_env.env,
         **sandbox_process.environment(),
@@ -51,6 +54,7 @@ def console(
         "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
         "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
         "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW_CONN_DYNAMICS_STATE": json.dumps(state_conn),
         "AIRFLOW_CONN_CONSOLE_TEST_IMAP": json.dumps(
             {

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import requests
@@ -66,6 +67,16 @@ class Console:
         )
         response.raise_for_status()
         return str(response.json()["access_token"])
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """A DAG run as Airflow's REST API shows it (``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}``)."""
+        response = requests.get(
+            f"{self.base_url}/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}",
+            headers={"Authorization": f"Bearer {self.token('admin')}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Read the state store directly (what the tests assert on)."""

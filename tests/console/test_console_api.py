@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -187,3 +188,26 @@ def test_plugin_views_are_in_the_airflow_ui(console: Console) -> None:
     ours = next(p for p in plugins if p["name"] == "dynamics_jobqueue")
     assert {v["href"] for v in ours["external_views"]} >= {"/dynamics/job-queue", "/dynamics/mailboxes"}
     assert ours["fastapi_apps"][0]["url_prefix"] == "/dynamics"
+
+
+def test_test_and_enable_queues_a_mailbox_sync_run(console: Console) -> None:
+    sales = console.seed.mailbox_ids[0]
+    before = console.query("SELECT workload, status, enabled, next_sync_at FROM dynamics.mailbox_workload ORDER BY 1")
+    bearer = {"Authorization": f"Bearer {console.token('operator')}"}
+    url = f"{console.console_url}/api/mailboxes/{sales}/test-and-enable"
+    response = requests.post(url, headers=bearer, timeout=30)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["dag_id"] == "mailbox_sync"
+    assert body["dag_run_url"] == f"{console.base_url}/dags/mailbox_sync/runs/{quote(body['dag_run_id'], safe='')}"
+    run = console.dag_run("mailbox_sync", body["dag_run_id"])
+    assert run["conf"] == {"test_and_enable": [sales]}
+    assert (run["run_type"], run["state"], run["triggered_by"]) == ("manual", "queued", "rest_api")
+    assert run["triggering_user_name"] == "operator"
+    assert "sales@cronus.example" in run["note"]
+    assert body["message"].startswith("Test & Enable of mailbox sales@cronus.example: DAG run manual__")
+    # The request ran nothing: the workloads are as they were until the run does the test.
+    after = console.query("SELECT workload, status, enabled, next_sync_at FROM dynamics.mailbox_workload ORDER BY 1")
+    assert after == before
+    unknown = requests.post(f"{console.console_url}/api/mailboxes/987654/test-and-enable", headers=bearer, timeout=30)
+    assert unknown.status_code == 404 and "There is no mailbox 987654." in unknown.json()["detail"]

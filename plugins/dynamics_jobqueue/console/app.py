@@ -6,7 +6,9 @@ Log Entries, Integration Sync (runs with a chart of their counts, errors, coupli
 and action is also a JSON endpoint under ``/api`` (OpenAPI at ``/openapi.json``, Swagger UI at ``/docs``).
 Every route needs a signed-in Airflow user; actions need edit permission and a CSRF token
 (:mod:`dynamics_jobqueue.console.security`). Form actions answer with a redirect (303) back to the page with a
-``notice`` or ``error`` message.
+``notice`` or ``error`` message. Actions only write the state store; one that does work (Test & Enable talks
+to mail servers and the CRM) triggers a DAG run with conf instead (:mod:`dynamics_jobqueue.console.runs`) and
+links to it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from dynamics_jobqueue.console import service
+from dynamics_jobqueue.console import runs, service
 from dynamics_jobqueue.console.models import (
     ActionResult,
     CoupleBody,
     CouplingOut,
+    DagRunTriggered,
     DocumentToHandleOut,
     EnqueueBody,
     JobQueueEntryDetail,
@@ -51,8 +54,8 @@ from dynamics_jobqueue.console.security import (
     set_csrf_cookie,
 )
 from dynamics_jobqueue.hooks.state import StateStoreHook
-from dynamics_jobqueue.mailbox.cycle import sync_mailbox
-from dynamics_jobqueue.mailbox.records import MailboxAlreadyMappedError, map_user
+from dynamics_jobqueue.mailbox.records import MailboxAlreadyMappedError, get_mailbox, map_user
+from dynamics_jobqueue.operators.mailbox import TEST_AND_ENABLE
 from dynamics_jobqueue.posting import queue
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
 from dynamics_jobqueue.sync.store import reset_skipped
@@ -121,17 +124,31 @@ def set_entry_ready(store: StateStoreHook, entry_id: uuid.UUID) -> JobQueueEntry
     return queue.set_status(store, entry.document_type, entry.document_number, Status.READY)
 
 
-def test_and_enable(store: StateStoreHook, mailbox_id: int) -> ActionResult:
-    """Test & Enable: run every enabled workload of the mailbox now (the mailbox module's forced run)."""
+#: The DAG whose runs do Test & Enable (run conf ``{"test_and_enable": [mailbox ids]}``).
+MAILBOX_DAG_ID = "mailbox_sync"
+
+
+def test_and_enable(store: StateStoreHook, mailbox_id: int, user: Any, *, from_api: bool) -> DagRunTriggered:
+    """Test & Enable: trigger a mailbox_sync DAG run that tests the mailbox's workloads and enables those that
+    work; its outcome shows on the mailbox's workloads and in the run's logs.
+
+    :raises ConsoleActionError: when there is no such mailbox.
+    :raises runs.TriggerRefusedError: when Airflow refuses the run.
+    """
     try:
-        summary = sync_mailbox(store, mailbox_id, force=True)
+        mailbox = get_mailbox(store, mailbox_id)
     except KeyError as exc:
         raise service.ConsoleActionError(f"There is no mailbox {mailbox_id}.") from exc
-    if summary.errors:
-        return ActionResult(message=f"Mailbox {summary.mailbox} failed the test.", ok=False, details=summary.errors)
-    return ActionResult(
-        message=f"Mailbox {summary.mailbox} passed the test and is enabled; next sync {summary.next_sync_at}.",
-        details=summary.notes,
+    what = f"Test & Enable of mailbox {mailbox.email_address}"
+    run = runs.trigger(
+        MAILBOX_DAG_ID,
+        {TEST_AND_ENABLE: [mailbox_id]},
+        user,
+        from_api=from_api,
+        note=f"{what}, from the Dynamics console.",
+    )
+    return DagRunTriggered(
+        message=f"{what}: {run.describe()}", dag_id=run.dag_id, dag_run_id=run.run_id, dag_run_url=run.url
     )
 
 
@@ -145,7 +162,7 @@ def remap(store: StateStoreHook, mailbox_id: int, crm_user_id: uuid.UUID, confir
 
 
 #: Refusals meant for the user (the domain's messages); anything else is a server error.
-USER_ERRORS = (queue.JobQueueError, service.ConsoleActionError, ValueError)
+USER_ERRORS = (queue.JobQueueError, service.ConsoleActionError, runs.TriggerRefusedError, ValueError)
 
 
 def _log_filter(
@@ -356,13 +373,21 @@ def api_mailboxes(store: Store, user: ReadUser) -> list[dict[str, Any]]:
     return service.mailboxes(store)
 
 
-@api.post("/mailboxes/{mailbox_id}/test-and-enable", response_model=ActionResult, dependencies=api_write)
-def api_test_and_enable(mailbox_id: int, store: Store, user: EditUser) -> ActionResult:
-    """Test & Enable: run the mailbox's workloads now; errors are recorded on the mailbox with their fix."""
+@api.post(
+    "/mailboxes/{mailbox_id}/test-and-enable",
+    response_model=DagRunTriggered,
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=api_write,
+)
+def api_test_and_enable(mailbox_id: int, store: Store, user: EditUser) -> DagRunTriggered:
+    """Test & Enable: queue a mailbox_sync DAG run that tests the mailbox's workloads now (errors are recorded on
+    the mailbox with their fix); 404 for an unknown mailbox, 403 when Airflow refuses the run."""
     try:
-        return test_and_enable(store, mailbox_id)
-    except USER_ERRORS as exc:
+        return test_and_enable(store, mailbox_id, user, from_api=True)
+    except service.ConsoleActionError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except runs.TriggerRefusedError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
 
 
 @api.post("/mailboxes/{mailbox_id}/sync-now", response_model=ActionResult, dependencies=api_write)
@@ -410,12 +435,21 @@ def render(request: Request, user: Any, template: str, active: str, **context: A
             "csrf_token": token,
             "notice": request.query_params.get("notice"),
             "error": request.query_params.get("error"),
+            "dag_run": _dag_run_link(request),
             **context,
         },
     )
     if "set-cookie" in probe.headers:
         set_csrf_cookie(response, token, _base(request) or "/")
     return response
+
+
+def _dag_run_link(request: Request) -> dict[str, str] | None:
+    """The DAG run a notice is about (``dag_id`` and ``dag_run_id`` parameters), with its Airflow UI URL."""
+    dag_id, run_id = request.query_params.get("dag_id"), request.query_params.get("dag_run_id")
+    if not dag_id or not run_id:
+        return None
+    return {"dag_id": dag_id, "run_id": run_id, "url": runs.run_url(dag_id, run_id)}
 
 
 def back(
@@ -637,11 +671,10 @@ def mailboxes_page(request: Request, store: Store, user: ReadUser) -> Response:
 @pages.post("/mailboxes/{mailbox_id}/test-and-enable", dependencies=FormCsrf)
 def test_and_enable_form(request: Request, mailbox_id: int, store: Store, user: EditUser) -> Response:
     try:
-        result = test_and_enable(store, mailbox_id)
+        run = test_and_enable(store, mailbox_id, user, from_api=False)
     except USER_ERRORS as exc:
         return back(request, "/mailboxes", error=str(exc))
-    text = " ".join([result.message, *result.details])
-    return back(request, "/mailboxes", notice=text) if result.ok else back(request, "/mailboxes", error=text)
+    return back(request, "/mailboxes", notice=run.message, dag_id=run.dag_id, dag_run_id=run.dag_run_id)
 
 
 @pages.post("/mailboxes/{mailbox_id}/sync-now", dependencies=FormCsrf)

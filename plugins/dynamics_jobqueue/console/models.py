@@ -194,8 +194,16 @@ class RemapBody(BaseModel):
 
 
 class ActionResult(BaseModel):
-    """The outcome of an action, in words for the user; ``ok`` is false when the action ran and found a fault."""
+    """The outcome of an action, in words for the user."""
 
     message: str
-    ok: bool = True
     details: list[str] = Field(default_factory=list)
+
+
+class DagRunTriggered(BaseModel):
+    """An action that does work: the DAG run it queued, to follow in the Airflow UI."""
+
+    message: str
+    dag_id: str
+    dag_run_id: str
+    dag_run_url: str = Field(description="the run's page in the Airflow UI (/dags/<dag_id>/runs/<run_id>)")
