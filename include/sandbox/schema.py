@@ -438,6 +438,7 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DS("applicationid", 100),
             DN("isdisabled", "bool", False),
             DN("islicensed", "bool", True),
+            DN("isintegrationuser", "bool", False),
             DN("accessmode", "int", 0),
             lookups=(Lookup("businessunitid", {"businessunitid": "businessunits"}),),
         ),

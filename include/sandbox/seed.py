@@ -38,10 +38,12 @@ CRM_ONLY_CONTACTS = (
     ("Chris", "Preston", "chris.preston@litware.example", 1),
     ("Dana", "Birkby", "dana.birkby@proseware.example", 2),
 )
-#: Extra CRM users, so that the SALESPEOPLE filter (isdisabled false, islicensed true) matters.
+#: Extra CRM users, so that the SALESPEOPLE filter (isdisabled false, islicensed true, isintegrationuser false)
+#: matters: a former employee, an unlicensed trial user, and another application's licensed integration user.
 EXTRA_USERS = (
-    ("Alex", "Former", "alex.former@cronus.example", True, True),
-    ("Sam", "Trial", "sam.trial@cronus.example", False, False),
+    ("Alex", "Former", "alex.former@cronus.example", True, True, False),
+    ("Sam", "Trial", "sam.trial@cronus.example", False, False, False),
+    ("Pat", "Connector", "pat.connector@cronus.example", False, True, True),
 )
 
 
@@ -202,8 +204,8 @@ def _seed_dataverse(db: Any, dv: Dataverse) -> None:
     for s in _load("salespeople"):
         first, _, last = s["name"].partition(" ")
         user(first, last, s["email"], False, True)
-    for first, last, email, disabled, licensed in EXTRA_USERS:
-        user(first, last, email, disabled, licensed)
+    for first, last, email, disabled, licensed, integration_user in EXTRA_USERS:
+        user(first, last, email, disabled, licensed, isintegrationuser=integration_user)
     assert dv.store.get(users, systemuser_id(CRM_USER_EMAIL)) is not None
 
     dv.create(

@@ -83,6 +83,7 @@ def test_salespeople_sync_only_enabled_licensed_users_and_never_the_integration_
     assert [r[0] for r in rows] == ["BC", "EH", "HR", "JO", "LT", "OF", "RB"]
     assert not sync.erp("salespeoplePurchasers", "code eq 'ALEX.FORMER'")
     assert not sync.erp("salespeoplePurchasers", "code eq 'SAM.TRIAL'")
+    assert not sync.erp("salespeoplePurchasers", "code eq 'PAT.CONNECTOR'")  # another application's user
     assert not sync.erp("salespeoplePurchasers", "code eq 'BCINTEGRATION'")
 
 
