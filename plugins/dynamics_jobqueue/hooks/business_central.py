@@ -14,17 +14,53 @@ Connection (conn type ``dynamics_business_central``): ``host`` the API host
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any, ClassVar
 
-from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult
-from dynamics_jobqueue.hooks.errors import ApiError
-from dynamics_jobqueue.hooks.microsoft import MicrosoftApiHook, odata_params
+from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult, failure, roll_back
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError
+from dynamics_jobqueue.hooks.microsoft import (
+    MicrosoftApiHook,
+    Page,
+    decode_name,
+    eq_filter,
+    json_object,
+    odata_params,
+    record_path,
+)
 
 STANDARD_ROUTE = "api/v2.0"
 #: Business Central accepts at most 100 operations per $batch.
 MAX_BATCH = 100
+# An enum value as the API writes it: an XML-encoded name without spaces holding at least one _xHHHH_ escape.
+_ENCODED_ENUM = re.compile(r"^[\w.]*_x[0-9A-Fa-f]{4}_[\w.]*$")
+
+
+def decode_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its enum values decoded (``"status": "In_x0020_Review"`` -> ``"In Review"``).
+
+    Business Central's API writes enum values as XML-encoded names (API v2.0 reference, e.g. "Get
+    opportunities": ``"status": "In_x0020_Progress"``); every read of this hook decodes them, so callers compare
+    with the option captions as AL names them.
+    """
+    for name, value in record.items():
+        if isinstance(value, str) and _ENCODED_ENUM.match(value):
+            record[name] = decode_name(value)
+    return record
+
+
+def create_operation(op_id: str, entity_set: str, body: dict[str, Any]) -> BatchOperation:
+    """A POST of a new record for :meth:`BusinessCentralHook.batch` (201 with the record)."""
+    return BatchOperation(op_id, "POST", entity_set, body)
+
+
+def update_operation(
+    op_id: str, entity_set: str, record_id: str, body: dict[str, Any], *, etag: str = "*"
+) -> BatchOperation:
+    """A PATCH of a record for :meth:`BusinessCentralHook.batch` (``If-Match``; 404 when it was deleted)."""
+    return BatchOperation(op_id, "PATCH", record_path(entity_set, record_id), body, {"If-Match": etag})
 
 
 class BusinessCentralHook(MicrosoftApiHook):
@@ -47,7 +83,7 @@ class BusinessCentralHook(MicrosoftApiHook):
     @cached_property
     def environment_root(self) -> str:
         """``v2.0/<tenant>/<environment>/`` relative to the host."""
-        tenant = self.extra.get("tenant_id", "")
+        tenant = self.settings.tenant_id or ""
         environment = self.extra.get("environment", "production")
         return f"v2.0/{tenant}/{environment}/"
 
@@ -64,23 +100,58 @@ class BusinessCentralHook(MicrosoftApiHook):
         """
         if self.extra.get("company_id"):
             return str(self.extra["company_id"])
-        companies = self.request("GET", f"{self.environment_root}{STANDARD_ROUTE}/companies").json()["value"]
+        companies = [
+            c
+            for page in self.iter_collection(
+                f"{self.environment_root}{STANDARD_ROUTE}/companies", entity_set="companies"
+            )
+            for c in page.records
+        ]
         wanted = self.extra.get("company_name")
         matches = [c for c in companies if wanted is None or c.get("name") == wanted]
-        if len(matches) != 1:
-            names = ", ".join(c.get("name", "?") for c in companies)
-            raise ApiError(f"set extra.company_id or extra.company_name; companies found: {names}")
+        if len(matches) != 1 or not matches[0].get("id"):
+            names = ", ".join(str(c.get("name", "?")) for c in companies)
+            raise ApiError(
+                f"set extra.company_id or extra.company_name; companies found: {names}", entity_set="companies"
+            )
         return str(matches[0]["id"])
 
     def probe(self) -> str:
         """Resolve and read the company: proves tenant, environment and company (the "Test" button)."""
         path = f"{self.environment_root}{STANDARD_ROUTE}/companies({self.company_id})"
-        name = self.request("GET", path, entity_set="companies", record_id=self.company_id).json().get("name")
+        name = self.request_json("GET", path, entity_set="companies", record_id=self.company_id).get("name")
         return f"signed in to {self.api_root}; company {name!r} ({self.company_id}) found"
 
     def entity_path(self, entity_set: str) -> str:
         """Path of ``entity_set`` relative to the host, with the company and the entity set's route."""
         return f"{self.environment_root}{self.route(entity_set)}/companies({self.company_id})/{entity_set}"
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: list[str] | None = None,
+        orderby: str | None = None,
+        count: bool = False,
+        page_size: int = 20_000,
+    ) -> Iterator[Page]:
+        """Read ``entity_set`` page by page (``@odata.nextLink``), never the whole set at once; enum values
+        decoded (:func:`decode_record`).
+
+        :param filter: OData ``$filter`` (build it with :func:`~dynamics_jobqueue.hooks.microsoft.eq_filter`
+            and friends), e.g. ``lastModifiedDateTime gt 2026-01-01T00:00:00Z``.
+        :param select: fields to return (``$select``).
+        :param count: ``$count=true``: the first page carries the number of matching records.
+        :param page_size: records per page asked with ``Prefer: odata.maxpagesize`` (max 20,000).
+        :raises ApiError: typed, on any error answer after retries.
+        """
+        params = odata_params(filter=filter, select=select, orderby=orderby, count=count)
+        for page in self.iter_collection(
+            self.entity_path(entity_set), entity_set=entity_set, params=params, page_size=page_size
+        ):
+            page.records = [decode_record(r) for r in page.records]
+            yield page
 
     def iter_pages(
         self,
@@ -91,41 +162,57 @@ class BusinessCentralHook(MicrosoftApiHook):
         orderby: str | None = None,
         page_size: int = 20_000,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the records of ``entity_set`` page by page (``@odata.nextLink``), never the whole set at once.
+        """The records of :meth:`query`, one list per page."""
+        for page in self.query(entity_set, filter=filter, select=select, orderby=orderby, page_size=page_size):
+            yield page.records
 
-        :param filter: OData ``$filter``, e.g. ``lastModifiedDateTime gt 2026-01-01T00:00:00Z`` (no quotes).
-        :param select: fields to return (``$select``).
-        :param page_size: records per page asked with ``Prefer: odata.maxpagesize`` (max 20,000).
-        :raises ApiError: typed, on any error answer after retries.
+    def find_by(
+        self, entity_set: str, field: str, value: Any, *, select: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """The records whose ``field`` equals ``value`` (quoted as an OData literal)."""
+        return [r for page in self.iter_pages(entity_set, filter=eq_filter(field, value), select=select) for r in page]
+
+    def get(self, entity_set: str, record_id: str, *, timeout: float | None = None) -> dict[str, Any]:
+        """Read one record by its ``id``. :param timeout: seconds for this call.
+
+        :raises NotFoundError: when it does not exist.
         """
-        params = odata_params(filter=filter, select=select, orderby=orderby)
-        yield from self.iter_collection(
-            self.entity_path(entity_set), params=params, page_size=page_size, entity_set=entity_set
+        body = self.request_json(
+            "GET",
+            f"{self.entity_path(entity_set)}({record_id})",
+            entity_set=entity_set,
+            record_id=record_id,
+            timeout=timeout,
         )
-
-    def get(self, entity_set: str, record_id: str) -> dict[str, Any]:
-        """Read one record by its ``id``. :raises NotFoundError: when it does not exist."""
-        response = self.request(
-            "GET", f"{self.entity_path(entity_set)}({record_id})", entity_set=entity_set, record_id=record_id
-        )
-        return dict(response.json())
+        return decode_record(body)
 
     def create(self, entity_set: str, body: dict[str, Any]) -> dict[str, Any]:
         """Create a record (POST, 201). :return: the created record with ``id`` and ``@odata.etag``."""
-        response = self.request("POST", self.entity_path(entity_set), entity_set=entity_set, json=body)
-        return dict(response.json())
+        return decode_record(self.request_json("POST", self.entity_path(entity_set), entity_set=entity_set, json=body))
 
-    def update(self, entity_set: str, record_id: str, body: dict[str, Any], *, etag: str = "*") -> dict[str, Any]:
-        """Update a record (PATCH with ``If-Match``). :raises ConflictError: when ``etag`` is stale (409/412)."""
-        response = self.request(
+    def update(
+        self,
+        entity_set: str,
+        record_id: str,
+        body: dict[str, Any],
+        *,
+        etag: str = "*",
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Update a record (PATCH with ``If-Match``). :param timeout: seconds for this call.
+
+        :raises ConflictError: when ``etag`` is stale (409/412).
+        """
+        answer = self.request_json(
             "PATCH",
             f"{self.entity_path(entity_set)}({record_id})",
             entity_set=entity_set,
             record_id=record_id,
             json=body,
             headers={"If-Match": etag},
+            timeout=timeout,
         )
-        return dict(response.json())
+        return decode_record(answer)
 
     def delete(self, entity_set: str, record_id: str, *, etag: str = "*") -> None:
         """Delete a record (DELETE with ``If-Match``). :raises NotFoundError: when it does not exist."""
@@ -137,9 +224,10 @@ class BusinessCentralHook(MicrosoftApiHook):
             headers={"If-Match": etag},
         )
 
-    def post_action(self, entity_set: str, record_id: str, action: str) -> None:
+    def post_action(self, entity_set: str, record_id: str, action: str, *, timeout: float | None = None) -> None:
         """Call a bound action such as ``Microsoft.NAV.post`` (POST, empty body, 204).
 
+        :param timeout: seconds for this call (capped by the connection's ``extra.timeout``).
         :raises ApiError: the API's refusal (e.g. the document cannot be posted), typed.
         """
         self.request(
@@ -147,6 +235,7 @@ class BusinessCentralHook(MicrosoftApiHook):
             f"{self.entity_path(entity_set)}({record_id})/{action}",
             entity_set=entity_set,
             record_id=record_id,
+            timeout=timeout,
         )
 
     def get_bytes(self, path: str) -> bytes:
@@ -161,43 +250,68 @@ class BusinessCentralHook(MicrosoftApiHook):
     def batch(self, ops: Sequence[BatchOperation], *, atomic: bool = False) -> list[BatchResult]:
         """Send operations as JSON ``$batch`` requests of at most 100, grouped by API route.
 
+        Answers are matched to operations by ``id``, and by position when the service answers ``"id": null``
+        (as Microsoft's example in "Using OData transactional $batch requests" shows). With ``atomic``
+        (``Isolation: snapshot``) a batch in which anything failed is rolled back as a whole, so its successes
+        are reported as failures (424, rolled back).
+
         :param ops: operations whose ``path`` is relative to the company (``customers(<id>)``).
         :param atomic: send ``Isolation: snapshot`` so each batch of 100 is all-or-nothing.
-        :return: one result per operation, in the order given.
-        :raises ApiError: when a whole batch request fails (auth, throttling after retries).
+        :return: one result per operation, in the order given; an operation the answer does not mention fails
+            alone (500).
+        :raises ApiError: when a whole batch request fails (auth, throttling after retries, an answer that is
+            not a JSON batch answer), naming ``$batch`` and the entity sets.
         """
-        results: dict[str, BatchResult] = {}
-        by_route: dict[str, list[BatchOperation]] = {}
-        for op in ops:
-            entity_set = op.path.split("(", 1)[0].split("/", 1)[0]
-            by_route.setdefault(self.route(entity_set), []).append(op)
+        results: dict[int, BatchResult] = {}
+        by_route: dict[str, list[tuple[int, BatchOperation]]] = {}
+        for index, op in enumerate(ops):
+            by_route.setdefault(self.route(op.entity_set), []).append((index, op))
         for route, route_ops in by_route.items():
             for start in range(0, len(route_ops), MAX_BATCH):
                 chunk = route_ops[start : start + MAX_BATCH]
-                payload = {
-                    "requests": [
-                        {
-                            "id": op.id,
-                            "method": op.method,
-                            "url": f"companies({self.company_id})/{op.path}",
-                            "headers": {"Content-Type": "application/json", **op.headers},
-                            **({"body": op.body} if op.body is not None else {}),
-                        }
-                        for op in chunk
-                    ]
+                chunk_results = self._send_batch(route, [op for _, op in chunk], atomic=atomic)
+                results.update((index, result) for (index, _), result in zip(chunk, chunk_results, strict=True))
+        return [results[index] for index in range(len(ops))]
+
+    def _send_batch(self, route: str, ops: list[BatchOperation], *, atomic: bool) -> list[BatchResult]:
+        where = f"$batch of {','.join(sorted({op.entity_set for op in ops}))}"
+        payload = {
+            "requests": [
+                {
+                    "id": op.id,
+                    "method": op.method,
+                    "url": f"companies({self.company_id})/{op.path}",
+                    "headers": {"Content-Type": "application/json", **op.headers},
+                    **({"body": op.body} if op.body is not None else {}),
                 }
-                headers = {"Isolation": "snapshot"} if atomic else {}
-                answer = self.request(
-                    "POST", f"{self.environment_root}{route}/$batch", json=payload, headers=headers
-                ).json()
-                for item in answer.get("responses", []):
-                    results[str(item["id"])] = BatchResult(
-                        id=str(item["id"]),
-                        status=int(item["status"]),
-                        body=item.get("body"),
-                        headers=dict(item.get("headers") or {}),
-                    )
-        return [
-            results.get(op.id) or BatchResult(op.id, 500, {"error": {"message": "no answer in the batch"}})
-            for op in ops
-        ]
+                for op in ops
+            ]
+        }
+        headers = {"Isolation": "snapshot"} if atomic else {}
+        response = self.request(
+            "POST", f"{self.environment_root}{route}/$batch", entity_set=where, json=payload, headers=headers
+        )
+        answer = json_object(response, entity_set=where)
+        items = answer.get("responses")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise MalformedResponseError("batch answer without a 'responses' list", entity_set=where)
+        by_id = {str(item["id"]): item for item in items if item.get("id") is not None}
+        positional = len(by_id) < len(items) and len(items) == len(ops)
+        results: list[BatchResult] = []
+        for index, op in enumerate(ops):
+            item = items[index] if positional else by_id.get(op.id)
+            status = item.get("status") if item else None
+            if item is None or not isinstance(status, int):
+                results.append(failure(op, 500, "no answer in the batch", code="NoAnswer"))
+                continue
+            body = item.get("body")
+            results.append(
+                BatchResult(
+                    op.id,
+                    status,
+                    decode_record(body) if isinstance(body, dict) else body,
+                    dict(item.get("headers") or {}),
+                    op.entity_set,
+                )
+            )
+        return roll_back(ops, results) if atomic else results

@@ -16,8 +16,25 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult, decode_multipart, encode_multipart
-from dynamics_jobqueue.hooks.microsoft import MicrosoftApiHook, odata_params
+from dynamics_jobqueue.hooks.batch import (
+    BatchOperation,
+    BatchResult,
+    ResponsePart,
+    batch_boundary,
+    decode_multipart,
+    encode_multipart,
+    failure,
+    roll_back,
+)
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError, error_for_status
+from dynamics_jobqueue.hooks.microsoft import (
+    MicrosoftApiHook,
+    Page,
+    json_or_text,
+    key_segment,
+    odata_params,
+    record_path,
+)
 
 API_PATH = "api/data/v9.2/"
 #: Dataverse accepts at most 1,000 requests per $batch.
@@ -40,26 +57,6 @@ class ChangePage:
     delta_link: str | None = None
 
 
-def key_segment(key: str | Mapping[str, Any]) -> str:
-    """The key part of a record URL: ``<guid>`` or an alternate key ``accountnumber='10000'``.
-
-    Strings are quoted with OData's doubled single quotes; numbers are written bare.
-    """
-    if isinstance(key, str):
-        return key
-    parts = []
-    for name, value in key.items():
-        if isinstance(value, str):
-            value = "'" + value.replace("'", "''") + "'"
-        parts.append(f"{name}={value}")
-    return ",".join(parts)
-
-
-def record_path(entity_set: str, key: str | Mapping[str, Any]) -> str:
-    """``<entity_set>(<key>)`` relative to the API root."""
-    return f"{entity_set}({key_segment(key)})"
-
-
 def upsert_headers(mode: UpsertMode, etag: str | None = None) -> dict[str, str]:
     """Conditional headers for a PATCH: ``upsert`` none, ``update`` ``If-Match`` (``etag`` or ``*``),
     ``create`` ``If-None-Match: *`` (Web API docs, "Upsert a table row")."""
@@ -68,6 +65,45 @@ def upsert_headers(mode: UpsertMode, etag: str | None = None) -> dict[str, str]:
     if mode == "create":
         return {"If-None-Match": "*"}
     return {"If-Match": etag} if etag else {}
+
+
+def upsert_operation(
+    op_id: str,
+    entity_set: str,
+    key: str | Mapping[str, Any],
+    body: dict[str, Any],
+    *,
+    mode: UpsertMode = "upsert",
+    id_field: str | None = None,
+) -> BatchOperation:
+    """A keyed write for :meth:`DataverseHook.batch`: PATCH by id or alternate key with the headers of ``mode``.
+
+    :param id_field: the table's primary key column, to read the id back if the answer lacks it.
+    """
+    return BatchOperation(op_id, "PATCH", record_path(entity_set, key), body, upsert_headers(mode), id_field)
+
+
+def bind(navigation_property: str, entity_set: str, record_id: str) -> dict[str, str]:
+    """A lookup written with ``<navigation property>@odata.bind: /<entity set>(<id>)`` (Web API docs,
+    "Associate table rows on create"). The name is the single-valued navigation property of the table
+    written to, as its EntityType reference lists it (e.g. ``parentcustomerid_account`` of contact)."""
+    return {f"{navigation_property}@odata.bind": f"/{record_path(entity_set, record_id)}"}
+
+
+#: The email table's single-valued navigation property of its regarding record, by the record's entity set
+#: (Web API EntityType reference "email": ``regardingobjectid_account_email`` -> account, relationship
+#: ``Account_Emails``; ``regardingobjectid_contact_email`` -> contact, ``Contact_Emails``).
+EMAIL_REGARDING = {"accounts": "regardingobjectid_account_email", "contacts": "regardingobjectid_contact_email"}
+#: The activityparty table's navigation properties of the party, by the party's entity set.
+ACTIVITY_PARTY = {
+    "contacts": "partyid_contact",
+    "accounts": "partyid_account",
+    "systemusers": "partyid_systemuser",
+}
+#: The lookup annotation naming the table a lookup value points at (Web API "Lookup property data").
+LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
+#: The annotation of a column's formatted value (Web API "Formatted values").
+FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
 
 
 class DataverseHook(MicrosoftApiHook):
@@ -99,11 +135,45 @@ class DataverseHook(MicrosoftApiHook):
 
     def who_am_i(self) -> str:
         """The ``systemuserid`` of the application user this connection signs in as (``WhoAmI``)."""
-        return str(self.request("GET", f"{API_PATH}WhoAmI").json()["UserId"])
+        body = self.request_json("GET", f"{API_PATH}WhoAmI", entity_set="WhoAmI")
+        if not body.get("UserId"):
+            raise MalformedResponseError("WhoAmI answer without UserId", entity_set="WhoAmI")
+        return str(body["UserId"])
 
     def probe(self) -> str:
         """``WhoAmI``: proves the application user exists in the organisation (the "Test" button)."""
         return f"signed in to {self.api_root} as application user {self.who_am_i()}"
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: list[str] | None = None,
+        orderby: str | None = None,
+        top: int | None = None,
+        count: bool = False,
+        annotations: list[str] | None = None,
+        page_size: int = 5_000,
+    ) -> Iterator[Page]:
+        """Read ``entity_set`` page by page (``@odata.nextLink`` with its ``$skiptoken`` paging cookie; Dataverse
+        has no ``$skip``) (Web API docs, "Page results using OData").
+
+        :param filter: OData ``$filter`` (build it with :func:`~dynamics_jobqueue.hooks.microsoft.in_filter` etc.).
+        :param count: ``$count=true``: the first page carries the number of matching rows (up to 5,000).
+        :param annotations: ``Prefer: odata.include-annotations`` (e.g. :data:`LOOKUP_LOGICAL_NAME`).
+        :param page_size: rows per page (``Prefer: odata.maxpagesize``, max 5,000).
+        :raises ApiError: typed, on any error answer after retries.
+        """
+        params = odata_params(filter=filter, select=select, orderby=orderby, top=top, count=count)
+        prefer = [f'odata.include-annotations="{",".join(annotations)}"'] if annotations else []
+        yield from self.iter_collection(
+            f"{API_PATH}{entity_set}",
+            entity_set=entity_set,
+            params=params,
+            page_size=None if top is not None else page_size,
+            prefer=prefer,
+        )
 
     def iter_pages(
         self,
@@ -114,16 +184,9 @@ class DataverseHook(MicrosoftApiHook):
         orderby: str | None = None,
         page_size: int = 5_000,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Yield the rows of ``entity_set`` page by page (``@odata.nextLink``; ``$skip`` is not supported).
-
-        :param filter: OData ``$filter``, e.g. ``modifiedon gt 2026-01-01T00:00:00Z``.
-        :param page_size: rows per page (``Prefer: odata.maxpagesize``, max 5,000).
-        :raises ApiError: typed, on any error answer after retries.
-        """
-        params = odata_params(filter=filter, select=select, orderby=orderby)
-        yield from self.iter_collection(
-            f"{API_PATH}{entity_set}", params=params, page_size=page_size, entity_set=entity_set
-        )
+        """The records of :meth:`query`, one list per page."""
+        for page in self.query(entity_set, filter=filter, select=select, orderby=orderby, page_size=page_size):
+            yield page.records
 
     def iter_changes(
         self, entity_set: str, *, delta_link: str | None = None, select: list[str] | None = None
@@ -135,39 +198,45 @@ class DataverseHook(MicrosoftApiHook):
 
         :raises ApiError: typed; an expired delta link answers with an error and needs a full read.
         """
-        headers = {"Prefer": f"odata.track-changes,odata.maxpagesize={self.max_page_size}"}
-        url: str | None = delta_link or f"{API_PATH}{entity_set}"
-        params: dict[str, str] | None = None if delta_link else odata_params(select=select)
-        while url:
-            body = self.request("GET", url, entity_set=entity_set, headers=headers, params=params).json()
-            params = None
-            page = ChangePage()
-            for row in body.get("value", []):
+        pages = self.iter_collection(
+            delta_link or f"{API_PATH}{entity_set}",
+            entity_set=entity_set,
+            params=None if delta_link else odata_params(select=select),
+            page_size=self.max_page_size,
+            prefer=["odata.track-changes"],
+        )
+        for page in pages:
+            change = ChangePage(delta_link=page.delta_link)
+            for row in page.records:
                 if str(row.get("@odata.context", "")).endswith("$deletedEntity") or row.get("reason") == "deleted":
-                    page.deleted_ids.append(str(row["id"]))
+                    if row.get("id"):
+                        change.deleted_ids.append(str(row["id"]))
                 else:
-                    page.records.append(row)
-            url = body.get("@odata.nextLink")
-            if not url:
-                page.delta_link = body.get("@odata.deltaLink")
-            yield page
+                    change.records.append(row)
+            yield change
 
     def get(self, entity_set: str, key: str | Mapping[str, Any], *, select: list[str] | None = None) -> dict:
         """Read one row by id or alternate key. :raises NotFoundError: when it does not exist."""
-        response = self.request(
+        return self.request_json(
             "GET",
             API_PATH + record_path(entity_set, key),
             entity_set=entity_set,
             record_id=key_segment(key),
             params=odata_params(select=select),
         )
-        return dict(response.json())
 
     def create(self, entity_set: str, body: dict[str, Any]) -> str:
-        """Create a row (POST, 204 + ``OData-EntityId``). :return: the new row's GUID."""
+        """Create a row (POST, 204 + ``OData-EntityId``). :return: the new row's GUID.
+
+        :raises MalformedResponseError: when the answer names no created row.
+        """
         response = self.request("POST", f"{API_PATH}{entity_set}", entity_set=entity_set, json=body)
-        result = BatchResult("create", response.status_code, None, dict(response.headers))
-        return result.record_id or ""
+        result = BatchResult("create", response.status_code, json_or_text(response), dict(response.headers))
+        if not result.record_id:
+            raise MalformedResponseError(
+                f"HTTP {response.status_code} to a create without OData-EntityId", entity_set=entity_set
+            )
+        return result.record_id
 
     def upsert(
         self,
@@ -210,12 +279,20 @@ class DataverseHook(MicrosoftApiHook):
     ) -> list[BatchResult]:
         """Send operations as multipart ``$batch`` requests of at most 1,000.
 
+        Every operation gets a result, in order: the part of the answer that belongs to it (by ``Content-ID``
+        in a change set, else by position), 424 for an operation the service did not reach (without
+        ``continue_on_error`` the batch stops at the first failure and answers 400), and with ``atomic`` every
+        success of a change set that failed is reported as rolled back (424). A successful write answered
+        without ``OData-EntityId`` (Microsoft's examples show such parts) gets its id from its path or by
+        reading it back through ``id_field``; failing that it fails on its own (502), never the batch.
+
         :param ops: operations whose ``path`` is relative to the API root (``accounts(<guid>)``).
         :param continue_on_error: ``Prefer: odata.continue-on-error`` so one bad record does not stop the rest.
         :param atomic: one change set per request: all or nothing.
         :param idempotent: every operation is a keyed upsert, so a dropped batch may be sent again.
-        :return: one result per operation, in order; operations the server did not reach get status 424.
-        :raises ApiError: when a whole batch request fails (auth, throttling after retries).
+        :return: one result per operation, in order.
+        :raises ApiError: when a whole batch request fails (auth, throttling after retries, a 4xx/5xx JSON
+            error for the whole batch), naming ``$batch`` and the operations' entity set.
         """
         results: list[BatchResult] = []
         for start in range(0, len(ops), MAX_BATCH):
@@ -224,20 +301,82 @@ class DataverseHook(MicrosoftApiHook):
             headers = {"Content-Type": content_type, "Accept": "application/json"}
             if continue_on_error and not atomic:
                 headers["Prefer"] = "odata.continue-on-error"
+            entity_sets = sorted({op.entity_set for op in chunk})
+            where = f"$batch of {','.join(entity_sets)}"
             response = self.request(
                 "POST",
                 f"{API_PATH}$batch",
+                entity_set=where,
                 headers=headers,
                 data=payload,
                 idempotent=idempotent,
                 expected=(200, 400),
             )
-            parts = decode_multipart(response.headers.get("Content-Type", ""), response.content)
-            for index, op in enumerate(chunk):
-                if index < len(parts):
-                    status, part_headers, body = parts[index]
-                    results.append(BatchResult(op.id, status, body, part_headers))
-                else:
-                    not_run = {"error": {"message": "not run: an earlier request in the batch failed"}}
-                    results.append(BatchResult(op.id, 424, not_run))
+            answer_type = response.headers.get("Content-Type")
+            if batch_boundary(answer_type, response.content) is None:
+                # The whole batch was refused (a JSON error body rather than multipart parts).
+                raise error_for_status(response.status_code, json_or_text(response), entity_set=where)
+            try:
+                parts = decode_multipart(answer_type, response.content)
+            except MalformedResponseError as exc:
+                raise MalformedResponseError(exc.message, status=response.status_code, entity_set=where) from exc
+            chunk_results = self._match_parts(chunk, parts, atomic=atomic)
+            if atomic:
+                chunk_results = roll_back(chunk, chunk_results)
+            results.extend(self._with_record_ids(chunk, chunk_results))
         return results
+
+    @staticmethod
+    def _match_parts(ops: list[BatchOperation], parts: list[ResponsePart], *, atomic: bool) -> list[BatchResult]:
+        """Pair each operation with its part: by ``Content-ID`` (change sets), else by position. A failed change
+        set is answered with one error part without ``Content-ID``: it goes to the first operation (the others
+        are then reported rolled back)."""
+        by_content_id = {p.content_id: p for p in parts if p.content_id} if atomic else {}
+        results: list[BatchResult] = []
+        for index, op in enumerate(ops):
+            positional = parts[index] if index < len(parts) else None
+            part = by_content_id.get(str(index + 1)) if by_content_id else positional
+            if part is None:
+                results.append(failure(op, 424, "not run: an earlier request in the batch failed", code="NotRun"))
+            else:
+                results.append(BatchResult(op.id, part.status, part.body, part.headers, op.entity_set))
+        return results
+
+    def _with_record_ids(self, ops: list[BatchOperation], results: list[BatchResult]) -> list[BatchResult]:
+        """Give each successful write its record id, or fail that record alone."""
+        resolved: list[BatchResult] = []
+        for op, result in zip(ops, results, strict=True):
+            if not result.ok or op.method in ("GET", "DELETE") or result.record_id:
+                resolved.append(result)
+                continue
+            record_id = op.key_guid or self._read_back_id(op)
+            if record_id:
+                headers = {**result.headers, "OData-EntityId": f"{self.web_api_root}{op.entity_set}({record_id})"}
+                resolved.append(BatchResult(op.id, result.status, result.body, headers, op.entity_set))
+            else:
+                resolved.append(
+                    failure(
+                        op,
+                        502,
+                        f"HTTP {result.status} to {op.method} {op.path} named no record (no OData-EntityId) "
+                        "and the record could not be read back",
+                        code="NoEntityId",
+                    )
+                )
+        return resolved
+
+    def _read_back_id(self, op: BatchOperation) -> str | None:
+        if not op.id_field or op.key is None:
+            return None
+        try:
+            row = self.request_json(
+                "GET",
+                f"{API_PATH}{op.path}",
+                entity_set=op.entity_set,
+                record_id=op.key,
+                params=odata_params(select=[op.id_field]),
+            )
+        except ApiError:
+            return None
+        value = row.get(op.id_field)
+        return str(value).lower() if value else None

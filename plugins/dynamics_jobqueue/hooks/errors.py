@@ -17,6 +17,9 @@ class ApiError(Exception):
     :param code: the API's error code (e.g. ``Request_EntityChanged``, ``0x80040217``).
     :param entity_set: the entity set of the call, when known.
     :param record_id: the record key of the call, when known.
+    :param detail: the error's instance annotations as the API sent them, e.g. Dataverse's
+        ``@Microsoft.PowerApps.CDS.TraceText`` and ``@Microsoft.PowerApps.CDS.ErrorDetails.*`` (Web API docs,
+        "Include more details with errors"); empty when there were none.
     """
 
     def __init__(
@@ -27,13 +30,20 @@ class ApiError(Exception):
         code: str | None = None,
         entity_set: str | None = None,
         record_id: str | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> None:
         self.message = message
         self.status = status
         self.code = code
         self.entity_set = entity_set
         self.record_id = record_id
+        self.detail = dict(detail or {})
         super().__init__(str(self))
+
+    @property
+    def detail_text(self) -> str:
+        """The annotations as ``name: value`` lines (``@Microsoft.PowerApps.CDS.`` left out), for a log entry."""
+        return "\n".join(f"{k.removeprefix('@Microsoft.PowerApps.CDS.')}: {v}" for k, v in self.detail.items())
 
     def __str__(self) -> str:
         where = self.entity_set or ""
@@ -57,6 +67,11 @@ class AuthenticationError(ApiError):
     @property
     def is_systemic(self) -> bool:
         return True
+
+
+class MalformedResponseError(ApiError):
+    """The API answered with a body that is not what its contract promises (not JSON, no ``value``, a batch
+    answer that cannot be split into its parts)."""
 
 
 class NotFoundError(ApiError):
@@ -93,11 +108,13 @@ def error_for_status(status: int | None, body: Any, **context: Any) -> ApiError:
     """
     code: str | None = None
     message = ""
+    detail: dict[str, Any] = {}
     if isinstance(body, dict):
         err = body.get("error")
         if isinstance(err, dict):
-            code = err.get("code")
-            message = err.get("message") or ""
+            code = str(err["code"]) if err.get("code") is not None else None
+            message = str(err.get("message") or "")
+            detail = {k: v for k, v in err.items() if k.startswith("@")}
         elif isinstance(err, str):  # identity platform: {"error": "invalid_client", "error_description": ...}
             code = err
             message = body.get("error_description") or ""
@@ -118,4 +135,4 @@ def error_for_status(status: int | None, body: Any, **context: Any) -> ApiError:
         cls = TransientError
     else:
         cls = ApiError
-    return cls(message, status=status, code=code, **context)
+    return cls(message, status=status, code=code, detail=detail, **context)

@@ -106,15 +106,14 @@ class GraphHook(MicrosoftApiHook):
         """
         collection = self._collection(user, kind)
         if item_id is None:
-            response = self.request("POST", collection, entity_set=kind, json=body, expected=(201,))
+            return self.request_json("POST", collection, entity_set=kind, json=body, expected=(201,))
         else:
             item_path = (
                 f"v1.0/users/{self._user(user)}/contacts/{quote(item_id)}"
                 if kind == "contacts"
                 else f"{collection}/{quote(item_id)}"
             )
-            response = self.request("PATCH", item_path, entity_set=kind, record_id=item_id, json=body)
-        return dict(response.json())
+            return self.request_json("PATCH", item_path, entity_set=kind, record_id=item_id, json=body)
 
     def _collection(self, user: str, kind: str) -> str:
         if kind == "contacts":
@@ -127,35 +126,40 @@ class GraphHook(MicrosoftApiHook):
 
     def _default_todo_list(self, user: str) -> str:
         if user not in self._todo_lists:
-            lists = self.request("GET", f"v1.0/users/{self._user(user)}/todo/lists", entity_set="todoTaskLists")
-            rows = lists.json().get("value", [])
+            rows = [
+                row
+                for page in self.iter_collection(
+                    f"v1.0/users/{self._user(user)}/todo/lists", entity_set="todoTaskLists"
+                )
+                for row in page.records
+            ]
             default = next((r for r in rows if r.get("wellknownListName") == "defaultList"), rows[0] if rows else None)
-            if default is None:
+            if default is None or not default.get("id"):
                 raise ApiError(f"user {user} has no To Do list", entity_set="todoTaskLists")
             self._todo_lists[user] = str(default["id"])
         return self._todo_lists[user]
 
-    def _iter_delta(self, url: str | None, entity_set: str, page_size: int) -> Iterator[MessageDeltaPage]:
-        headers = {"Prefer": f"odata.maxpagesize={min(page_size, self.max_page_size)}"}
-        while url:
+    def _iter_delta(self, url: str, entity_set: str, page_size: int) -> Iterator[MessageDeltaPage]:
+        pages = self.iter_collection(url, entity_set=entity_set, page_size=page_size)
+        while True:
             try:
-                body = self.request("GET", url, entity_set=entity_set, headers=headers).json()
+                page = next(pages)
+            except StopIteration:
+                return
             except ApiError as exc:
                 if exc.status == 410 or exc.code == "syncStateNotFound":
                     raise DeltaExpiredError(
                         exc.message, status=exc.status, code=exc.code, entity_set=entity_set
                     ) from exc
                 raise
-            page = MessageDeltaPage()
-            for row in body.get("value", []):
+            delta = MessageDeltaPage(delta_link=page.delta_link)
+            for row in page.records:
                 if "@removed" in row:
-                    page.removed_ids.append(str(row["id"]))
+                    if row.get("id"):
+                        delta.removed_ids.append(str(row["id"]))
                 else:
-                    page.messages.append(row)
-            url = body.get("@odata.nextLink")
-            if not url:
-                page.delta_link = body.get("@odata.deltaLink")
-            yield page
+                    delta.messages.append(row)
+            yield delta
 
     def get_mime(self, user: str, message_id: str) -> bytes:
         """The MIME source of a message (``GET /users/{id}/messages/{id}/$value``)."""

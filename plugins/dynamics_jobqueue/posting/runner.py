@@ -38,8 +38,6 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -492,9 +490,9 @@ class PostingRunner:
                 self._apply_posting_options(entry, doc_type, deadline)
                 conn.execute(queries.MARK_SENT, (entry.id,))
             self._crash_point("sending")
-            with self._http_timeout(deadline):
-                self._crash_point("in_flight")
-                self.bc.post_action(doc_type.entity_set, str(entry.document_id), doc_type.action)
+            timeout = self._call_timeout(deadline)
+            self._crash_point("in_flight")
+            self.bc.post_action(doc_type.entity_set, str(entry.document_id), doc_type.action, timeout=timeout)
             self._crash_point("posted")
         except (ApiError, _JobTimeout) as exc:
             outcome = self._after_failed_post(entry, doc_type, exc)
@@ -514,8 +512,7 @@ class PostingRunner:
         if posting_date and options.get("replace_document_date"):
             changes[doc_type.document_date_field] = posting_date
         if changes:
-            with self._http_timeout(deadline):
-                self.bc.update(doc_type.entity_set, str(entry.document_id), changes)
+            self.bc.update(doc_type.entity_set, str(entry.document_id), changes, timeout=self._call_timeout(deadline))
 
     def _after_failed_post(self, entry: JobQueueEntry, doc_type: DocumentType, exc: Exception) -> _Outcome | None:
         """Decide what a failed posting means; ``None`` when the ERP shows the document posted after all."""
@@ -628,21 +625,14 @@ class PostingRunner:
             cur.execute(queries.MARK_POSTED, (entry.id,))
         self._crash_point("marked_posted")
 
-    @contextmanager
-    def _http_timeout(self, deadline: float) -> Iterator[None]:
-        """Bound the next API calls by the entry's remaining Job Timeout (the connection's ``extra.timeout``
-        stays the ceiling)."""
+    def _call_timeout(self, deadline: float) -> float:
+        """The entry's remaining Job Timeout, as the timeout of the next API call (the hook caps it at the
+        connection's ``extra.timeout``). :raises _JobTimeout: when none remains."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _JobTimeout()
-        extra = self.bc.extra
-        configured = float(extra.get("timeout", 300))
-        self._job_limited_timeout = remaining < configured
-        extra["timeout"] = min(remaining, configured)
-        try:
-            yield
-        finally:
-            extra["timeout"] = configured
+        self._job_limited_timeout = remaining < self.bc.settings.timeout
+        return remaining
 
 
 def _run_with_deadline(func: Any, deadline: float) -> Any:

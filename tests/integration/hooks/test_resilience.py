@@ -25,10 +25,11 @@ def test_429s_are_retried_after_retry_after_and_reads_complete(sandbox) -> None:
     assert _requests(sandbox) > 10  # 10 pages plus the retried ones
 
 
-def test_retry_after_is_honoured(sandbox) -> None:
+def test_retry_after_is_honoured(sandbox, monkeypatch) -> None:
     sandbox.admin("faults", {"rate_429": 1.0, "retry_after_s": 1})
+    for name, value in sandbox.environment(max_retries=2).items():
+        monkeypatch.setenv(name, value)
     hook = DataverseHook()
-    hook.extra["max_retries"] = 2
     started = time.monotonic()
     with pytest.raises(ThrottledError) as excinfo:
         hook.who_am_i()

@@ -54,10 +54,11 @@ def test_answer_parts_decode_in_order_with_nested_change_sets() -> None:
         b"--batchresponse_1--\r\n"
     )
     parts = decode_multipart("multipart/mixed; boundary=batchresponse_1", answer)
-    assert [p[0] for p in parts] == [204, 404]
-    created = BatchResult("a", *parts[0][:1], parts[0][2], parts[0][1])
+    assert [p.status for p in parts] == [204, 404]
+    assert parts[0].content_id == "1"
+    created = BatchResult("a", parts[0].status, parts[0].body, parts[0].headers)
     assert created.ok and created.record_id == "0f3a9f8e-0000-4000-8000-000000000001"
-    failed = BatchResult("b", parts[1][0], parts[1][2], parts[1][1])
+    failed = BatchResult("b", parts[1].status, parts[1].body, parts[1].headers)
     assert failed.error is not None
     assert failed.error.code == "0x80040217"
     assert "Does Not Exist" in str(failed.error)
