@@ -22,22 +22,28 @@ from __future__ import annotations
 from sandbox.schema import DATAVERSE_SETS, DN, DS, EntitySet, Field, Lookup, _dv
 
 _OWNER = Lookup("ownerid", {"ownerid": "systemusers"})
-_REGARDING = Lookup(
-    "regardingobjectid",
-    {"regardingobjectid_account": "accounts", "regardingobjectid_contact": "contacts"},
-)
 
 
-def _activity(name: str, type_name: str, *specs: Field) -> EntitySet:
+def _regarding(type_name: str) -> Lookup:
+    """The regarding lookup of an activity table: one single-valued navigation property per target and
+    activity type, e.g. ``regardingobjectid_account_email`` (Web API EntityType reference "email";
+    ``regardingobjectid_account_task`` in "Execute batch operations using the Web API")."""
+    return Lookup(
+        "regardingobjectid",
+        {f"regardingobjectid_account_{type_name}": "accounts", f"regardingobjectid_contact_{type_name}": "contacts"},
+    )
+
+
+def _activity(name: str, type_name: str, *specs: Field, subject_length: int = 400) -> EntitySet:
     return _dv(
         name,
         type_name,
         "activityid",
         None,
-        DS("subject", 400),
+        DS("subject", subject_length),
         DS("description", 1_048_576),
         *specs,
-        lookups=(_OWNER, _REGARDING),
+        lookups=(_OWNER, _regarding(type_name)),
     )
 
 
@@ -69,6 +75,8 @@ ACTIVITY_SETS: dict[str, EntitySet] = {
             DN("percentcomplete", "int", 0),
             DN("statecode", "int", 0),
             DN("statuscode", "int", 2),
+            # task.subject is 200 long (the length error in "Execute batch operations using the Web API")
+            subject_length=200,
         ),
         _activity(
             "appointments",

@@ -213,8 +213,14 @@ class BusinessCentral:
         return ApiResponse(200, body, headers)
 
     def render(self, entity: EntitySet, row: Row, select: list[str] | None = None) -> dict[str, Any]:
-        """A record as the API returns it: ``@odata.etag`` then the (selected) properties."""
-        return {"@odata.etag": bc_etag(row.version), **project(row.body, select or entity.property_names())}
+        """A record as the API returns it: ``@odata.etag`` then the (selected) properties, enum values with
+        spaces XML-encoded as the API writes them (API v2.0 reference, "Get opportunities":
+        ``"status": "In_x0020_Progress"``)."""
+        body = project(row.body, select or entity.property_names())
+        for name, value in body.items():
+            if isinstance(value, str) and " " in value.strip() and entity.field_type(name) == "enum":
+                body[name] = value.replace(" ", "_x0020_")
+        return {"@odata.etag": bc_etag(row.version), **body}
 
     def _get_or_404(self, entity: EntitySet, record_id: str) -> Row:
         row = self.store.get(entity, record_id)
@@ -303,7 +309,9 @@ class BusinessCentral:
         status_by_id: dict[str, int] = {}
 
         def run(op: dict[str, Any]) -> dict[str, Any]:
-            op_id = str(op.get("id", len(responses) + 1))
+            # An operation without "id" is answered with "id": null (Microsoft's example in "Using OData
+            # transactional $batch requests"), so clients must match answers by position then.
+            op_id = None if op.get("id") is None else str(op["id"])
             failed_dependency = [d for d in op.get("dependsOn") or [] if status_by_id.get(str(d), 200) >= 400]
             if failed_dependency:
                 result = ApiResponse(
@@ -311,7 +319,8 @@ class BusinessCentral:
                 )
             else:
                 result = self._run_operation(request, api, op)
-            status_by_id[op_id] = result.status
+            if op_id is not None:
+                status_by_id[op_id] = result.status
             return _batch_response(op_id, result)
 
         if not snapshot:
@@ -321,29 +330,15 @@ class BusinessCentral:
         class _RollBack(Exception):
             pass
 
+        # With Isolation: snapshot a failure reverts every change of the batch, yet the answer still reports each
+        # operation's own status (200/204 for the ones that ran before the failure), as Microsoft's example shows.
         try:
             with self.store.transaction():
                 responses = [run(op) for op in operations]
                 if any(r["status"] >= 400 for r in responses):
                     raise _RollBack
         except _RollBack:
-            failed = next(r["id"] for r in responses if r["status"] >= 400)
-            responses = [
-                r
-                if r["status"] >= 400
-                else _batch_response(
-                    r["id"],
-                    ApiResponse(
-                        424,
-                        error_body(
-                            "BadRequest_FailedDependency",
-                            f"The operation was rolled back because request {failed} failed "
-                            "and the batch was sent with Isolation: snapshot.",
-                        ),
-                    ),
-                )
-                for r in responses
-            ]
+            pass
         return ApiResponse(200, {"responses": responses})
 
     def _run_operation(self, batch: ApiRequest, api: str, op: dict[str, Any]) -> ApiResponse:
@@ -644,7 +639,7 @@ class BusinessCentral:
             self._write(db, relations, {**relation.body, "contactName": company.body["displayName"]}, relation)
 
 
-def _batch_response(op_id: str, result: ApiResponse) -> dict[str, Any]:
+def _batch_response(op_id: str | None, result: ApiResponse) -> dict[str, Any]:
     headers = dict(result.headers)
     if result.body is not None:
         headers.setdefault("content-type", "application/json; odata.metadata=minimal")
@@ -703,6 +698,8 @@ def coerce(entity: EntitySet, name: str, value: Any) -> Any:
             raise wrong
         return value.lower()
     if kind == "enum":
+        if isinstance(value, str):
+            value = value.replace("_x0020_", " ")  # the encoded name the API itself answers with
         if value not in (spec.enum or ()):
             raise wrong
         return value

@@ -19,9 +19,10 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from sandbox.api import (
     ApiError,
@@ -65,7 +66,12 @@ VERSION_MISMATCH = "0x80060882"
 LENGTH_EXCEEDED = "0x80044331"
 EXPIRED_VERSION_STAMP = "0x80044352"
 
-_SET_PATH = re.compile(r"^(?P<set>[A-Za-z_]+)(?:\((?P<key>.*)\))?$")
+_SET_PATH = re.compile(r"^(?P<set>[A-Za-z_]+)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$")
+# The paging cookie Dataverse puts in $skiptoken ("Page results using OData"):
+# <cookie pagenumber="2" pagingcookie="..." istracking="False" />; the sandbox keeps its own state in pagingcookie.
+_PAGING_COOKIE = re.compile(
+    r'^<cookie pagenumber="(?P<page>\d+)" pagingcookie="(?P<state>[^"]*)" istracking="False" />$'
+)
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _CONTENT_ID_URL = re.compile(r"^\$([A-Za-z0-9_.-]+)")
 _CONTENT_ID_VALUE = re.compile(r'"\$([A-Za-z0-9_.-]+)"')
@@ -145,6 +151,20 @@ class Dataverse:
             if option in request.query:
                 raise _bad(f"The query option {option} is not supported by the sandbox.")
         key = match.group("key")
+        if match.group("count"):
+            if key is not None or request.method != "GET":
+                raise _bad("$count is a GET of a collection.")
+            # "Count rows using OData": /<set>/$count answers the bare number as text/plain.
+            query = {k: v for k, v in request.query.items() if k == "$filter"}
+            counted = query_page(
+                self.store,
+                entity,
+                replace(request, query={**query, "$count": "true"}),
+                default_page=1,
+                max_page=1,
+                allow_skip=False,
+            )
+            return ApiResponse(200, str(counted.count).encode(), {"Content-Type": "text/plain"})
         if key is None:
             if request.method == "GET":
                 return self._list(request, entity)
@@ -155,12 +175,16 @@ class Dataverse:
             row = self._resolve(entity, key)
             if row is None:
                 raise self._not_found(entity, key)
+            etag = dataverse_etag(row.version)
+            if request.headers.get("if-none-match", "").strip() == etag:
+                # "Perform conditional operations using the Web API": unchanged since that ETag -> 304, no body.
+                return ApiResponse(304, None, {"ETag": etag})
             select = parse_select(request.query.get("$select"), entity)
             body = {
                 "@odata.context": f"{request.root}$metadata#{entity.name}/$entity",
                 **self.render(entity, row, select, request.prefer.include_annotations),
             }
-            return ApiResponse(200, body, {"ETag": dataverse_etag(row.version)})
+            return ApiResponse(200, body, {"ETag": etag})
         if request.method == "PATCH":
             return self._upsert(request, entity, key)
         if request.method == "DELETE":
@@ -221,6 +245,11 @@ class Dataverse:
             for option in ("$filter", "$orderby", "$top", "$skip"):
                 if option in request.query:
                     raise _bad(f"The query option {option} is not supported with change tracking.")
+        page_number = 1
+        cookie = _PAGING_COOKIE.match(request.query.get("$skiptoken", ""))
+        if cookie:
+            page_number = int(cookie.group("page"))
+            request = replace(request, query={**request.query, "$skiptoken": cookie.group("state")})
         skiptoken = request.query.get("$skiptoken")
         state = decode_token(skiptoken) if skiptoken else {}
         if "$deltatoken" in request.query:
@@ -234,7 +263,12 @@ class Dataverse:
                 body["@odata.count"] = page.count
             body["value"] = [self.render(entity, row, select, prefs.include_annotations) for row in page.rows]
             if page.next_link:
-                body["@odata.nextLink"] = page.next_link
+                token = parse_qs(urlsplit(page.next_link).query)["$skiptoken"][0]
+                paging_cookie = f'<cookie pagenumber="{page_number + 1}" pagingcookie="{token}" istracking="False" />'
+                # encoded as Microsoft's example shows it: $skiptoken=%3Ccookie%20pagenumber=%222%22%20pagingcookie=...
+                base = link(request.root, entity.name, request.query)
+                separator = "&" if "?" in base else "?"
+                body["@odata.nextLink"] = f"{base}{separator}$skiptoken={quote(paging_cookie, safe='=/')}"
         applied = []
         if prefs.maxpagesize:
             applied.append(f"odata.maxpagesize={min(prefs.maxpagesize, MAX_PAGE)}")
@@ -650,6 +684,7 @@ class Dataverse:
         class _RollBack(Exception):
             pass
 
+        failed = False
         for item in items:
             if not item.changeset:
                 result = self._run_part(request, item.requests[0], {})
@@ -678,7 +713,9 @@ class Dataverse:
         headers = {"Content-Type": content_type}
         if continue_on_error:
             headers["Preference-Applied"] = "odata.continue-on-error"
-        return ApiResponse(200, payload, headers)
+        # Stopped at a failure, the batch as a whole answers 400 ("Handling errors": "HTTP/1.1 400 BadRequest").
+        stopped = failed and not continue_on_error
+        return ApiResponse(400 if stopped else 200, payload, headers)
 
     def _run_part(self, batch: ApiRequest, part: PartRequest, ids: dict[str, str]) -> ApiResponse:
         url = part.url
@@ -713,11 +750,15 @@ class Dataverse:
             root=batch.root,
         )
         try:
-            return self._dispatch(inner)
+            response = self._dispatch(inner)
         except ApiError as err:
             return ApiResponse(err.status, error_body(err.code, err.message), err.headers)
         except QueryError as err:
             return ApiResponse(400, error_body(BAD_REQUEST, str(err)))
+        if part.method == "POST" and response.status == 204 and "OData-EntityId" in response.headers:
+            # A create inside a batch is answered with Location as well as OData-EntityId ("Batch responses").
+            response.headers = {"Location": response.headers["OData-EntityId"], **response.headers}
+        return response
 
 
 def _expired(token: str) -> ApiError:

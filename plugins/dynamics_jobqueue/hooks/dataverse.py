@@ -336,7 +336,9 @@ class DataverseHook(MicrosoftApiHook):
         for index, op in enumerate(ops):
             positional = parts[index] if index < len(parts) else None
             part = by_content_id.get(str(index + 1)) if by_content_id else positional
-            if part is None:
+            if part is None and atomic:
+                results.append(failure(op, 424, "rolled back: the change set failed", code="RolledBack"))
+            elif part is None:
                 results.append(failure(op, 424, "not run: an earlier request in the batch failed", code="NotRun"))
             else:
                 results.append(BatchResult(op.id, part.status, part.body, part.headers, op.entity_set))
