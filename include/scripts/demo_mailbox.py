@@ -145,7 +145,7 @@ class MailboxDemo:
                 "messageid": QUOTE_ID, "trackingtoken": "CRM:0000042", "directioncode": True,
                 "statecode": 1, "statuscode": 3, "torecipients": "ana.bowman@northwind.example",
                 "ownerid@odata.bind": f"/systemusers({users['JO@CONTOSO.COM']})",
-                "regardingobjectid_account@odata.bind": f"/accounts({northwind['accountid']})",
+                "regardingobjectid_account_email@odata.bind": f"/accounts({northwind['accountid']})",
             },
         )  # fmt: skip
         # an email Helena Ray wrote in the CRM and asked to send: Pending Send

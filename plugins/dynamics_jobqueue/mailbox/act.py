@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dynamics_jobqueue.hooks.dataverse import bind
 from dynamics_jobqueue.hooks.errors import NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
 from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
@@ -312,7 +313,8 @@ class ActSync:
                 return
             crm_id = link[0]
         elif TRACKED_CATEGORY in (item.get("categories") or []):
-            body = {**spec.to_crm(item), "ownerid@odata.bind": f"/systemusers({self.mailbox.crm_user_id})"}
+            owner = self.mailbox.crm_user_id
+            body = {**spec.to_crm(item), **(bind("ownerid", "systemusers", owner) if owner else {})}
             crm_id = self.dataverse.create(spec.entity, body)
         else:
             return  # a personal item the user did not track

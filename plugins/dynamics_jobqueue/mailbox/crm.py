@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dynamics_jobqueue.hooks.batch import BatchOperation
-from dynamics_jobqueue.hooks.dataverse import API_PATH, upsert_headers
+from dynamics_jobqueue.hooks.dataverse import (
+    ACTIVITY_PARTY,
+    EMAIL_REGARDING,
+    LOOKUP_LOGICAL_NAME,
+    bind,
+    upsert_operation,
+)
 from dynamics_jobqueue.hooks.errors import ConflictError
-from dynamics_jobqueue.hooks.microsoft import odata_params
+from dynamics_jobqueue.hooks.microsoft import and_filters, eq_filter, in_filter
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
@@ -51,9 +57,7 @@ PARTY_SETS: tuple[tuple[str, str, str], ...] = (
     ("accounts", "accountid", "emailaddress1"),
     ("systemusers", "systemuserid", "internalemailaddress"),
 )
-_LOGICAL = {"contacts": "contact", "accounts": "account", "systemusers": "systemuser"}
-_SET_OF = {v: k for k, v in _LOGICAL.items()}
-_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
+_SET_OF = {"contact": "contacts", "account": "accounts", "systemuser": "systemusers"}
 
 
 def activity_id_for(message_id: str) -> str:
@@ -79,10 +83,6 @@ class Party:
         return self.entity_set in ("contacts", "accounts")
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 class PartyResolver:
     """Resolve email addresses to CRM records, caching answers for the life of the resolver (one cycle)."""
 
@@ -99,8 +99,9 @@ class PartyResolver:
             todo = [a for a in missing if a not in found]
             for start in range(0, len(todo), 50):
                 chunk = todo[start : start + 50]
-                terms = " or ".join(f"{column} eq {_quote(a)}" for a in chunk)
-                for page in self.dataverse.iter_pages(entity_set, filter=terms, select=[key, column]):
+                for page in self.dataverse.iter_pages(
+                    entity_set, filter=in_filter(column, chunk), select=[key, column]
+                ):
                     for row in page:
                         address = str(row.get(column) or "").lower()
                         if address in chunk and address not in found:
@@ -127,22 +128,24 @@ def find_tracked(dataverse: DataverseHook, message_ids: Sequence[str], token: st
         candidates.append(("trackingtoken", token))
     if not candidates:
         return None
-    terms = " or ".join(f"{col} eq {_quote(val)}" for col, val in candidates[:40])
+    terms = " or ".join(eq_filter(col, val) for col, val in candidates[:40])
     # the lookup annotation names the regarding record's table (Web API "lookuplogicalname" annotation)
-    rows = dataverse.request(
-        "GET",
-        f"{API_PATH}emails",
-        entity_set="emails",
-        headers={"Prefer": f'odata.include-annotations="{_LOGICAL_NAME}"'},
-        params=odata_params(
-            filter=terms, select=["activityid", "messageid", "trackingtoken", "_regardingobjectid_value"], top=50
+    page = next(
+        dataverse.query(
+            "emails",
+            filter=terms,
+            select=["activityid", "messageid", "trackingtoken", "_regardingobjectid_value"],
+            top=50,
+            annotations=[LOOKUP_LOGICAL_NAME],
         ),
-    ).json()["value"]
+        None,
+    )
+    rows = page.records if page else []
     for column, value in candidates:
         for row in rows:
             if str(row.get(column) or "").lower() == value.lower():
                 regarding_id = row.get("_regardingobjectid_value")
-                logical = row.get(f"_regardingobjectid_value@{_LOGICAL_NAME}")
+                logical = row.get(f"_regardingobjectid_value@{LOOKUP_LOGICAL_NAME}")
                 return TrackedEmail(
                     str(row["activityid"]),
                     _SET_OF.get(str(logical)) if regarding_id else None,
@@ -184,11 +187,11 @@ def track_email(
         "actualend": message.date.strftime("%Y-%m-%dT%H:%M:%SZ") if message.date else None,
     }
     if owner_id:
-        body["ownerid@odata.bind"] = f"/systemusers({owner_id})"
+        body.update(bind("ownerid", "systemusers", owner_id))
     if regarding:
         entity_set, record_id = regarding
-        body[f"regardingobjectid_{_LOGICAL[entity_set]}@odata.bind"] = f"/{entity_set}({record_id})"
-    ops = [BatchOperation("email", "PATCH", f"emails({activity_id})", body, upsert_headers("create"))]
+        body.update(bind(EMAIL_REGARDING[entity_set], entity_set, record_id))
+    ops = [upsert_operation("email", "emails", activity_id, body, mode="create")]
     roles = [(SENDER, message.sender)] + [(TO, a) for a in message.to] + [(CC, a) for a in message.cc]
     for mask, address in roles:
         party = parties.get(address.lower(), Party(address.lower()))
@@ -196,17 +199,13 @@ def track_email(
         party_body: dict[str, Any] = {
             "participationtypemask": mask,
             "addressused": party.address,
-            "activityid_email@odata.bind": f"/emails({activity_id})",
+            **bind("activityid_email", "emails", activity_id),
         }
-        if party.resolved and party.entity_set:
-            party_body[f"partyid_{_LOGICAL[party.entity_set]}@odata.bind"] = f"/{party.entity_set}({party.record_id})"
+        if party.resolved and party.entity_set and party.record_id:
+            party_body.update(bind(ACTIVITY_PARTY[party.entity_set], party.entity_set, party.record_id))
         ops.append(
-            BatchOperation(
-                f"party-{mask}-{party.address}",
-                "PATCH",
-                f"activityparties({party_id})",
-                party_body,
-                upsert_headers("create"),
+            upsert_operation(
+                f"party-{mask}-{party.address}", "activityparties", str(party_id), party_body, mode="create"
             )
         )
     ops += attachment_operations(activity_id, content.files)
@@ -240,19 +239,19 @@ def attachment_operations(activity_id: str, files: Sequence[Attachment]) -> list
             continue
         record_id = uuid.uuid5(uuid.UUID(activity_id), f"attachment:{number}")
         ops.append(
-            BatchOperation(
+            upsert_operation(
                 f"attachment-{number}",
-                "PATCH",
-                f"activitymimeattachments({record_id})",
+                "activitymimeattachments",
+                str(record_id),
                 {
                     "filename": attachment.filename[:255],
                     "mimetype": attachment.mimetype[:256],
                     "body": base64.b64encode(attachment.data).decode("ascii"),
                     "attachmentnumber": number,
                     "objecttypecode": "email",
-                    "objectid_email@odata.bind": f"/emails({activity_id})",
+                    **bind("objectid_email", "emails", activity_id),
                 },
-                upsert_headers("create"),
+                mode="create",
             )
         )
     return ops
@@ -262,10 +261,10 @@ def pending_send(dataverse: DataverseHook, owner_ids: Sequence[str]) -> list[dic
     """Emails in Pending Send owned by any of ``owner_ids`` (one query per 50 owners)."""
     rows: list[dict[str, Any]] = []
     for start in range(0, len(owner_ids), 50):
-        owners = " or ".join(f"_ownerid_value eq {o}" for o in owner_ids[start : start + 50])
+        owners = in_filter("_ownerid_value", owner_ids[start : start + 50])
         for page in dataverse.iter_pages(
             "emails",
-            filter=f"statuscode eq {STATUS_PENDING_SEND} and directioncode eq true and ({owners})",
+            filter=and_filters(eq_filter("statuscode", STATUS_PENDING_SEND), eq_filter("directioncode", True), owners),
             select=[
                 "activityid",
                 "subject",
@@ -308,9 +307,10 @@ def user_addresses(dataverse: DataverseHook, user_ids: Sequence[str]) -> dict[st
     """``systemuserid`` -> ``internalemailaddress`` of the given users."""
     if not user_ids:
         return {}
-    terms = " or ".join(f"systemuserid eq {u}" for u in user_ids)
     found: dict[str, str] = {}
-    for page in dataverse.iter_pages("systemusers", filter=terms, select=["systemuserid", "internalemailaddress"]):
+    for page in dataverse.iter_pages(
+        "systemusers", filter=in_filter("systemuserid", user_ids), select=["systemuserid", "internalemailaddress"]
+    ):
         for row in page:
             found[str(row["systemuserid"])] = str(row.get("internalemailaddress") or "")
     return found

@@ -191,12 +191,7 @@ def enqueue_by_number(
     :raises AlreadyScheduledError: see :func:`enqueue`.
     """
     doc_type = lookup_document_type(document_type)
-    escaped = document_number.replace("'", "''")
-    found = [
-        record
-        for page in bc.iter_pages(doc_type.entity_set, filter=f"number eq '{escaped}'", select=["id", "number"])
-        for record in page
-    ]
+    found = bc.find_by(doc_type.entity_set, "number", document_number, select=["id", "number"])
     if not found:
         raise JobQueueError(f"{doc_type.name} {document_number} does not exist.")
     return enqueue(

@@ -569,10 +569,8 @@ class PostingRunner:
 
     def _posted_from_order(self, doc_type: DocumentType, order_id: str) -> dict[str, Any] | None:
         assert doc_type.posted_entity_set is not None
-        for page in self.bc.iter_pages(doc_type.posted_entity_set, filter=f"orderId eq {order_id}"):
-            for record in page:
-                return record
-        return None
+        found = self.bc.find_by(doc_type.posted_entity_set, "orderId", order_id)
+        return found[0] if found else None
 
     def _print(self, entry: JobQueueEntry, doc_type: DocumentType, deadline: float) -> _Outcome:
         """Post & Print: send the posted document's PDF to the printer; the posting stands whatever happens."""

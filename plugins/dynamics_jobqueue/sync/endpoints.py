@@ -8,57 +8,27 @@ in lower case.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult
-from dynamics_jobqueue.hooks.dataverse import API_PATH, MAX_BATCH, record_path
-from dynamics_jobqueue.hooks.microsoft import odata_params
+from dynamics_jobqueue.hooks.business_central import create_operation, update_operation
+from dynamics_jobqueue.hooks.dataverse import MAX_BATCH, UpsertMode, upsert_operation
+from dynamics_jobqueue.hooks.microsoft import and_filters, in_filter, odata_literal
 from dynamics_jobqueue.sync.mapping import EntityEndpoint, Side
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
 #: Values per ``or`` filter when reading records by id or by value: keeps URLs well under 8 KB.
 VALUES_PER_READ = 40
 #: Dataverse ``$batch`` requests one write sends at the same time.
 BATCHES_IN_FLIGHT = 2
 
-
-def odata_literal(value: Any) -> str:
-    """An OData literal: GUIDs and numbers bare, ``true``/``false``, datetimes as UTC ``...Z``, strings quoted
-    with doubled single quotes (OData ABNF)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    text = str(value)
-    if _GUID.match(text):
-        return text.lower()
-    return "'" + text.replace("'", "''") + "'"
-
-
-def and_filters(*parts: str | None) -> str | None:
-    """Join filter expressions with ``and``, each in parentheses; ``None`` when there are none."""
-    present = [p for p in parts if p]
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
-    return " and ".join(f"({p})" for p in present)
-
-
-def in_filter(field: str, values: Sequence[Any]) -> str:
-    """``field eq v1 or field eq v2 ...`` (OData 4.0 without ``in``, which older servers lack)."""
-    return " or ".join(f"{field} eq {odata_literal(v)}" for v in values)
+__all__ = ["CrmEndpoint", "ErpEndpoint", "and_filters", "in_filter", "odata_literal"]
 
 
 def chunks(values: Sequence[Any], size: int = VALUES_PER_READ) -> Iterator[Sequence[Any]]:
@@ -81,10 +51,6 @@ class Endpoint:
         self.hook = hook
         self.page_size = page_size
 
-    def collection_path(self, entity_set: str) -> str:
-        """The collection URL path of ``entity_set`` relative to the API host."""
-        raise NotImplementedError
-
     def pages(
         self,
         entity_set: str,
@@ -99,16 +65,10 @@ class Endpoint:
 
         :return: ``(records, total)`` per page; ``total`` is ``None`` after the first page or when not given.
         """
-        params: dict[str, str] | None = odata_params(filter=filter, select=select, orderby=orderby)
-        if count and params is not None:
-            params["$count"] = "true"
-        headers = {"Prefer": f"odata.maxpagesize={self.page_size}"}
-        url: str | None = self.collection_path(entity_set)
-        while url:
-            body = self.hook.request("GET", url, entity_set=entity_set, headers=headers, params=params).json()
-            yield list(body.get("value", [])), body.get("@odata.count") if params else None
-            url = body.get("@odata.nextLink")
-            params = None  # the nextLink carries the whole query
+        for page in self.hook.query(
+            entity_set, filter=filter, select=select, orderby=orderby, count=count, page_size=self.page_size
+        ):
+            yield page.records, page.count
 
     def render_filter(self, text: str | None, integration_user: str | None) -> str | None:
         """Substitute ``{integration_user}`` in a mapping filter."""
@@ -197,16 +157,13 @@ class ErpEndpoint(Endpoint):
     def __init__(self, hook: BusinessCentralHook, page_size: int = 20_000) -> None:
         super().__init__(hook, page_size)
 
-    def collection_path(self, entity_set: str) -> str:
-        return self.hook.entity_path(entity_set)
-
     def create_op(self, op_id: str, endpoint: EntityEndpoint, body: dict[str, Any]) -> BatchOperation:
         """POST a new record (201 with the record)."""
-        return BatchOperation(op_id, "POST", endpoint.entity_set, body)
+        return create_operation(op_id, endpoint.entity_set, body)
 
     def update_op(self, op_id: str, endpoint: EntityEndpoint, record_id: str, body: dict[str, Any]) -> BatchOperation:
         """PATCH a record whatever its ETag (``If-Match: *``; 404 when it was deleted)."""
-        return BatchOperation(op_id, "PATCH", f"{endpoint.entity_set}({record_id})", body, {"If-Match": "*"})
+        return update_operation(op_id, endpoint.entity_set, record_id, body)
 
     def write(self, ops: Sequence[BatchOperation]) -> list[BatchResult]:
         return self.hook.batch(ops) if ops else []
@@ -232,9 +189,6 @@ class CrmEndpoint(Endpoint):
     def __init__(self, hook: DataverseHook, page_size: int = 5_000) -> None:
         super().__init__(hook, page_size)
 
-    def collection_path(self, entity_set: str) -> str:
-        return f"{API_PATH}{entity_set}"
-
     def upsert_op(
         self,
         op_id: str,
@@ -242,12 +196,11 @@ class CrmEndpoint(Endpoint):
         key: str | dict[str, Any],
         body: dict[str, Any],
         *,
-        mode: str,
+        mode: UpsertMode,
     ) -> BatchOperation:
         """PATCH by id or alternate key: ``upsert`` (create or update), ``create`` (``If-None-Match: *``, 412
         when it exists) or ``update`` (``If-Match: *``, 404 when it does not) (Web API, "Upsert a table row")."""
-        headers = {"upsert": {}, "create": {"If-None-Match": "*"}, "update": {"If-Match": "*"}}[mode]
-        return BatchOperation(op_id, "PATCH", record_path(endpoint.entity_set, key), body, headers)
+        return upsert_operation(op_id, endpoint.entity_set, key, body, mode=mode, id_field=endpoint.id_field)
 
     def write(self, ops: Sequence[BatchOperation]) -> list[BatchResult]:
         """Send ``ops`` in ``$batch`` requests of 1,000, two in flight, results in the order of ``ops``.

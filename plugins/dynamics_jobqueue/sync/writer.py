@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult
+from dynamics_jobqueue.hooks.dataverse import bind
 from dynamics_jobqueue.sync.fingerprint import canonical, canonical_frame, fingerprint_rows
 from dynamics_jobqueue.sync.mapping import DeletionConflictResolution, Direction, FieldMapping, Side, TableMapping
 from dynamics_jobqueue.sync.planner import (
@@ -195,7 +196,7 @@ class PageWriter:
                 if f.lookup is not None:
                     if value is not None:
                         entity_set = self.lookups.crm_bind_set(f.lookup)
-                        body[f"{f.lookup.bind or target}@odata.bind"] = f"/{entity_set}({value})"
+                        body.update(bind(f.lookup.bind or target, entity_set, value))
                     continue
                 body[target] = value
             else:

@@ -116,7 +116,7 @@ def crm(sandbox) -> dict[str, str]:
             "statecode": 1,
             "statuscode": 3,
             "ownerid@odata.bind": f"/systemusers({ids['jo']})",
-            "regardingobjectid_account@odata.bind": f"/accounts({ids['northwind']})",
+            "regardingobjectid_account_email@odata.bind": f"/accounts({ids['northwind']})",
         },
     )
     return ids

@@ -184,7 +184,7 @@ def pending_email(crm, subject: str) -> str:
             "statecode": 0,
             "statuscode": 6,
             "ownerid@odata.bind": f"/systemusers({crm['jo']})",
-            "regardingobjectid_account@odata.bind": f"/accounts({crm['northwind']})",
+            "regardingobjectid_account_email@odata.bind": f"/accounts({crm['northwind']})",
         },
     )
 
