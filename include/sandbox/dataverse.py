@@ -76,6 +76,33 @@ _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _CONTENT_ID_URL = re.compile(r"^\$([A-Za-z0-9_.-]+)")
 _CONTENT_ID_VALUE = re.compile(r'"\$([A-Za-z0-9_.-]+)"')
 _BIND_RE = re.compile(r"^(?:https?://[^/]+)?(?:/dataverse)?(?:/api/data/v9\.2)?/?(?P<set>[A-Za-z_]+)\((?P<key>.+)\)$")
+_FORMATTED = "OData.Community.Display.V1.FormattedValue"
+_NAVIGATION = "Microsoft.Dynamics.CRM.associatednavigationproperty"
+_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
+#: The primary name column of each table: a lookup's formatted value.
+_PRIMARY_NAME = {
+    "accounts": "name",
+    "contacts": "fullname",
+    "systemusers": "fullname",
+    "transactioncurrencies": "currencyname",
+    "uoms": "name",
+    "uomschedules": "name",
+    "products": "name",
+    "emails": "subject",
+    "tasks": "subject",
+    "appointments": "subject",
+}
+
+
+def _annotation_wanted(preference: str, annotation: str) -> bool:
+    """Whether ``odata.include-annotations=<preference>`` asks for ``annotation`` (``*`` and ``prefix.*``)."""
+    for pattern in preference.strip('"').split(","):
+        pattern = pattern.strip()
+        if pattern == "*" or pattern == annotation:
+            return True
+        if pattern.endswith(".*") and annotation.startswith(pattern[:-1]):
+            return True
+    return False
 
 
 def stable_id(entity_set: str, key: str) -> str:
@@ -222,19 +249,46 @@ class Dataverse:
     def render(
         self, entity: EntitySet, row: Row, select: list[str] | None = None, annotations: str | None = None
     ) -> dict[str, Any]:
-        """A row as the Web API returns it: ``@odata.etag``, the (selected) columns, always the key."""
+        """A row as the Web API returns it: ``@odata.etag``, the (selected) columns, always the key.
+
+        With ``Prefer: odata.include-annotations``, a lookup value comes with the annotations Microsoft's
+        examples show before it ("Web API Basic Operations Sample"): ``@OData.Community.Display.V1.FormattedValue``
+        (the target's primary name), ``@Microsoft.Dynamics.CRM.associatednavigationproperty`` and
+        ``@Microsoft.Dynamics.CRM.lookuplogicalname``.
+        """
         names = entity.property_names() if select is None else [entity.key, *(n for n in select if n != entity.key)]
         out: dict[str, Any] = {"@odata.etag": dataverse_etag(row.version)}
         lookup_types: dict[str, str] = row.body.get("__lookup_types", {})
-        wants = annotations is not None and (
-            annotations == "*" or "lookuplogicalname" in annotations or "Microsoft.Dynamics.CRM.*" in annotations
-        )
         for name in names:
-            out[name] = row.body.get(name)
-            if wants and name.startswith("_") and name.endswith("_value") and row.body.get(name):
-                logical = lookup_types.get(name[1:-6])
-                if logical:
-                    out[f"{name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = logical
+            value = row.body.get(name)
+            if annotations and value and name.startswith("_") and name.endswith("_value"):
+                out.update(self._lookup_annotations(entity, name[1:-6], str(value), lookup_types, annotations))
+            out[name] = value
+        return out
+
+    def _lookup_annotations(
+        self, entity: EntitySet, attribute: str, value: str, lookup_types: dict[str, str], wanted: str
+    ) -> dict[str, Any]:
+        logical = lookup_types.get(attribute)
+        lookup = entity.lookups.get(attribute)
+        if not logical or lookup is None:
+            return {}
+        field = f"_{attribute}_value"
+        nav = next(
+            (n for n, s in lookup.targets.items() if s in DATAVERSE_SETS and DATAVERSE_SETS[s].type_name == logical),
+            None,
+        )
+        out: dict[str, Any] = {}
+        if _annotation_wanted(wanted, _FORMATTED) and nav is not None:
+            target = DATAVERSE_SETS[lookup.targets[nav]]
+            row = self.store.get(target, value)
+            name_column = _PRIMARY_NAME.get(target.name)
+            if row is not None and name_column:
+                out[f"{field}@{_FORMATTED}"] = row.body.get(name_column)
+        if _annotation_wanted(wanted, _NAVIGATION) and nav is not None:
+            out[f"{field}@{_NAVIGATION}"] = nav
+        if _annotation_wanted(wanted, _LOGICAL_NAME):
+            out[f"{field}@{_LOGICAL_NAME}"] = logical
         return out
 
     def _list(self, request: ApiRequest, entity: EntitySet) -> ApiResponse:

@@ -9,10 +9,17 @@ import itertools
 import pytest
 
 from dynamics_jobqueue.hooks.batch import BatchOperation
-from dynamics_jobqueue.hooks.dataverse import DataverseHook, upsert_operation
+from dynamics_jobqueue.hooks.dataverse import (
+    FORMATTED_VALUE,
+    LOOKUP_LOGICAL_NAME,
+    DataverseHook,
+    bind,
+    upsert_operation,
+)
 from dynamics_jobqueue.hooks.errors import ApiError
 
 ACCOUNT = "00000000-0000-0000-0000-000000000001"
+CONTACT = "0928bcb4-bb27-ed11-9db1-002248274ada"
 
 
 def _tasks(n: int) -> list[BatchOperation]:
@@ -135,3 +142,28 @@ def test_paging_follows_the_next_link_with_its_skiptoken_unchanged(contract) -> 
         "/dataverse/api/data/v9.2/contacts?$select=fullname&$skiptoken=%3Ccookie%20pagenumber=%222%22"
     )
     assert first.headers["prefer"] == second.headers["prefer"] == "odata.maxpagesize=2"
+
+
+def test_create_and_update_answered_204_nocontent(contract) -> None:
+    """``HTTP/1.1 204 NoContent``: the reason phrase as printed; the id comes from ``OData-EntityId``."""
+    contract.answer("POST", "/accounts", "dataverse/create_no_content.http")
+    contract.answer("PATCH", "/contacts(", "dataverse/update_no_content.http", framing="crlf")
+    dv = DataverseHook()
+    created = dv.create("accounts", {"name": "Contoso Ltd", **bind("primarycontactid", "contacts", CONTACT)})
+    assert created == "2728bcb4-bb27-ed11-9db1-002248274ada"
+    dv.upsert("contacts", CONTACT, {"jobtitle": "Senior Developer"}, mode="update")
+    (sent,) = contract.requests_to("/accounts")
+    assert b'"primarycontactid@odata.bind": "/contacts(0928bcb4-bb27-ed11-9db1-002248274ada)"' in sent.body
+    (patched,) = contract.requests_to("/contacts(")
+    assert patched.headers["if-match"] == "*"
+
+
+def test_formatted_value_and_lookup_annotations_are_returned(contract) -> None:
+    contract.answer("GET", "/contacts(", "dataverse/retrieve_with_annotations.http")
+    row = DataverseHook().get(
+        "contacts", CONTACT, select=["fullname", "annualincome", "jobtitle", "description"], annotations=["*"]
+    )
+    (sent,) = contract.requests_to("/contacts(")
+    assert sent.headers["prefer"] == 'odata.include-annotations="*"'
+    assert row[f"_transactioncurrencyid_value@{LOOKUP_LOGICAL_NAME}"] == "transactioncurrency"
+    assert row[f"_transactioncurrencyid_value@{FORMATTED_VALUE}"] == "US Dollar"

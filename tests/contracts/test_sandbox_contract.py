@@ -6,6 +6,7 @@ are tested against, so a misreading of the contract cannot hide in both.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from dynamics_jobqueue.hooks.batch import ResponsePart, decode_multipart
 from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
-from dynamics_jobqueue.hooks.dataverse import DataverseHook
+from dynamics_jobqueue.hooks.dataverse import FORMATTED_VALUE, LOOKUP_LOGICAL_NAME, DataverseHook, bind
 
 CONTRACTS = Path(__file__).resolve().parent
 DOC_ACCOUNT = "00000000-0000-0000-0000-000000000001"
@@ -142,3 +143,30 @@ def test_enum_values_with_spaces_are_encoded_as_documented(sandbox) -> None:
     raw = bc.request_json("GET", f"{bc.entity_path('salesInvoices')}({invoice['id']})")
     assert raw["status"] == "In_x0020_Review"
     assert bc.get("salesInvoices", invoice["id"])["status"] == "In Review"
+
+
+def test_lookup_annotations_come_as_documented(sandbox) -> None:
+    """The basic-operations sample's contact: the currency lookup with its formatted value, navigation
+    property and logical name, in that order, before the value."""
+    _, body = _documented("dataverse/retrieve_with_annotations.http")
+    documented = [k for k in json.loads(body) if k.startswith("_transactioncurrencyid_value")]
+    dv = DataverseHook()
+    currency = next(dv.iter_pages("transactioncurrencies", select=["currencyname"], page_size=1))[0]
+    contact = dv.create(
+        "contacts",
+        {
+            "lastname": "Shillo",
+            **bind("transactioncurrencyid", "transactioncurrencies", currency["transactioncurrencyid"]),
+        },
+    )
+    row = dv.get("contacts", contact, select=["fullname", "_transactioncurrencyid_value"], annotations=["*"])
+    ours = [k for k in row if k.startswith("_transactioncurrencyid_value")]
+    assert ours == documented
+    assert row[f"_transactioncurrencyid_value@{FORMATTED_VALUE}"] == currency["currencyname"]
+    assert row["_transactioncurrencyid_value@Microsoft.Dynamics.CRM.associatednavigationproperty"] == (
+        "transactioncurrencyid"
+    )
+    only_names = dv.get("contacts", contact, select=["_transactioncurrencyid_value"], annotations=[LOOKUP_LOGICAL_NAME])
+    assert [k for k in only_names if "@" in k and not k.startswith("@")] == [
+        f"_transactioncurrencyid_value@{LOOKUP_LOGICAL_NAME}"
+    ]

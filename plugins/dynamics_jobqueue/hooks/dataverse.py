@@ -215,14 +215,27 @@ class DataverseHook(MicrosoftApiHook):
                     change.records.append(row)
             yield change
 
-    def get(self, entity_set: str, key: str | Mapping[str, Any], *, select: list[str] | None = None) -> dict:
-        """Read one row by id or alternate key. :raises NotFoundError: when it does not exist."""
+    def get(
+        self,
+        entity_set: str,
+        key: str | Mapping[str, Any],
+        *,
+        select: list[str] | None = None,
+        annotations: list[str] | None = None,
+    ) -> dict:
+        """Read one row by id or alternate key.
+
+        :param annotations: ``Prefer: odata.include-annotations`` (e.g. :data:`FORMATTED_VALUE`, ``*``).
+        :raises NotFoundError: when it does not exist.
+        """
+        headers = {"Prefer": f'odata.include-annotations="{",".join(annotations)}"'} if annotations else {}
         return self.request_json(
             "GET",
             API_PATH + record_path(entity_set, key),
             entity_set=entity_set,
             record_id=key_segment(key),
             params=odata_params(select=select),
+            headers=headers,
         )
 
     def create(self, entity_set: str, body: dict[str, Any]) -> str:
