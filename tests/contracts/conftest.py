@@ -88,6 +88,10 @@ class ContractServer:
             text = text.replace("\r\n", "\n").replace("\n", "\r\n")
         self.routes.append(_Route(method, path_contains, text.encode("utf-8"), times))
 
+    def answer_raw(self, method: str, path_contains: str, answer: bytes, *, times: int | None = None) -> None:
+        """Answer with ``answer`` as given (statuses the documentation shows no example of, e.g. a bare 503)."""
+        self.routes.append(_Route(method, path_contains, answer, times))
+
     def connection(self, api: str, **extra: object) -> str:
         """``AIRFLOW_CONN_*`` JSON of a connection to this server's ``api`` (``dataverse``, ``businesscentral``,
         ``graph``)."""

@@ -165,7 +165,8 @@ class _BearerAuth(requests.auth.AuthBase):
 
 # One msal application (and so one token cache) per connection and process: every hook instance of a connection
 # (a Graph hook per sent email, a hook per writer thread) reuses the token until shortly before it expires.
-_MSAL_APPS: dict[tuple[str, ...], msal.ConfidentialClientApplication] = {}
+# Token requests of one connection are serialised, so threads starting together share the first token.
+_MSAL_APPS: dict[tuple[str, ...], tuple[msal.ConfidentialClientApplication, threading.Lock]] = {}
 _MSAL_LOCK = threading.Lock()
 
 
@@ -260,7 +261,7 @@ class MicrosoftApiHook(BaseHook):
 
     # -- tokens --------------------------------------------------------------------------------------------
     @cached_property
-    def _msal_app(self) -> msal.ConfidentialClientApplication:
+    def _msal_app(self) -> tuple[msal.ConfidentialClientApplication, threading.Lock]:
         settings = self.settings
         if not settings.tenant_id or not settings.client_id or not settings.client_secret:
             raise AuthenticationError(
@@ -270,8 +271,8 @@ class MicrosoftApiHook(BaseHook):
         secret_digest = hashlib.sha256(settings.client_secret.encode()).hexdigest()
         key = (authority, settings.client_id, secret_digest, settings.ca_bundle or "")
         with _MSAL_LOCK:
-            app = _MSAL_APPS.get(key)
-            if app is None:
+            entry = _MSAL_APPS.get(key)
+            if entry is None:
                 public = settings.authority_host == PUBLIC_AUTHORITY_HOST
                 app = msal.ConfidentialClientApplication(
                     settings.client_id,
@@ -283,16 +284,18 @@ class MicrosoftApiHook(BaseHook):
                     instance_discovery=public,
                     http_client=_new_session(settings, all_methods=False),
                 )
-                _MSAL_APPS[key] = app
-        return app
+                entry = _MSAL_APPS[key] = (app, threading.Lock())
+        return entry
 
     def access_token(self) -> str:
         """Return a bearer token for :attr:`scope` (cached per connection until shortly before it expires).
 
         :raises AuthenticationError: when the identity platform refuses the client credentials.
         """
+        app, lock = self._msal_app
         try:
-            result = self._msal_app.acquire_token_for_client(scopes=[self.scope])
+            with lock:
+                result = app.acquire_token_for_client(scopes=[self.scope])
         except requests.RequestException as exc:
             raise TransientError(f"token endpoint unreachable: {type(exc).__name__}") from exc
         except ValueError as exc:  # msal's discovery of the authority failed
