@@ -238,6 +238,11 @@ class BusinessCentralHook(MicrosoftApiHook):
             timeout=timeout,
         )
 
+    def metadata(self, entity_set: str) -> bytes:
+        """The CSDL ``$metadata`` document (XML) of the API route that serves ``entity_set``."""
+        path = f"{self.environment_root}{self.route(entity_set)}/$metadata"
+        return self.request("GET", path, entity_set="$metadata", headers={"Accept": "application/xml"}).content
+
     def get_bytes(self, path: str) -> bytes:
         """Read binary content (e.g. ``salesInvoices(<id>)/pdfDocument/pdfDocumentContent``) below the company.
 

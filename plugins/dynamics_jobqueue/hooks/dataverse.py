@@ -133,6 +133,12 @@ class DataverseHook(MicrosoftApiHook):
         """Absolute URL of ``/api/data/v9.2/``."""
         return self.url(API_PATH)
 
+    def metadata(self) -> bytes:
+        """The Web API's CSDL ``$metadata`` document (XML)."""
+        return self.request(
+            "GET", f"{API_PATH}$metadata", entity_set="$metadata", headers={"Accept": "application/xml"}
+        ).content
+
     def who_am_i(self) -> str:
         """The ``systemuserid`` of the application user this connection signs in as (``WhoAmI``)."""
         body = self.request_json("GET", f"{API_PATH}WhoAmI", entity_set="WhoAmI")

@@ -118,15 +118,13 @@ def check_against_services(mapping: TableMapping, erp_hook: BusinessCentralHook,
     :raises MappingError: for the first unknown entity set or field (see :func:`check_mapping`).
     :raises ApiError: when a ``$metadata`` document cannot be read.
     """
-    xml = {"Accept": "application/xml"}
     routes: dict[str, ServiceSchema] = {}
 
     def erp(entity_set: str) -> ServiceSchema:
         route = erp_hook.route(entity_set)
         if route not in routes:
-            url = f"{erp_hook.environment_root}{route}/$metadata"
-            routes[route] = parse_csdl(erp_hook.request("GET", url, headers=xml).content)
+            routes[route] = parse_csdl(erp_hook.metadata(entity_set))
         return routes[route]
 
-    crm = parse_csdl(crm_hook.request("GET", f"{crm_hook.web_api_root}$metadata", headers=xml).content)
+    crm = parse_csdl(crm_hook.metadata())
     check_mapping(mapping, erp, crm)
