@@ -381,13 +381,16 @@ def api_mailboxes(store: Store, user: ReadUser) -> list[dict[str, Any]]:
 )
 def api_test_and_enable(mailbox_id: int, store: Store, user: EditUser) -> DagRunTriggered:
     """Test & Enable: queue a mailbox_sync DAG run that tests the mailbox's workloads now (errors are recorded on
-    the mailbox with their fix); 404 for an unknown mailbox, 403 when Airflow refuses the run."""
+    the mailbox with their fix); 404 for an unknown mailbox, 403 when the user may not trigger mailbox_sync runs,
+    409 when Airflow refuses the run (DAG not parsed yet, manual runs not allowed)."""
     try:
         return test_and_enable(store, mailbox_id, user, from_api=True)
     except service.ConsoleActionError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except runs.TriggerRefusedError as exc:
+    except runs.TriggerForbiddenError as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except runs.TriggerRefusedError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
 @api.post("/mailboxes/{mailbox_id}/sync-now", response_model=ActionResult, dependencies=api_write)

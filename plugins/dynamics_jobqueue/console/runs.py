@@ -24,7 +24,11 @@ from airflow.utils.types import DagRunTriggeredByType
 
 
 class TriggerRefusedError(Exception):
-    """The run cannot be triggered (no permission, DAG unknown to Airflow); the message is meant for the user."""
+    """The run cannot be triggered (DAG unknown to Airflow, manual runs refused); the message is for the user."""
+
+
+class TriggerForbiddenError(TriggerRefusedError):
+    """The auth manager does not let the user create runs of the DAG."""
 
 
 @dataclass(frozen=True)
@@ -53,8 +57,9 @@ def trigger(dag_id: str, conf: dict[str, Any], user: BaseUser, *, from_api: bool
 
     :param from_api: the console's JSON API (``triggered_by`` REST API) rather than its pages (UI).
     :param note: the run's note in the Airflow UI (what the run is for).
-    :raises TriggerRefusedError: when the auth manager does not let ``user`` create runs of ``dag_id``, or
-        Airflow does not know the DAG (its dag-processor has not parsed it) or refuses manual runs of it.
+    :raises TriggerForbiddenError: when the auth manager does not let ``user`` create runs of ``dag_id``.
+    :raises TriggerRefusedError: when Airflow does not know the DAG (its dag-processor has not parsed it) or
+        refuses manual runs of it.
     """
     team_name = DagModel.get_team_name(dag_id)
     allowed = get_auth_manager().is_authorized_dag(
@@ -64,7 +69,7 @@ def trigger(dag_id: str, conf: dict[str, Any], user: BaseUser, *, from_api: bool
         user=user,
     )
     if not allowed:
-        raise TriggerRefusedError(f"{user.get_name()} may not trigger runs of the {dag_id} DAG.")
+        raise TriggerForbiddenError(f"{user.get_name()} may not trigger runs of the {dag_id} DAG.")
     try:
         dag_run = trigger_dag(
             dag_id,
