@@ -520,6 +520,13 @@ class Dataverse:
             values[name] = self._coerce(entity, spec.name, spec.type, spec.maxlen, value)
         return values, binds
 
+    @staticmethod
+    def _check_required(entity: EntitySet, body: dict[str, Any]) -> None:
+        """Refuse a row without a value for a SystemRequired column (``Field.required``)."""
+        for spec in entity.fields.values():
+            if spec.required and body.get(spec.name) in (None, ""):
+                raise _bad(f"Required field '{spec.name}' is missing for '{entity.type_name}'.", "0x80040203")
+
     def _coerce(self, entity: EntitySet, name: str, kind: str, maxlen: int | None, value: Any) -> Any:
         if value is None:
             return None
@@ -610,6 +617,7 @@ class Dataverse:
             if base is not None:
                 binds["transactioncurrencyid"] = ("transactioncurrencyid", f"/transactioncurrencies({base.id})")
         self._bind(entity, body, binds)
+        self._check_required(entity, body)
         for attribute in DATAVERSE_REQUIRED_LOOKUPS.get(entity.name, ()):
             if not body.get(f"_{attribute}_value"):
                 raise _bad(f"Required field '{attribute}' is missing for '{entity.type_name}'.", "0x80040203")
@@ -639,6 +647,7 @@ class Dataverse:
         values.pop(entity.key, None)
         body = dict(row.body)
         body.update(values)
+        self._check_required(entity, body)
         self._bind(entity, body, binds)
         self._computed(entity, body)
         new = self._write(db, entity, body, row, caller)

@@ -30,6 +30,8 @@ class Field:
     :param read_only: server-maintained; values sent by a client are ignored.
     :param enum: the allowed values of an ``enum`` field.
     :param default: value of a new record when the client does not send one.
+    :param required: Dataverse ``RequiredLevel`` SystemRequired: a create without a value, or an update to
+        null, is refused as the service refuses it.
     """
 
     name: str
@@ -38,6 +40,7 @@ class Field:
     read_only: bool = False
     enum: tuple[str, ...] | None = None
     default: object = None
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -417,10 +420,12 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             "transactioncurrency",
             "transactioncurrencyid",
             "isocurrencycode",
-            DS("isocurrencycode", 5),
-            DS("currencyname", 100),
-            DS("currencysymbol", 10),
-            DN("currencyprecision", "int", 2),
+            # RequiredLevel and MaxLength of Dataverse's TransactionCurrency reference. exchangerate is
+            # SystemRequired too, but still defaults here: the CURRENCY mapping does not write it yet (issue 11).
+            DS("isocurrencycode", 5, required=True),
+            DS("currencyname", 100, required=True),
+            DS("currencysymbol", 10, required=True),
+            DN("currencyprecision", "int", required=True),
             DN("exchangerate", default=1.0),
             *_state(),
         ),

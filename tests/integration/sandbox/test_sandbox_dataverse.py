@@ -128,6 +128,23 @@ def test_if_match_and_if_none_match_rules(dv):
     assert duplicate.json()["error"]["code"] == "0x80060892"
 
 
+def test_system_required_columns_are_refused_when_missing(dv):
+    """TransactionCurrency's currencyname, currencyprecision, currencysymbol and isocurrencycode are
+    SystemRequired (Dataverse table reference): a create without one, or an update to null, fails."""
+    euro = {"isocurrencycode": "EUR", "currencyname": "Euro", "currencysymbol": "€", "currencyprecision": 2}
+    for missing in euro:
+        refused = dv.post("transactioncurrencies", json={k: v for k, v in euro.items() if k != missing})
+        assert refused.status_code == 400, missing
+        assert refused.json()["error"] == {
+            "code": "0x80040203",
+            "message": f"Required field '{missing}' is missing for 'transactioncurrency'.",
+        }
+    created = dv.post("transactioncurrencies", json={**euro, "exchangerate": 1.15})
+    assert created.status_code == 204
+    cleared = dv.patch(f"transactioncurrencies({_id_of(created)})", json={"currencysymbol": None})
+    assert cleared.status_code == 400 and cleared.json()["error"]["code"] == "0x80040203"
+
+
 def test_odata_bind_writes_and_reads_lookups(dv):
     account_id = _id_of(dv.post("accounts", json={"name": "Relecloud", "accountnumber": "50000"}))
     contact = dv.post(

@@ -106,7 +106,14 @@ def test_match_based_coupling_couples_an_existing_crm_record_instead_of_creating
 def test_synch_only_coupled_records_skips_what_matches_nothing(sync) -> None:
     sync.edit_mapping("10_currency.yaml", lambda m: m.update(synch_only_coupled_records=True))
     sync.crm_user.create(
-        "transactioncurrencies", {"isocurrencycode": "EUR", "currencyname": "Euro", "exchangerate": 1.1}
+        "transactioncurrencies",
+        {
+            "isocurrencycode": "EUR",
+            "currencyname": "Euro",
+            "currencysymbol": "€",
+            "currencyprecision": 2,
+            "exchangerate": 1.1,
+        },
     )
     counts = sync.counts(sync.run("CURRENCY", run_id="first", full_synch_review=False))
     assert counts["CURRENCY to CRM"] == {"modified": 1, "skipped": 46}
