@@ -504,7 +504,14 @@ def and_filters(*parts: str | None) -> str | None:
 
 def eq_filter(field_name: str, value: Any) -> str:
     """``field eq <literal>``."""
-    return f"{field_name} eq {odata_literal(value)}"
+    return compare_filter(field_name, "eq", value)
+
+
+def compare_filter(field_name: str, operator: str, value: Any) -> str:
+    """``field <operator> <literal>`` for OData's comparison operators (``eq ne gt ge lt le``)."""
+    if operator not in ("eq", "ne", "gt", "ge", "lt", "le"):
+        raise ValueError(f"not an OData comparison operator: {operator!r}")
+    return f"{field_name} {operator} {odata_literal(value)}"
 
 
 def in_filter(field_name: str, values: Sequence[Any]) -> str:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from dynamics_jobqueue.hooks.dataverse import bind
 from dynamics_jobqueue.hooks.errors import NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
+from dynamics_jobqueue.hooks.microsoft import and_filters, compare_filter, eq_filter
 from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
 
 if TYPE_CHECKING:
@@ -246,9 +247,11 @@ class ActSync:
         self.conn.commit()
         watermark: datetime = row[0] if row else _EPOCH
         self._me = self._me or self.dataverse.who_am_i()
-        query = (
-            f"_ownerid_value eq {self.mailbox.crm_user_id} and _modifiedby_value ne {self._me}"
-            f" and modifiedon ge {watermark.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ} and ({expression})"
+        query = and_filters(
+            eq_filter("_ownerid_value", self.mailbox.crm_user_id),
+            compare_filter("_modifiedby_value", "ne", self._me),
+            compare_filter("modifiedon", "ge", watermark.replace(microsecond=0)),
+            expression,
         )
         newest = watermark
         select = [spec.key, *spec.columns, "modifiedon", "versionnumber"]

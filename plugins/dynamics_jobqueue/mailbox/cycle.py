@@ -15,6 +15,7 @@ from typing import Any
 from dynamics_jobqueue.hooks.dataverse import DataverseHook
 from dynamics_jobqueue.hooks.errors import ApiError
 from dynamics_jobqueue.hooks.mail import MailError, MailHook
+from dynamics_jobqueue.hooks.microsoft import and_filters, eq_filter
 from dynamics_jobqueue.hooks.state import StateStoreHook
 from dynamics_jobqueue.mailbox import crm, schedule
 from dynamics_jobqueue.mailbox.act import ActSync
@@ -301,7 +302,7 @@ def pending_send_owners(dataverse: DataverseHook) -> set[str]:
     owners: set[str] = set()
     for page in dataverse.iter_pages(
         "emails",
-        filter=f"statuscode eq {crm.STATUS_PENDING_SEND} and directioncode eq true",
+        filter=and_filters(eq_filter("statuscode", crm.STATUS_PENDING_SEND), eq_filter("directioncode", True)),
         select=["_ownerid_value"],
     ):
         owners.update(str(row["_ownerid_value"]).lower() for row in page if row.get("_ownerid_value"))

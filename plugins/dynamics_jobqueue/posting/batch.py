@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from dynamics_jobqueue.hooks.microsoft import and_filters, eq_filter
 from dynamics_jobqueue.posting.categories import SHORT_NAMES, DocumentType, PostedEvidence, for_category
 from dynamics_jobqueue.posting.entries import DEFAULT_POSTING_TIMEOUT_S
 from dynamics_jobqueue.posting.queue import EnqueueRequest, enqueue_many
@@ -108,12 +109,8 @@ class BatchPostResult:
 def open_filter(doc_type: DocumentType, user_filter: str | None) -> str | None:
     """The ``$filter`` selecting open documents: drafts for invoices/credit memos, every order (posted orders
     are deleted), combined with the user's filter."""
-    parts = []
-    if doc_type.evidence is PostedEvidence.STATUS:
-        parts.append("status eq 'Draft'")
-    if user_filter:
-        parts.append(f"({user_filter})")
-    return " and ".join(parts) or None
+    drafts = eq_filter("status", "Draft") if doc_type.evidence is PostedEvidence.STATUS else None
+    return and_filters(drafts, user_filter)
 
 
 def batch_post(

@@ -427,7 +427,7 @@ class PageWriter:
             action = page.plan_rows[op.id]["action"]
             if result.ok:
                 outcome.counts["inserted" if action == Action.INSERT.value else "modified"] += 1
-                self._couple(page, outcome, op.id, _record_id(result, op), written=True, is_new=True)
+                self._couple(page, outcome, op.id, _record_id(result), written=True, is_new=True)
             elif action == Action.INSERT.value and result.status == 412:
                 # The key exists in the CRM: match-based coupling on the alternate key, then update it.
                 body = self.payload(Direction.TO_CRM, page.value_rows[op.id], insert=False)
@@ -442,7 +442,7 @@ class PageWriter:
         for op, result in zip(second, self._send(page, self.crm, second), strict=True):
             if result.ok:
                 outcome.counts["modified"] += 1
-                self._couple(page, outcome, op.id, _record_id(result, op), written=True, is_new=True)
+                self._couple(page, outcome, op.id, _record_id(result), written=True, is_new=True)
             else:
                 message, detail = error_text(result, op)
                 self._fail(page, outcome, op.id, ErrorKind.RECORD.value, message, detail)
@@ -701,11 +701,10 @@ def _dest_field(f: FieldMapping, flow: Direction) -> str | None:
     return f.crm if flow is Direction.TO_CRM else f.erp
 
 
-def _record_id(result: BatchResult, op: BatchOperation) -> str:
-    record_id = result.record_id
-    if not record_id:
-        raise RuntimeError(f"the CRM answered {result.status} to {op.method} {op.path} without the record id")
-    return record_id.lower()
+def _record_id(result: BatchResult) -> str:
+    """The id of a successful CRM write: ``DataverseHook.batch`` resolves it for every successful write (from
+    ``OData-EntityId``, the key or a read back) or fails that record alone (502 NoEntityId)."""
+    return str(result.record_id).lower()
 
 
 def _erp_record(result: BatchResult) -> dict[str, Any] | None:

@@ -66,7 +66,7 @@ def test_batch_post_options_from_params_and_validation() -> None:
 
 def test_open_documents_filter() -> None:
     assert open_filter(document_type("Sales Invoice"), "customerNumber eq '10000'") == (
-        "status eq 'Draft' and (customerNumber eq '10000')"
+        "(status eq 'Draft') and (customerNumber eq '10000')"
     )
     assert open_filter(document_type("Sales Order"), None) is None
 
