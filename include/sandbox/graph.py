@@ -14,7 +14,8 @@ Routes under ``/graph/v1.0/`` (microsoftgraph/microsoft-graph-docs-contrib: "mes
   ``POST users/{user}/contactFolders/{folder}/contacts`` -> 201, ``PATCH users/{user}/contacts/{id}``;
 - ``GET users/{user}/calendarView/delta?startDateTime=..&endDateTime=..``, ``POST users/{user}/events``,
   ``PATCH users/{user}/events/{id}`` (one calendar; the window is required but not applied);
-- ``GET users/{user}/todo/lists`` (one list, ``defaultList``), ``GET .../todo/lists/{list}/tasks/delta``,
+- ``GET users/{user}/todo/lists`` (the two lists of the "List lists" example, ``defaultList`` second),
+  ``GET .../todo/lists/{list}/tasks/delta``,
   ``POST .../todo/lists/{list}/tasks``, ``PATCH .../todo/lists/{list}/tasks/{id}``.
 
 Admin (loopback only, unauthenticated): ``POST /_sandbox/graph/users/{user}/messages`` with
@@ -245,9 +246,10 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
     # the window's bounds (it only requires them, as Graph does)
     @app.get(PREFIX + "/users/{user}/calendarView/delta")
     async def events_delta(user: str, request: Request) -> Response:
-        params = request.query_params
+        # the window's parameter names are case-insensitive: the documented request writes startdatetime
+        params = {name.lower(): value for name, value in request.query_params.items()}
         first_read = "$skiptoken" not in params and "$deltatoken" not in params
-        if first_read and not (params.get("startDateTime") and params.get("endDateTime")):
+        if first_read and not (params.get("startdatetime") and params.get("enddatetime")):
             return _error(400, "ErrorInvalidParameter", "startDateTime and endDateTime are required.")
         return await delta(user, "events:calendar", request)
 
@@ -263,8 +265,16 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
     async def todo_lists(user: str, request: Request) -> Response:
         if (denied := caller_ok(request)) is not None:
             return denied
-        default = {"id": "defaultList", "displayName": "Tasks", "wellknownListName": "defaultList"}
-        return JSONResponse({"value": [default]})
+        # the two lists of Microsoft's "List lists" example, the default one not first: clients must pick it
+        # by wellknownListName, as the order is not documented
+        lists = [
+            {"id": "AAMkADIyAAAEFTTrJAAA=", "displayName": "Monthly Tasks", "wellknownListName": "none"},
+            {"id": "AAMkADIyAAAAABrJAAA=", "displayName": "Tasks", "wellknownListName": "defaultList"},
+        ]
+        value = [
+            {"@odata.type": "#microsoft.graph.todoTaskList", "isOwner": True, "isShared": False, **one} for one in lists
+        ]
+        return JSONResponse({"@odata.context": f"{PREFIX}/$metadata#users('{user}')/todo/lists", "value": value})
 
     @app.get(PREFIX + "/users/{user}/todo/lists/{list_id}/tasks/delta")
     async def tasks_delta(user: str, list_id: str, request: Request) -> Response:

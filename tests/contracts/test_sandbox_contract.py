@@ -15,6 +15,7 @@ import pytest
 from dynamics_jobqueue.hooks.batch import ResponsePart, decode_multipart
 from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
 from dynamics_jobqueue.hooks.dataverse import FORMATTED_VALUE, LOOKUP_LOGICAL_NAME, DataverseHook, bind
+from dynamics_jobqueue.hooks.graph import GraphHook
 
 CONTRACTS = Path(__file__).resolve().parent
 DOC_ACCOUNT = "00000000-0000-0000-0000-000000000001"
@@ -170,3 +171,46 @@ def test_lookup_annotations_come_as_documented(sandbox) -> None:
     assert [k for k in only_names if "@" in k and not k.startswith("@")] == [
         f"_transactioncurrencyid_value@{LOOKUP_LOGICAL_NAME}"
     ]
+
+
+@pytest.fixture
+def graph(sandbox, monkeypatch: pytest.MonkeyPatch) -> GraphHook:
+    """A GraphHook on the sandbox's Graph (the app registration of the Dataverse connection)."""
+    conn = {**sandbox.connections()["dataverse_default"], "conn_type": "dynamics_graph"}
+    monkeypatch.setenv("AIRFLOW_CONN_GRAPH_DEFAULT", json.dumps({**conn, "host": f"{sandbox.base_url}/graph"}))
+    return GraphHook()
+
+
+def test_graph_todo_lists_come_as_documented(graph: GraphHook) -> None:
+    _, body = _documented("graph/todo_lists.http")
+    documented = json.loads(body)["value"]
+    (page,) = graph.iter_collection("v1.0/users/user@contoso.com/todo/lists", entity_set="todoTaskLists")
+    assert sorted(page.records, key=lambda r: r["id"]) == sorted(documented, key=lambda r: r["id"])
+    created = graph.save_item("user@contoso.com", "tasks", {"title": "A new task"})
+    (tasks,) = graph.iter_item_delta("user@contoso.com", "tasks")
+    assert [t["id"] for t in tasks.messages] == [created["id"]]
+
+
+def test_graph_event_delta_takes_the_documented_lowercase_window(graph: GraphHook) -> None:
+    """The documented request writes ``startdatetime``/``enddatetime``; Graph reads them case-insensitively."""
+    response = graph.request(
+        "GET",
+        "v1.0/users/user@contoso.com/calendarView/delta"
+        "?startdatetime=2026-01-01T00:00:00Z&enddatetime=2026-12-31T00:00:00Z",
+        entity_set="events",
+        headers={"Prefer": "odata.maxpagesize=2"},
+    )
+    assert response.status_code == 200 and "@odata.deltaLink" in response.json()
+
+
+def test_graph_send_mail_answers_the_documented_request_with_202(graph: GraphHook) -> None:
+    headers, body = _documented("graph/sendmail.request.http")
+    response = graph.request(
+        "POST",
+        "v1.0/users/user@contoso.com/sendMail",
+        entity_set="sendMail",
+        data=body,
+        headers={"Content-Type": headers["content-type"]},
+        expected=(202,),
+    )
+    assert response.status_code == _status_line("graph/sendmail_accepted.http") and response.content == b""

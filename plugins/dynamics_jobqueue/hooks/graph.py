@@ -13,6 +13,7 @@ Connection (conn type ``dynamics_graph``, one per email server profile): ``host`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,8 @@ from urllib.parse import quote
 
 from dynamics_jobqueue.hooks.errors import ApiError
 from dynamics_jobqueue.hooks.microsoft import MicrosoftApiHook
+
+log = logging.getLogger(__name__)
 
 #: Item kinds of the appointments/contacts/tasks workload: Graph contacts, calendar events, To Do tasks.
 ITEM_KINDS = ("contacts", "events", "tasks")
@@ -34,11 +37,14 @@ class DeltaExpiredError(ApiError):
 
 @dataclass
 class MessageDeltaPage:
-    """One page of a delta: ``messages`` (the changed items: messages or contacts), ``removed_ids`` and, on
-    the last page, the ``delta_link`` to store."""
+    """One page of a delta: ``messages`` (the changed items, each with an ``id``: messages, contacts, events
+    or To Do tasks), ``removed_ids``, ``without_id`` (items Graph answered without an ``id``, which nothing
+    can be done with; Microsoft's shortened examples show such items) and, on the last page, the
+    ``delta_link`` to store."""
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     removed_ids: list[str] = field(default_factory=list)
+    without_id: list[dict[str, Any]] = field(default_factory=list)
     delta_link: str | None = None
 
 
@@ -154,11 +160,16 @@ class GraphHook(MicrosoftApiHook):
                 raise
             delta = MessageDeltaPage(delta_link=page.delta_link)
             for row in page.records:
-                if "@removed" in row:
-                    if row.get("id"):
-                        delta.removed_ids.append(str(row["id"]))
+                if not isinstance(row, dict) or not row.get("id"):
+                    delta.without_id.append(row if isinstance(row, dict) else {"value": row})
+                elif "@removed" in row:
+                    delta.removed_ids.append(str(row["id"]))
                 else:
                     delta.messages.append(row)
+            if delta.without_id:
+                log.warning(
+                    "%d %s item(s) of the delta came without an id and are skipped", len(delta.without_id), entity_set
+                )
             yield delta
 
     def get_mime(self, user: str, message_id: str) -> bytes:
