@@ -127,20 +127,22 @@ class GraphStore:
         self, user: str, kind: str, folder: str, body: dict[str, Any], item_id: str | None = None
     ) -> _Item | None:
         """Create (``item_id`` None) or update a contact, event or To Do task (``kind``); every write gets a
-        new ``changeKey``."""
+        new ``@odata.etag`` and, except To Do tasks, a new ``changeKey``."""
         with self._lock:
             box = self.user(user)
             if item_id is not None:
                 item = box.items.get(item_id)
                 if item is None or item.removed or not item.folder.startswith(f"{kind}:"):
                     return None
-                item.resource.update({k: v for k, v in body.items() if k not in ("id", "changeKey")})
+                item.resource.update({k: v for k, v in body.items() if k not in ("id", "changeKey", "@odata.etag")})
             else:
                 item_id = "AAMk" + kind[0].upper() + uuid.uuid4().hex
                 item = _Item(item_id, f"{kind}:{folder.lower()}", 0, {**body, "id": item_id}, b"")
                 box.items[item_id] = item
             item.seq = next(self._seq)
-            item.resource["changeKey"] = f"CK{item.seq}"
+            item.resource["@odata.etag"] = f'W/"CK{item.seq}"'
+            if kind != "tasks":  # a todoTask has no changeKey, only its @odata.etag (Graph's todoTask examples)
+                item.resource["changeKey"] = f"CK{item.seq}"
             return item
 
     def remove(self, user: str, item_id: str) -> bool:

@@ -187,6 +187,11 @@ def test_graph_todo_lists_come_as_documented(graph: GraphHook) -> None:
     (page,) = graph.iter_collection("v1.0/users/user@contoso.com/todo/lists", entity_set="todoTaskLists")
     assert sorted(page.records, key=lambda r: r["id"]) == sorted(documented, key=lambda r: r["id"])
     created = graph.save_item("user@contoso.com", "tasks", {"title": "A new task"})
+    # a todoTask carries its version as @odata.etag and has no changeKey, as Microsoft's create example shows
+    _, task_body = _documented("graph/todotask_create.http")
+    documented_task = json.loads(task_body)
+    assert "changeKey" not in created and "changeKey" not in documented_task
+    assert created["@odata.etag"].startswith('W/"') and documented_task["@odata.etag"].startswith('W/"')
     (tasks,) = graph.iter_item_delta("user@contoso.com", "tasks")
     assert [t["id"] for t in tasks.messages] == [created["id"]]
 

@@ -14,8 +14,8 @@ events, To Do tasks), with ``dynamics.mailbox_sync_filter`` rows holding Dataver
   whose ``versionnumber`` was pushed already is skipped (Dataverse keeps ``modifiedon`` in whole seconds, so
   the watermark second is read again);
 - Exchange -> CRM: the Graph delta of the folder; a linked item updates its CRM record, a tracked new item
-  creates one owned by the user; an item whose ``changeKey`` is the one our own write produced is an echo
-  and skipped; a removed item only unlinks (the CRM record stays, as in the reference).
+  creates one owned by the user; an item whose ``changeKey`` (a To Do task's ``@odata.etag``) is the one our
+  own write produced is an echo and skipped; a removed item only unlinks (the CRM record stays, as in the reference).
 """
 
 from __future__ import annotations
@@ -278,7 +278,7 @@ class ActSync:
             saved = self.graph.save_item(user, spec.kind, spec.to_graph(record), item_id=link[1] if link else None)
         except NotFoundError:  # the user deleted the item in Outlook while the filter still selects it: recreate
             saved = self.graph.save_item(user, spec.kind, spec.to_graph(record))
-        self._link(spec, crm_id, str(saved["id"]), saved.get("changeKey"), version)
+        self._link(spec, crm_id, str(saved["id"]), _item_version(saved), version)
         self.result.to_exchange += 1
 
     # -- Exchange -> CRM ---------------------------------------------------------------------------------------
@@ -306,7 +306,7 @@ class ActSync:
     def _pull(self, spec: EntitySpec, item: dict[str, Any]) -> None:
         graph_id = str(item["id"])
         link = self._link_row(spec, "graph_id", graph_id)
-        if link and link[2] and link[2] == item.get("changeKey"):
+        if link and link[2] and link[2] == _item_version(item):
             return  # the echo of our own write
         if link:
             try:
@@ -321,5 +321,12 @@ class ActSync:
             crm_id = self.dataverse.create(spec.entity, body)
         else:
             return  # a personal item the user did not track
-        self._link(spec, crm_id, graph_id, item.get("changeKey"), None)
+        self._link(spec, crm_id, graph_id, _item_version(item), None)
         self.result.to_crm += 1
+
+
+def _item_version(item: dict[str, Any]) -> str | None:
+    """The version Graph gives an item: ``changeKey`` (contacts, events) or ``@odata.etag`` (To Do tasks have
+    no ``changeKey``; Microsoft Graph "todoTask resource type" and its create/delta examples)."""
+    value = item.get("changeKey") or item.get("@odata.etag")
+    return str(value) if value else None
