@@ -299,7 +299,8 @@ def install(app: FastAPI, tokens: TokenService) -> GraphStore:
             return _error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
         if item.mime_error is not None:
             return _error(*item.mime_error)
-        return Response(item.mime, media_type="message/rfc822")
+        # Graph answers the MIME source as text/plain ("Get message", MIME content example)
+        return Response(item.mime, headers={"Content-Type": "text/plain"})
 
     @app.post(PREFIX + "/users/{user}/sendMail")
     async def send_mail(user: str, request: Request) -> Response:

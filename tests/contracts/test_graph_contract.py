@@ -94,3 +94,14 @@ def test_send_mail_refused_is_a_typed_error_with_graph_code(contract) -> None:
         GraphHook().send_mail("user@contoso.com", {"subject": "x"})
     assert raised.value.status == 400 and raised.value.code == "ErrorMimeContentInvalidBase64String"
     assert raised.value.entity_set == "sendMail"
+
+
+@pytest.mark.parametrize("framing", ["lf", "crlf"])
+def test_message_mime_is_returned_byte_for_byte(contract, framing: str) -> None:
+    """The documented ``$value`` answer: ``text/plain``, no ``Content-Length``, trailing spaces on every line."""
+    contract.answer("GET", "/$value", "graph/message_mime.http", framing=framing)
+    mime = GraphHook().get_mime("user@contoso.com", "4aade2547798441eab5188a7a2436bc1")
+    documented = (CONTRACTS / "graph/message_mime.http").read_bytes().split(b"\n\n", 1)[1]
+    assert mime == (documented.replace(b"\n", b"\r\n") if framing == "crlf" else documented)
+    (sent,) = contract.requests_to("/$value")
+    assert sent.path == "/graph/v1.0/users/user@contoso.com/messages/4aade2547798441eab5188a7a2436bc1/$value"

@@ -6,6 +6,7 @@ are tested against, so a misreading of the contract cannot hide in both.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -219,3 +220,12 @@ def test_graph_send_mail_answers_the_documented_request_with_202(graph: GraphHoo
         expected=(202,),
     )
     assert response.status_code == _status_line("graph/sendmail_accepted.http") and response.content == b""
+
+
+def test_graph_mime_content_comes_as_documented(sandbox, graph: GraphHook) -> None:
+    headers, documented = _documented("graph/message_mime.http")
+    user = "user@contoso.com"
+    delivered = sandbox.admin(f"graph/users/{user}/messages", {"mime": base64.b64encode(documented).decode()})
+    response = graph.request("GET", f"v1.0/users/{user}/messages/{delivered['id']}/$value", entity_set="messages")
+    assert response.content == documented
+    assert response.headers["Content-Type"] == headers["content-type"] == "text/plain"
