@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dynamics_jobqueue.hooks.errors import ApiError
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError
 from dynamics_jobqueue.hooks.graph import GraphHook
 
 CONTRACTS = Path(__file__).resolve().parent
@@ -105,3 +105,22 @@ def test_message_mime_is_returned_byte_for_byte(contract, framing: str) -> None:
     assert mime == (documented.replace(b"\n", b"\r\n") if framing == "crlf" else documented)
     (sent,) = contract.requests_to("/$value")
     assert sent.path == "/graph/v1.0/users/user@contoso.com/messages/4aade2547798441eab5188a7a2436bc1/$value"
+
+
+def test_contact_create_answers_the_created_contact(contract) -> None:
+    contract.answer("POST", "/contacts", "graph/contact_create.http")
+    saved = GraphHook().save_item("user@contoso.com", "contacts", {"givenName": "Pavel", "surname": "Bansky"})
+    assert saved["id"] == "id-value" and saved["displayName"] == "Pavel Bansky"
+    (sent,) = contract.requests_to("/contacts")
+    assert sent.path == "/graph/v1.0/users/user@contoso.com/contactFolders/contacts/contacts"
+
+
+def test_a_saved_item_without_id_is_a_typed_error(contract) -> None:
+    """The todoTask example without its ``id`` line (as a shortened example could print it)."""
+    contract.answer("GET", "/todo/lists", "graph/todo_lists.http", times=1)
+    contract.answer(
+        "POST", "/todo/lists/", "graph/todotask_create.http", edit=('   "id":"AlMKXwbQAAAJws6wcAAAA=",\n', "")
+    )
+    with pytest.raises(MalformedResponseError) as raised:
+        GraphHook().save_item("user@contoso.com", "tasks", {"title": "A new task"})
+    assert raised.value.entity_set == "tasks"

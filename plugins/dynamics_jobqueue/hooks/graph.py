@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from dynamics_jobqueue.hooks.errors import ApiError
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError
 from dynamics_jobqueue.hooks.microsoft import MicrosoftApiHook
 
 log = logging.getLogger(__name__)
@@ -107,19 +107,23 @@ class GraphHook(MicrosoftApiHook):
     def save_item(self, user: str, kind: str, body: dict[str, Any], *, item_id: str | None = None) -> dict[str, Any]:
         """Create (POST) or update (PATCH ``item_id``) a contact, event or To Do task.
 
-        :return: the item as Graph answers it (with ``id`` and the new ``changeKey``).
+        :return: the item as Graph answers it (with ``id`` and its new ``changeKey`` or ``@odata.etag``).
         :raises NotFoundError: when ``item_id`` no longer exists.
+        :raises MalformedResponseError: when the answer names no ``id``.
         """
         collection = self._collection(user, kind)
         if item_id is None:
-            return self.request_json("POST", collection, entity_set=kind, json=body, expected=(201,))
+            saved = self.request_json("POST", collection, entity_set=kind, json=body, expected=(201,))
         else:
             item_path = (
                 f"v1.0/users/{self._user(user)}/contacts/{quote(item_id)}"
                 if kind == "contacts"
                 else f"{collection}/{quote(item_id)}"
             )
-            return self.request_json("PATCH", item_path, entity_set=kind, record_id=item_id, json=body)
+            saved = self.request_json("PATCH", item_path, entity_set=kind, record_id=item_id, json=body)
+        if not saved.get("id"):
+            raise MalformedResponseError("the saved item came back without an id", entity_set=kind, record_id=item_id)
+        return saved
 
     def _collection(self, user: str, kind: str) -> str:
         if kind == "contacts":
