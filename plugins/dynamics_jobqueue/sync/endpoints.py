@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult
 from dynamics_jobqueue.hooks.business_central import create_operation, update_operation
 from dynamics_jobqueue.hooks.dataverse import MAX_BATCH, UpsertMode, upsert_operation
-from dynamics_jobqueue.hooks.microsoft import and_filters, in_filter, odata_literal
+from dynamics_jobqueue.hooks.microsoft import and_filters, compare_filter, in_filter, odata_literal
 from dynamics_jobqueue.sync.mapping import EntityEndpoint, Side
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ VALUES_PER_READ = 40
 #: Dataverse ``$batch`` requests one write sends at the same time.
 BATCHES_IN_FLIGHT = 2
 
-__all__ = ["CrmEndpoint", "ErpEndpoint", "and_filters", "in_filter", "odata_literal"]
+__all__ = ["CrmEndpoint", "ErpEndpoint", "and_filters", "compare_filter", "in_filter", "odata_literal"]
 
 
 def chunks(values: Sequence[Any], size: int = VALUES_PER_READ) -> Iterator[Sequence[Any]]:
@@ -92,7 +92,7 @@ class Endpoint:
         """
         flt = and_filters(
             self.render_filter(endpoint.filter, integration_user),
-            f"{self.modified_field} gt {odata_literal(since)}" if since is not None else None,
+            compare_filter(self.modified_field, "gt", since) if since is not None else None,
             extra,
         )
         pages = self.pages(endpoint.entity_set, filter=flt, select=select, count=True, orderby=self.change_order)

@@ -37,7 +37,7 @@ import pandas as pd
 
 from dynamics_jobqueue.hooks.errors import ApiError
 from dynamics_jobqueue.sync import crash_points
-from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint, odata_literal
+from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint, compare_filter
 from dynamics_jobqueue.sync.fingerprint import fingerprint_rows
 from dynamics_jobqueue.sync.lookups import LookupResolver
 from dynamics_jobqueue.sync.mapping import Direction, Side, TableMapping
@@ -246,7 +246,7 @@ class MappingRunner:
             m.crm.entity_set == self.mapping.crm.entity_set and m.direction.includes(Direction.TO_CRM)
             for m in self.mappings
         )
-        return f"_modifiedby_value ne {odata_literal(self.integration_user)}" if written else None
+        return compare_filter("_modifiedby_value", "ne", self.integration_user) if written else None
 
     def _by_integration_user(self, record: dict[str, Any]) -> bool:
         return self._not_by_integration_user is not None and (
