@@ -106,7 +106,11 @@ def test_a_scheduled_run_on_a_fresh_tenant_pair_creates_nothing(sync) -> None:
 def test_a_second_run_without_changes_writes_nothing(sync, first_run) -> None:
     sync.reset_stats()
     again = sync.run(run_id="second")
-    assert sync.counts(again) == {name: {} for name in FIRST_RUN}
+    # Nothing written, nothing failed. A record changed in the second before the first run's start (the seed) is
+    # read again by this run, the watermark rule's 999 ms overlap; an out-of-scope one is then counted Skipped again.
+    counts = sync.counts(again)
+    assert set(counts) == set(FIRST_RUN)
+    assert {name: c for name, c in counts.items() if set(c) - {"skipped"}} == {}
     writes = {route: n for route, n in sync.stats().items() if not route.startswith("GET")}
     assert writes == {}
     summary = run_summary(sync.state, "second")

@@ -22,7 +22,9 @@ def test_an_erp_edit_is_the_only_write_of_the_next_run(synced) -> None:
     counts = synced.counts(results)
     assert counts["CUSTOMER to CRM"] == {"modified": 1}
     # BC renames the customer's contacts too, so CONTACT sees a changed person whose mapped values are the same.
-    others = {name: c for name, c in counts.items() if name != "CUSTOMER to CRM" and set(c) - {"unchanged"}}
+    # Out-of-scope records changed in the second before the first run (the seed) are read again through the
+    # watermark rule's 999 ms overlap and counted Skipped again; nothing of theirs is written.
+    others = {name: c for name, c in counts.items() if name != "CUSTOMER to CRM" and set(c) - {"unchanged", "skipped"}}
     assert others == {}
     account = synced.account("10000")
     assert (account["name"], account["address1_city"]) == ("Adatum Corporation Ltd", "Ely")
