@@ -122,10 +122,10 @@ def _timed_hook_class() -> Any:
 
         action_s = 0.0
 
-        def post_action(self, entity_set: str, record_id: str, action: str) -> None:
+        def post_action(self, entity_set: str, record_id: str, action: str, *, timeout: float | None = None) -> None:
             started = time.perf_counter()
             try:
-                super().post_action(entity_set, record_id, action)
+                super().post_action(entity_set, record_id, action, timeout=timeout)
             finally:
                 self.action_s += time.perf_counter() - started
 
