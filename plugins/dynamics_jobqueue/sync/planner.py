@@ -12,7 +12,7 @@ IGNORE     already handled in this run, or an echo of the sync's own write (the 
 SKIP       marked Skipped after repeated errors, out of the mapping's scope (a lookup's ``on_missing: skip``),
            or uncoupled while *Synch. Only Coupled Records* finds no match
 FAIL       a lookup target is not coupled ("dependency not coupled"), or an update conflict with resolution
-           ``none``
+           ``none``: both sides changed and a *bidirectional* field would change (BC's rule and message)
 UNCHANGED  coupled and the mapped values equal what the destination holds (by fingerprint; no read)
 UPDATE     coupled and the mapped values differ
 INSERT     not coupled: match-based coupling first, then create and couple (or COUPLE under only-coupled)
@@ -284,12 +284,27 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
             decide(equal, Action.UNCHANGED, BOTH_SAME)
         both = dest_changed & action.isna()
         if both.any():
-            conflict = both & ~equal
+            # BC (codeunit 5345 "Integration Rec. Synch. Invoke", SynchRecord): both sides changed is a conflict only
+            # when a *bidirectional* field would change; otherwise the ERP's values are written (BC's ForceModify)
+            # and the CRM's changes of other fields flow back in the CRM->ERP pass.
+            bidirectional = bidirectional_columns(mapping)
+            first_differing = {
+                rid: differing[0]
+                for rid in index[both & ~equal]
+                if (differing := differing_columns(bidirectional, page.values.loc[rid], counterpart.loc[rid]))
+            }
+            conflict = pd.Series(False, index=index)
+            conflict[list(first_differing)] = True
             rule = mapping.resolve_update_conflicts
             if rule is UpdateConflictResolution.NONE:
                 messages = {
                     rid: conflict_message(
-                        mapping, page.source.loc[rid], page.values.loc[rid], counterpart.loc[rid], dest_id[rid]
+                        mapping,
+                        page.source.loc[rid],
+                        page.values.loc[rid],
+                        counterpart.loc[rid],
+                        dest_id[rid],
+                        first_differing[rid],
                     )
                     for rid in index[conflict]
                 }
@@ -316,21 +331,52 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
     return plan
 
 
-def conflict_message(mapping: TableMapping, source: pd.Series, values: pd.Series, crm: pd.Series, crm_id: str) -> str:
-    """The update-conflict message: both records, when each changed, and the fields that differ.
+#: BC's message for an update conflict (codeunit 5345 "Integration Rec. Synch. Invoke", label
+#: SourceAndDestinationConflictErr): %1 source table, %2 destination table, %3 source field, %4 destination field.
+BC_CONFLICT = (
+    "Cannot update a record in the {dest_table} table. The mapping between {source_field} field on the "
+    "{source_table} table and the {dest_field} field on the {dest_table} table is bi-directional, and one or both "
+    "values have changed since the last synchronization."
+)
 
-    Modelled on BC's "cannot update X because it has a later modified date than Y", made actionable.
-    """
-    differing = [
-        c for c in hash_columns(mapping, Direction.TO_CRM) if canonical(values.get(c)) != canonical(crm.get(c))
+
+def bidirectional_columns(mapping: TableMapping) -> list[str]:
+    """The CRM fields of the ERP->CRM pass whose field pair flows both ways (the only ones that can conflict)."""
+    return [
+        str(f.target(Direction.TO_CRM))
+        for f in mapping.fields_for(Direction.TO_CRM)
+        if f.direction is Direction.BIDIRECTIONAL and not f.insert_only
     ]
+
+
+def differing_columns(columns: list[str], values: pd.Series, crm: pd.Series) -> list[str]:
+    """The ``columns`` whose mapped value differs from the CRM's current one, in mapping order."""
+    return [c for c in columns if canonical(values.get(c)) != canonical(crm.get(c))]
+
+
+def conflict_message(
+    mapping: TableMapping, source: pd.Series, values: pd.Series, crm: pd.Series, crm_id: str, field_name: str
+) -> str:
+    """The update-conflict message: BC's text naming the first bidirectional field that would change, then both
+    records, when each changed, and every field that differs (made actionable).
+
+    :param field_name: the CRM field of that first bidirectional field pair.
+    """
+    pair = next(f for f in mapping.fields_for(Direction.TO_CRM) if f.target(Direction.TO_CRM) == field_name)
+    headline = BC_CONFLICT.format(
+        source_table=mapping.erp.entity_set,
+        dest_table=mapping.crm.entity_set,
+        source_field=pair.erp,
+        dest_field=field_name,
+    )
+    differing = differing_columns(hash_columns(mapping, Direction.TO_CRM), values, crm)
     shown = "; ".join(
         f"{c}: ERP gives {canonical(values.get(c))!r}, CRM has {canonical(crm.get(c))!r}" for c in differing[:5]
     )
     key = source.get(mapping.erp.key) if mapping.erp.key else None
     erp_name = f"{mapping.erp.entity_set} {key or source.name}"
     return (
-        f"update conflict: {erp_name} (modified {_when(source.get(MODIFIED))}) and {mapping.crm.entity_set} "
+        f"{headline} {erp_name} (modified {_when(source.get(MODIFIED))}) and {mapping.crm.entity_set} "
         f"{crm_id} (modified {_when(crm.get(MODIFIED_ON))}) both changed since the last sync and differ in "
         f"{shown}. Make the two records agree, or set resolve_update_conflicts to send_erp_data or "
         f"take_crm_data for {mapping.name}"

@@ -79,3 +79,31 @@ def test_a_resolution_rule_decides_the_winner(sync, conflict, rule, winner) -> N
     assert sync.account("10000")["name"] == winner
     assert sync.record_errors("CUSTOMER") == []
     assert sync.counts(sync.run("CUSTOMER", run_id="third")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}
+
+
+def test_both_sides_changed_but_no_bidirectional_field_differs_is_no_conflict(sync) -> None:
+    # BC (codeunit 5345 "Integration Rec. Synch. Invoke"): only a bidirectional field that would change fails the
+    # record. The ERP raised the credit limit (to the CRM only); the CRM user edited an unmapped description.
+    sync.run(run_id="first")
+    customer = sync.customer("10000")
+    account = sync.account("10000")
+    sync.erp_user.update("customers", customer["id"], {"creditLimit": 12345})
+    sync.crm_user.upsert("accounts", account["accountid"], {"description": "met at the fair"}, mode="update")
+    assert sync.account("10000")["creditlimit"] != 12345
+    counts = sync.counts(sync.run("CUSTOMER", run_id="second"))
+    assert counts == {"CUSTOMER to CRM": {"modified": 1}, "CUSTOMER from CRM": {"unchanged": 1}}
+    after = sync.account("10000")
+    assert after["creditlimit"] == 12345 and after["description"] == "met at the fair"
+    assert sync.customer("10000")["creditLimit"] == 12345
+    assert sync.record_errors("CUSTOMER") == []
+
+
+def test_a_bidirectional_field_that_would_change_fails_with_bc_message(sync, conflict) -> None:
+    result = sync.run("CUSTOMER", run_id="second")["CUSTOMER"]
+    message = result.passes[0].failures[0].message
+    assert message.startswith(
+        "Cannot update a record in the accounts table. The mapping between displayName field on the customers "
+        "table and the name field on the accounts table is bi-directional, and one or both values have changed "
+        "since the last synchronization."
+    )
+    assert sync.customer("10000")["displayName"] == "Adatum (ERP)" and sync.account("10000")["name"] == "Adatum (CRM)"

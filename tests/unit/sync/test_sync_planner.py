@@ -194,6 +194,32 @@ def test_both_sides_changed_is_an_update_conflict_resolved_per_the_mapping(rule,
         assert "resolve_update_conflicts" in message
 
 
+def test_both_sides_changed_conflicts_only_when_a_bidirectional_field_would_change() -> None:
+    # BC (codeunit 5345, SynchRecord): the ERP raised the credit limit (a to-CRM field), the CRM user edited
+    # something the ERP->CRM pass does not write: no conflict, the ERP's values are written.
+    frame = erp_customers(c10000="Adatum")
+    frame.loc["e-c10000", "creditLimit"] = 5000
+    values = resolved(frame)
+    old = couplings(values, "e-c10000", crm_synced=T0, same=False)
+    counterpart = crm_counterpart(values, "e-c10000", T2, creditlimit=0)
+    plan = plan_page(CUSTOMER, Direction.TO_CRM, page(frame, couplings=old, counterpart=counterpart))
+    row = plan.loc["e-c10000"]
+    assert values.loc["e-c10000", "creditlimit"] == 5000 and counterpart.loc["crm-e-c10000", "creditlimit"] == 0
+    assert (row["action"], bool(row["dest_changed"]), bool(row["consumed"])) == ("update", True, False)
+    # The same, and the CRM also changed the city (bidirectional): a conflict with BC's message.
+    counterpart = crm_counterpart(values, "e-c10000", T2, creditlimit=0, address1_city="Ely")
+    plan = plan_page(CUSTOMER, Direction.TO_CRM, page(frame, couplings=old, counterpart=counterpart))
+    row = plan.loc["e-c10000"]
+    assert (row["action"], row["kind"]) == ("fail", "conflict")
+    assert row["reason"].startswith(
+        "Cannot update a record in the accounts table. The mapping between city field on the customers table and "
+        "the address1_city field on the accounts table is bi-directional, and one or both values have changed "
+        "since the last synchronization. customers 10000"
+    )
+    differing = "address1_city: ERP gives 'Cambridge', CRM has 'Ely'; creditlimit: ERP gives 5000, CRM has 0"
+    assert differing in row["reason"]
+
+
 def test_both_sides_changed_to_the_same_values_is_unchanged_and_an_old_crm_version_is_no_conflict() -> None:
     frame = erp_customers(c10000="Adatum")
     values = resolved(frame)
