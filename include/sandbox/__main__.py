@@ -42,7 +42,12 @@ def _serve(host: str, port: int, data_dir: Path) -> None:
         # Idle keep-alive TLS connections would otherwise hold up shutdown until their peers go away.
         timeout_graceful_shutdown=1,
     )
-    _Server(config).run()
+    # Business Central's webhook notifications go out from a thread of their own (sandbox/webhooks.py).
+    sandbox.bc.webhooks.start()
+    try:
+        _Server(config).run()
+    finally:
+        sandbox.bc.webhooks.stop()
 
 
 def _reset(data_dir: Path) -> None:

@@ -40,6 +40,7 @@ from sandbox.faults import FaultConfig, Faults, Stats
 from sandbox.generate import generate_customers
 from sandbox.seed import seed
 from sandbox.store import Store
+from sandbox.webhooks import WebhookConfig
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -99,6 +100,7 @@ class Sandbox:
         """Wipe and reseed the data; faults go back to the startup configuration, statistics to zero."""
         self.store.wipe()
         seed(self.store, self.bc, self.dataverse)
+        self.bc.webhooks.config = self.bc.webhooks.startup_config
         self.faults.configure(self.startup_faults)
         self.stats.reset()
 
@@ -374,6 +376,33 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
             return refused
         sandbox.stats.reset()
         return JSONResponse(sandbox.stats.as_json())
+
+    @app.get("/_sandbox/webhooks")
+    async def get_webhooks(request: Request) -> JSONResponse:
+        return JSONResponse({**sandbox.bc.webhooks.config.as_json(), "sent": sandbox.bc.webhooks.sent})
+
+    @app.post("/_sandbox/webhooks")
+    async def set_webhooks(request: Request) -> JSONResponse:
+        """Business Central's webhook timing (sandbox/webhooks.py ``WebhookConfig``); omitted settings stay."""
+        if (refused := loopback_only(request)) is not None:
+            return refused
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is required")
+            sandbox.bc.webhooks.config = WebhookConfig.from_json(data, sandbox.bc.webhooks.config)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(sandbox.bc.webhooks.config.as_json())
+
+    @app.post("/_sandbox/webhooks/expire")
+    async def expire_subscription(request: Request) -> JSONResponse:
+        """Let a subscription expire now (``{"subscriptionId": ...}``): a subscription the client lost."""
+        if (refused := loopback_only(request)) is not None:
+            return refused
+        data = json.loads(await request.body() or b"{}")
+        found = await run_in_threadpool(sandbox.bc.webhooks.expire, str(data.get("subscriptionId", "")))
+        return JSONResponse({"expired": found}, status_code=200 if found else 404)
 
     @app.post("/_sandbox/generate")
     async def generate(request: Request) -> JSONResponse:

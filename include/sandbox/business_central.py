@@ -39,6 +39,7 @@ from sandbox.metadata import csdl
 from sandbox.odata import QueryError, parse_select
 from sandbox.schema import BC_CUSTOM_SETS, BC_SETS, EMPTY_GUID, EntitySet
 from sandbox.store import DuplicateKey, Row
+from sandbox.webhooks import Webhooks
 
 if TYPE_CHECKING:
     import sqlite3
@@ -76,6 +77,7 @@ MIRRORED = (
     "website",
 )
 
+_SUBSCRIPTIONS = re.compile(r"^subscriptions(?:\((?P<key>[^)]*)\))?$")
 _ENTITY_PATH = re.compile(r"^companies(?:\((?P<cid>[^)]*)\))?(?:/(?P<set>[A-Za-z]+)(?:\((?P<key>[^)]*)\))?)?$")
 
 
@@ -102,6 +104,13 @@ class BusinessCentral:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.seeding = False
+        self.webhooks = Webhooks(store, self._subscribable)
+
+    def _subscribable(self, api: str, set_name: str) -> EntitySet | None:
+        try:
+            return self._sets(api).get(set_name)
+        except ApiError:
+            return None
 
     # -- HTTP entry points ------------------------------------------------------------------
 
@@ -113,6 +122,10 @@ class BusinessCentral:
         try:
             if request.path == "$batch":
                 return self.batch(request, api)
+            match = _SUBSCRIPTIONS.match(request.path)
+            if match:
+                self._sets(api)
+                return self.webhooks.handle(request, api, match.group("key"))
             if request.path == "$metadata":
                 document = csdl(self._sets(api), "Microsoft.NAV", "NAV")
                 return ApiResponse(200, document, {"Content-Type": "application/xml"})

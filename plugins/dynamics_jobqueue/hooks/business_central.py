@@ -14,8 +14,11 @@ Connection (conn type ``dynamics_business_central``): ``host`` the API host
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -49,6 +52,108 @@ def decode_record(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and _ENCODED_ENUM.match(value):
             record[name] = decode_name(value)
     return record
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A webhook subscription (API v2.0 ``subscriptions`` resource type).
+
+    :param subscription_id: the service's key (32 hex digits in Microsoft's examples).
+    :param resource: the subscribed collection, ``/api/<route>/companies(<id>)/<entitySet>``.
+    :param expires: ``expirationDateTime`` (UTC): three days after the last create/renew.
+    :param etag: ``@odata.etag``, the ``If-Match`` of renew and delete.
+    """
+
+    subscription_id: str
+    resource: str
+    notification_url: str
+    client_state: str
+    expires: datetime
+    etag: str
+
+    @property
+    def entity_set(self) -> str:
+        return self.resource.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def route(self) -> str:
+        """``api/<publisher>/<group>/<version>`` or ``api/v2.0``: where the subscription is managed."""
+        return self.resource.lstrip("/").split("/companies(", 1)[0]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One webhook notification ("Working with webhooks in Dynamics 365 Business Central", sample payload).
+
+    :param change_type: ``created``, ``updated``, ``deleted`` or ``collection`` (many records changed: ``resource``
+        is the collection with a ``$filter``, ``record_id`` is ``None``).
+    :param entity_set: the entity set named by ``resource``.
+    """
+
+    subscription_id: str
+    client_state: str
+    resource: str
+    change_type: str
+    entity_set: str
+    record_id: str | None
+    last_modified: str | None
+
+
+_NOTIFIED_RESOURCE = re.compile(
+    r"^/?api/(?:[^?]*/)?companies\([^)]*\)/(?P<set>[A-Za-z]+)(?:\((?P<id>[0-9A-Fa-f-]{36})\))?(?:\?.*)?$"
+)
+CHANGE_TYPES = ("created", "updated", "deleted", "collection")
+
+
+def parse_notifications(body: bytes) -> list[Notification]:
+    """The notifications of a webhook POST body (``{"value": [...]}``, UTF-8, no byte order mark since BC 19).
+
+    :raises MalformedResponseError: when the body is not that shape or an item lacks a field or has an unknown
+        ``changeType`` - the caller refuses the whole POST.
+    """
+    try:
+        payload = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedResponseError(f"notification body is not JSON: {exc}", entity_set="subscriptions") from exc
+    items = payload.get("value") if isinstance(payload, dict) else None
+    if not isinstance(items, list) or not items:
+        raise MalformedResponseError("notification body without a 'value' list", entity_set="subscriptions")
+    notifications = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise MalformedResponseError("notification that is not an object", entity_set="subscriptions")
+        resource, kind = item.get("resource"), item.get("changeType")
+        match = _NOTIFIED_RESOURCE.match(resource) if isinstance(resource, str) else None
+        if match is None or kind not in CHANGE_TYPES or not isinstance(item.get("subscriptionId"), str):
+            raise MalformedResponseError(
+                f"notification with resource {resource!r} and changeType {kind!r}", entity_set="subscriptions"
+            )
+        notifications.append(
+            Notification(
+                subscription_id=item["subscriptionId"],
+                client_state=str(item.get("clientState") or ""),
+                resource=resource,  # type: ignore[arg-type]
+                change_type=str(kind),
+                entity_set=match.group("set"),
+                record_id=(match.group("id") or "").lower() or None,
+                last_modified=item.get("lastModifiedDateTime"),
+            )
+        )
+    return notifications
+
+
+def _subscription(body: dict[str, Any]) -> Subscription:
+    try:
+        return Subscription(
+            subscription_id=str(body["subscriptionId"]),
+            resource=str(body["resource"]),
+            notification_url=str(body["notificationUrl"]),
+            client_state=str(body.get("clientState") or ""),
+            expires=datetime.fromisoformat(str(body["expirationDateTime"]).replace("Z", "+00:00")),
+            etag=str(body.get("@odata.etag") or "*"),
+        )
+    except (KeyError, ValueError) as exc:
+        raise MalformedResponseError(f"subscription without {exc}", entity_set="subscriptions") from exc
 
 
 def create_operation(op_id: str, entity_set: str, body: dict[str, Any]) -> BatchOperation:
@@ -251,6 +356,64 @@ class BusinessCentralHook(MicrosoftApiHook):
         if not path.startswith(("https://", "http://")):
             path = f"{self.environment_root}{STANDARD_ROUTE}/companies({self.company_id})/{path}"
         return self.request("GET", path, headers={"Accept": "*/*"}).content
+
+    # -- webhook subscriptions ("Working with webhooks in Dynamics 365 Business Central") ----------------------
+
+    def subscription_resource(self, entity_set: str) -> str:
+        """The ``resource`` of a subscription to ``entity_set``: ``/api/<route>/companies(<id>)/<entitySet>``
+        (the route of a custom API page for entity sets in ``extra.endpoints``, as the webhooks page requires)."""
+        return f"/{self.route(entity_set)}/companies({self.company_id})/{entity_set}"
+
+    def subscriptions(self, route: str = STANDARD_ROUTE) -> list[Subscription]:
+        """The subscriptions managed at ``<route>/subscriptions`` (the service drops expired ones)."""
+        path = f"{self.environment_root}{route.strip('/')}/subscriptions"
+        return [
+            _subscription(r) for page in self.iter_collection(path, entity_set="subscriptions") for r in page.records
+        ]
+
+    def create_subscription(self, entity_set: str, notification_url: str, client_state: str) -> Subscription:
+        """Subscribe ``notification_url`` to changes of ``entity_set`` (POST ``subscriptions``, 201).
+
+        Business Central first sends ``validationToken`` to ``notification_url`` and creates the subscription only
+        when it is echoed with 200; ``client_state`` (at most 2,048 characters) comes back in every notification.
+
+        :raises ApiError: typed: 400 when the handshake failed or the entity set does not support webhooks.
+        """
+        body = {"notificationUrl": notification_url, "resource": self.subscription_resource(entity_set)}
+        if client_state:
+            body["clientState"] = client_state
+        path = f"{self.environment_root}{self.route(entity_set)}/subscriptions"
+        return _subscription(self.request_json("POST", path, entity_set="subscriptions", json=body))
+
+    def renew_subscription(self, subscription: Subscription, client_state: str | None = None) -> Subscription:
+        """Renew (PATCH with ``If-Match``, a new handshake): the subscription lives three more days.
+
+        :raises NotFoundError: when it expired or was deleted (create a new one).
+        :raises ConflictError: when ``subscription.etag`` is stale.
+        """
+        state = subscription.client_state if client_state is None else client_state
+        answer = self.request_json(
+            "PATCH",
+            self._subscription_path(subscription),
+            entity_set="subscriptions",
+            record_id=subscription.subscription_id,
+            json={"notificationUrl": subscription.notification_url, "clientState": state},
+            headers={"If-Match": subscription.etag},
+        )
+        return _subscription(answer)
+
+    def delete_subscription(self, subscription: Subscription) -> None:
+        """Unsubscribe (DELETE with ``If-Match``, 204). :raises NotFoundError: when it is already gone."""
+        self.request(
+            "DELETE",
+            self._subscription_path(subscription),
+            entity_set="subscriptions",
+            record_id=subscription.subscription_id,
+            headers={"If-Match": subscription.etag},
+        )
+
+    def _subscription_path(self, subscription: Subscription) -> str:
+        return f"{self.environment_root}{subscription.route}/subscriptions('{subscription.subscription_id}')"
 
     def batch(self, ops: Sequence[BatchOperation], *, atomic: bool = False) -> list[BatchResult]:
         """Send operations as JSON ``$batch`` requests of at most 100, grouped by API route.
