@@ -27,7 +27,8 @@ INSERT INTO dynamics.sync_job (run_id, mapping, direction, full_sync) VALUES (%s
 """
 ADD_COUNTS = """
 UPDATE dynamics.sync_job SET inserted = inserted + %s, modified = modified + %s, deleted = deleted + %s,
-       unchanged = unchanged + %s, skipped = skipped + %s, failed = failed + %s
+       unchanged = unchanged + %s, skipped = skipped + %s, failed = failed + %s, coupled = coupled + %s,
+       uncoupled = uncoupled + %s
  WHERE id = %s
 """
 FINISH_JOB = """
@@ -144,7 +145,7 @@ COUNT_STAGED = "SELECT count(*) FROM dynamics.sync_staging WHERE mapping = %s AN
 
 JOBS_OF_RUN = """
 SELECT id, mapping, direction, status, started_at, finished_at,
-       inserted, modified, deleted, unchanged, skipped, failed, message
+       inserted, modified, deleted, unchanged, skipped, failed, coupled, uncoupled, message
   FROM dynamics.sync_job WHERE run_id = %s ORDER BY started_at, id
 """
 LATEST_RUN = "SELECT run_id FROM dynamics.sync_job ORDER BY started_at DESC, id DESC LIMIT 1"

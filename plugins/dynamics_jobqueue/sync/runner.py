@@ -64,7 +64,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed")
+#: The Integration Synch. Job's counters (table 5338): one of the first six per record met by a pass; Coupled
+#: (coupled to an existing counterpart by match) and Uncoupled (coupling removed) count besides.
+COUNT_NAMES = ("inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled")
+#: The counters whose sum is zero for a job that did nothing (BC: "Integration Synch. Job".HaveJobsBeenIdle, which
+#: puts a recurring job queue entry On Hold with Inactivity Timeout).
+ACTIVE_COUNTS = ("inserted", "modified", "deleted", "failed")
 #: How many failed records an alert lists.
 ALERT_RECORDS = 10
 #: Records planned and written as one unit inside a read page (five Dataverse ``$batch`` requests).
@@ -80,8 +85,10 @@ ERP_OVERLAP = timedelta(milliseconds=999)
 class PassResult:
     """The outcome of one direction of a mapping run.
 
-    :param counts: Inserted, Modified, Deleted, Unchanged, Skipped, Failed.
+    :param counts: the :data:`COUNT_NAMES` counters.
     :param failures: the first failed records (at most :data:`ALERT_RECORDS`).
+    :param handled: ids of the source records this pass has planned: a record met again later in the pass (a
+        failed record retried by id, then read again among the changes) is ignored, never counted twice.
     """
 
     mapping: str
@@ -89,6 +96,12 @@ class PassResult:
     job_id: int
     counts: Counter = field(default_factory=Counter)
     failures: list[RecordFailure] = field(default_factory=list)
+    handled: set[str] = field(default_factory=set)
+
+    @property
+    def idle(self) -> bool:
+        """The pass did nothing: no record inserted, modified, deleted or failed (BC's HaveJobsBeenIdle)."""
+        return not any(self.counts[name] for name in ACTIVE_COUNTS)
 
 
 @dataclass
@@ -101,6 +114,11 @@ class MappingRunResult:
     @property
     def failed(self) -> int:
         return sum(p.counts["failed"] for p in self.passes)
+
+    @property
+    def idle(self) -> bool:
+        """Every pass did nothing (see :attr:`PassResult.idle`)."""
+        return all(p.idle for p in self.passes)
 
     def describe(self) -> str:
         """Counts per direction and the first failed records with their reasons (the task's alert text)."""
@@ -442,9 +460,10 @@ class MappingRunner:
         store.finish_job(job_id, status=status, message=message, direction=flow.value, watermark=newest)
         self.checkpoint(f"{flow.value}.pass.finished")
         log.info(
-            "%s: %s",
+            "%s: %s%s",
             label,
             ", ".join(f"{name} {result.counts[name]}" for name in COUNT_NAMES),
+            " (idle)" if result.idle else "",
         )
         return result
 
@@ -476,6 +495,9 @@ class MappingRunner:
         )
         state = self.store.record_state(result.job_id, to_crm_ids, from_crm_ids)
         record_state = _record_state(state, flow, source.index, couplings)
+        if not write_back:  # a write-back replays records of the other pass on purpose
+            record_state["handled"] |= source.index.isin(list(result.handled))
+            result.handled.update(source.index)
 
         erp_synced = pd.to_datetime(couplings["erp_modified_at"], utc=True)
         crm_synced = pd.to_numeric(couplings["crm_version"])

@@ -98,7 +98,8 @@ class RecordFailure:
 class PageOutcome:
     """Everything one page changes in the state store, committed in one transaction.
 
-    :param counts: increments of the job's Inserted, Modified, Deleted, Unchanged, Skipped, Failed.
+    :param counts: increments of the job's Inserted, Modified, Deleted, Unchanged, Skipped, Failed (one per
+        record) and Coupled, Uncoupled (besides: a record coupled by match is also Unchanged or Modified).
     :param staging_marks: ``(crm_id, erp_values_hash, consumed)`` for the staged CRM records the ERP->CRM pass
         met: the fingerprint of the ERP's current from-CRM fields, and whether the CRM->ERP pass must leave the
         pair alone.
@@ -434,6 +435,8 @@ class SyncStore:
                     counts.get("unchanged", 0),
                     counts.get("skipped", 0),
                     counts.get("failed", 0),
+                    counts.get("coupled", 0),
+                    counts.get("uncoupled", 0),
                     job_id,
                 ),
             )

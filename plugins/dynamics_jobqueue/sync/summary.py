@@ -1,7 +1,8 @@
 """The run summary: one row per mapping with BC's Integration Synch. Job counters.
 
 Read from ``dynamics.sync_job`` (dynamics-semantics.md section 1, step 6: Inserted, Modified, Deleted, Unchanged,
-Skipped, Failed per mapping and direction). The demo prints it after ``crm_sync``.
+Skipped, Failed per mapping and direction, and Coupled, Uncoupled as table 5338 "Integration Synch. Job" counts
+them). The demo prints it after ``crm_sync``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dynamics_jobqueue.sync.mapping import Direction
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.state import StateStoreHook
 
-COUNTERS = ["inserted", "modified", "deleted", "unchanged", "skipped", "failed"]
+COUNTERS = ["inserted", "modified", "deleted", "unchanged", "skipped", "failed", "coupled", "uncoupled"]
 SUMMARY_COLUMNS = ["mapping", "direction", *COUNTERS]
 
 
@@ -55,7 +56,8 @@ def run_summary(
     :param dag_run_id: the Airflow DAG run id (e.g. ``manual__2026-11-21T10:00:00+00:00``); the latest run
         when ``None``.
     :param mappings: the mappings that give the run order (default: :func:`load_mappings`).
-    :return: columns ``mapping, direction, inserted, modified, deleted, unchanged, skipped, failed``;
+    :return: columns ``mapping, direction, inserted, modified, deleted, unchanged, skipped, failed, coupled,
+        uncoupled``;
         ``direction`` is ``to CRM``, ``from CRM`` or ``both`` (the directions that ran); counters are ints.
         Empty (with those columns) when the run has no sync jobs.
     """

@@ -376,6 +376,7 @@ class PageWriter:
                 current = self._current_hash(page.flow, dest_record)
                 if current == page.plan_rows[source_id]["hash"]:
                     outcome.counts["unchanged"] += 1
+                    outcome.counts["coupled"] += 1
                     self._couple(page, outcome, source_id, dest_id, written=False, dest_record=dest_record, is_new=True)
                 else:
                     needs_update.append(source_id)
@@ -426,7 +427,11 @@ class PageWriter:
         for op, result in zip(first, self._send(page, self.crm, first), strict=True):
             action = page.plan_rows[op.id]["action"]
             if result.ok:
-                outcome.counts["inserted" if action == Action.INSERT.value else "modified"] += 1
+                if action == Action.INSERT.value:
+                    outcome.counts["inserted"] += 1
+                else:  # COUPLE: the update by the alternate key found its match
+                    outcome.counts["modified"] += 1
+                    outcome.counts["coupled"] += 1
                 self._couple(page, outcome, op.id, _record_id(result), written=True, is_new=True)
             elif action == Action.INSERT.value and result.status == 412:
                 # The key exists in the CRM: match-based coupling on the alternate key, then update it.
@@ -442,6 +447,7 @@ class PageWriter:
         for op, result in zip(second, self._send(page, self.crm, second), strict=True):
             if result.ok:
                 outcome.counts["modified"] += 1
+                outcome.counts["coupled"] += 1  # the create met an existing key: coupled by match
                 self._couple(page, outcome, op.id, _record_id(result), written=True, is_new=True)
             else:
                 message, detail = error_text(result, op)
@@ -638,6 +644,8 @@ class PageWriter:
             is_new = op.id not in page.existing
             if result.ok:
                 outcome.counts["modified"] += 1
+                if is_new:  # matched by match-based coupling, then updated
+                    outcome.counts["coupled"] += 1
                 record = _erp_record(result) if flow is Direction.FROM_CRM else None
                 self._couple(page, outcome, op.id, dest_id, written=True, dest_record=record, is_new=is_new)
             elif result.status == 404 and not is_new:
@@ -671,7 +679,8 @@ class PageWriter:
                 erp_id = source_id if flow is Direction.TO_CRM else str(page.existing[source_id]["erp_id"])
                 outcome.removed_couplings.append(erp_id)
                 self._clear_error(page, outcome, source_id)
-                outcome.counts["deleted"] += 1
+                # BC (5345 GetCoupledRecord, "Remove Coupling"): the record is decoupled and nothing is written
+                outcome.counts["uncoupled"] += 1
             return
         if flow is Direction.TO_CRM:
             ops = [

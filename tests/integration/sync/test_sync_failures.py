@@ -35,6 +35,23 @@ def test_a_record_whose_dependency_is_not_coupled_fails_alone_and_syncs_on_a_lat
     assert sync.account("10000")["_ownerid_value"] == jim["systemuserid"]
 
 
+def test_a_failed_record_retried_in_a_full_sync_is_counted_once(sync) -> None:
+    # A full sync compares every record: the retried records (read by id first) are read again among all the
+    # customers and must not be counted a second time (seen before: "inserted 5, unchanged 8").
+    sync.run("CURRENCY", run_id="first")
+    sync.erp_user.create("customers", {"number": "60000", "displayName": "No Salesperson Ltd"})
+    assert sync.counts(sync.run("CUSTOMER", run_id="second"))["CUSTOMER to CRM"] == {"inserted": 1, "failed": 5}
+    sync.run("SALESPEOPLE", run_id="third")
+    counts = sync.counts(sync.run("CUSTOMER", run_id="fourth", full_sync=True))
+    # 5 retried and inserted; unchanged: 60000 and the two customers created from accounts in "second"
+    assert counts["CUSTOMER to CRM"] == {"inserted": 5, "unchanged": 3}
+    rows = sync.sql(
+        "SELECT direction, inserted, unchanged, failed, status FROM dynamics.sync_job WHERE run_id = 'fourth' "
+        "ORDER BY id"
+    )
+    assert rows[0] == ("to_crm", 5, 3, 0, "success")
+
+
 def test_one_bad_record_never_blocks_the_others_and_its_error_is_kept_with_the_apis_message(sync) -> None:
     sync.edit_mapping("40_customer.yaml", lambda m: m["fields"][5].pop("transform"))  # city: no truncation
     sync.run(run_id="first")
@@ -72,7 +89,7 @@ def test_the_same_error_marks_a_record_skipped_after_the_configured_count(sync) 
 
 @pytest.mark.parametrize(
     ("rule", "expected"),
-    [("none", {"failed": 1}), ("remove_coupling", {"deleted": 1}), ("restore", {"inserted": 1})],
+    [("none", {"failed": 1}), ("remove_coupling", {"uncoupled": 1}), ("restore", {"inserted": 1})],
 )
 def test_a_coupled_record_deleted_on_the_other_side_follows_the_deletion_rule(sync, rule, expected) -> None:
     sync.edit_mapping("10_currency.yaml", lambda m: m.update(resolve_deletion_conflicts=rule))
@@ -98,7 +115,7 @@ def test_a_coupled_record_deleted_on_the_other_side_follows_the_deletion_rule(sy
 def test_match_based_coupling_couples_an_existing_crm_record_instead_of_creating_a_twin(sync) -> None:
     existing = sync.crm_user.create("accounts", {"name": "Adatum (typed in the CRM)", "accountnumber": "10000"})
     counts = sync.counts(sync.run("CURRENCY", "SALESPEOPLE", "CUSTOMER", run_id="first"))
-    assert counts["CUSTOMER to CRM"] == {"inserted": 4, "modified": 1}
+    assert counts["CUSTOMER to CRM"] == {"inserted": 4, "modified": 1, "coupled": 1}
     account = sync.account("10000")  # exactly one
     assert account["accountid"] == existing and account["name"] == "Adatum Corporation"
 
@@ -116,7 +133,7 @@ def test_synch_only_coupled_records_skips_what_matches_nothing(sync) -> None:
         },
     )
     counts = sync.counts(sync.run("CURRENCY", run_id="first", full_synch_review=False))
-    assert counts["CURRENCY to CRM"] == {"modified": 1, "skipped": 46}
+    assert counts["CURRENCY to CRM"] == {"modified": 1, "skipped": 46, "coupled": 1}
     assert sync.coupled("CURRENCY") == 1
     assert len(sync.crm("transactioncurrencies")) == 2  # GBP and EUR: nothing created
 

@@ -8,7 +8,7 @@ from dynamics_jobqueue.sync.summary import run_summary
 
 FIRST_RUN = {
     "CURRENCY to CRM": {"inserted": 47},
-    "SALESPEOPLE from CRM": {"unchanged": 7},  # the 7 CRONUS users couple to the 7 salespeople by code
+    "SALESPEOPLE from CRM": {"unchanged": 7, "coupled": 7},  # the 7 CRONUS users couple to the salespeople by code
     "UNIT OF MEASURE to CRM": {"inserted": 19},
     "CUSTOMER to CRM": {"inserted": 5},
     "CUSTOMER from CRM": {"inserted": 2},  # Northwind and Litware; Proseware is not of type Customer
@@ -124,6 +124,10 @@ def test_a_second_run_without_changes_writes_nothing(sync, first_run) -> None:
         "ITEM-PRODUCT",
     ]
     assert int(summary[["inserted", "modified", "failed"]].to_numpy().sum()) == 0
+    # Every job of the run did nothing (BC's HaveJobsBeenIdle: no record inserted, modified, deleted or failed).
+    jobs = sync.sql("SELECT status, idle FROM dynamics.sync_job WHERE run_id = 'second'")
+    assert len(jobs) == 9 and set(jobs) == {("success", True)}
+    assert all(result.idle for result in again.values())
 
 
 def test_the_run_summary_has_one_row_per_mapping_in_run_order(sync, first_run) -> None:
@@ -137,9 +141,13 @@ def test_the_run_summary_has_one_row_per_mapping_in_run_order(sync, first_run) -
         "unchanged",
         "skipped",
         "failed",
+        "coupled",
+        "uncoupled",
     ]
     rows = summary.set_index("mapping")
     assert rows.loc["CUSTOMER", "direction"] == "both" and rows.loc["CUSTOMER", "inserted"] == 7
     assert rows.loc["SALESPEOPLE", "direction"] == "from CRM" and rows.loc["SALESPEOPLE", "unchanged"] == 7
+    # the seven users were coupled to the CRONUS salespeople by match (BC's Coupled counter), none created
+    assert rows.loc["SALESPEOPLE", "coupled"] == 7 and rows.loc["SALESPEOPLE", "inserted"] == 0
     assert rows.loc["CONTACT", "skipped"] == 6 and int(summary["failed"].sum()) == 0
     assert run_summary(sync.state, "no-such-run").empty

@@ -21,10 +21,28 @@ def test_a_mapping_outside_the_runs_selection_is_skipped(sync) -> None:
         execute("CURRENCY", mappings=["CUSTOMER"])
     # a scheduled run: Synch. Only Coupled Records, nothing matches, nothing is created
     assert execute("CURRENCY", mappings=["currency"]) == {
-        "to_crm": {"inserted": 0, "modified": 0, "deleted": 0, "unchanged": 0, "skipped": 47, "failed": 0}
+        "to_crm": {
+            "inserted": 0,
+            "modified": 0,
+            "deleted": 0,
+            "unchanged": 0,
+            "skipped": 47,
+            "failed": 0,
+            "coupled": 0,
+            "uncoupled": 0,
+        }
     }
     assert execute("CURRENCY", mappings=["currency"], full_synch_review=True) == {
-        "to_crm": {"inserted": 47, "modified": 0, "deleted": 0, "unchanged": 0, "skipped": 0, "failed": 0}
+        "to_crm": {
+            "inserted": 47,
+            "modified": 0,
+            "deleted": 0,
+            "unchanged": 0,
+            "skipped": 0,
+            "failed": 0,
+            "coupled": 0,
+            "uncoupled": 0,
+        }
     }
 
 
