@@ -151,3 +151,26 @@ def test_the_run_summary_has_one_row_per_mapping_in_run_order(sync, first_run) -
     assert rows.loc["SALESPEOPLE", "coupled"] == 7 and rows.loc["SALESPEOPLE", "inserted"] == 0
     assert rows.loc["CONTACT", "skipped"] == 6 and int(summary["failed"].sum()) == 0
     assert run_summary(sync.state, "no-such-run").empty
+
+
+def test_match_based_coupling_never_creates_salespeople(sync) -> None:
+    """BC never creates a salesperson when coupling by match (codeunit 5360 "CDS Int. Table Couple",
+    ShouldCreateNewRecordsInCaseOfNoMatch answers false for SALESPEOPLE); the Full Synch. Review does (table 5373
+    recommends Full Synchronization for SALESPEOPLE). Disabled, unlicensed and integration users never sync."""
+    user = {"firstname": "Nina", "lastname": "North", "isdisabled": False, "islicensed": True}
+    sync.dv.create("systemusers", {**user, "internalemailaddress": "NN@contoso.com", "domainname": "NN@contoso.com"})
+    for email, extra in (
+        ("OFF@contoso.com", {"isdisabled": True}),
+        ("UNLIC@contoso.com", {"islicensed": False}),
+        ("INTEG@contoso.com", {"isintegrationuser": True}),
+    ):
+        sync.dv.create("systemusers", {**user, "internalemailaddress": email, "domainname": email, **extra})
+    scheduled = sync.counts(sync.run("SALESPEOPLE", run_id="scheduled", full_synch_review=False))
+    assert scheduled == {"SALESPEOPLE from CRM": {"unchanged": 7, "coupled": 7, "skipped": 1}}
+    assert not sync.erp("salespeoplePurchasers", "code eq 'NN'") and sync.coupled("SALESPEOPLE") == 7
+    review = sync.counts(sync.run("SALESPEOPLE", run_id="review", full_sync=True))
+    assert review == {"SALESPEOPLE from CRM": {"inserted": 1, "unchanged": 7}}
+    (nina,) = sync.erp("salespeoplePurchasers", "code eq 'NN'")
+    assert (nina["displayName"], nina["email"]) == ("Nina North", "NN@contoso.com")
+    for code in ("OFF", "UNLIC", "INTEG"):
+        assert not sync.erp("salespeoplePurchasers", f"code eq '{code}'")
