@@ -508,6 +508,7 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DS("telephone1", 50),
             DS("mobilephone", 50),
             DS("fax", 50),
+            DS("websiteurl", 200),
             DS("jobtitle", 100),
             *_ADDRESS1,
             *_state(),

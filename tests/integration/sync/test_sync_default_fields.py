@@ -1,0 +1,27 @@
+"""Fields of Business Central's default CUSTOMER and CONTACT mappings (codeunit 7204 "CDS Setup Defaults") that
+API v2.0 exposes: County <-> Address1_StateOrProvince (both tables), Home Page <-> WebSiteUrl (contacts)."""
+
+from __future__ import annotations
+
+
+def test_county_and_home_page_flow_both_ways(sync) -> None:
+    sync.run(run_id="first")
+    customer, account = sync.customer("10000"), sync.account("10000")
+    robert = sync.only(sync.crm("contacts"), emailaddress1="robert.townes@contoso.com")
+    person = sync.only(sync.erp("contacts", "type eq 'Person'"), email="robert.townes@contoso.com")
+    assert (customer["state"], account["address1_stateorprovince"]) == ("", None)
+    # ERP -> CRM: the customer's County (API v2.0 "state") and the person's Home Page ("website")
+    sync.erp_user.update("customers", customer["id"], {"state": "Cambridgeshire"})
+    sync.erp_user.update("contacts", person["id"], {"website": "townes.example", "state": "Kent"})
+    counts = sync.counts(sync.run("CUSTOMER", "CONTACT", run_id="second"))
+    assert counts["CUSTOMER to CRM"] == {"modified": 1} and counts["CONTACT to CRM"] == {"modified": 1}
+    assert sync.account("10000")["address1_stateorprovince"] == "Cambridgeshire"
+    robert = sync.only(sync.crm("contacts"), contactid=robert["contactid"])
+    assert (robert["websiteurl"], robert["address1_stateorprovince"]) == ("townes.example", "Kent")
+    # CRM -> ERP, cut to Business Central's County Text[30]
+    sync.crm_user.upsert("accounts", account["accountid"], {"address1_stateorprovince": "S" * 40}, mode="update")
+    sync.crm_user.upsert("contacts", robert["contactid"], {"websiteurl": "www.townes.example"}, mode="update")
+    counts = sync.counts(sync.run("CUSTOMER", "CONTACT", run_id="third"))
+    assert counts["CUSTOMER from CRM"] == {"modified": 1} and counts["CONTACT from CRM"] == {"modified": 1}
+    assert sync.customer("10000")["state"] == "S" * 30
+    assert sync.only(sync.erp("contacts"), id=person["id"])["website"] == "www.townes.example"
