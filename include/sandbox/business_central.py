@@ -57,8 +57,6 @@ DEFAULT_PAGE = 20_000
 MAX_BATCH = 100
 
 #: Payment terms and shipment methods of the CRONUS company (tables the API does not expose).
-PAYMENT_TERMS = ("10 DAYS", "14 DAYS", "1M(8D)", "21 DAYS", "2 DAYS", "30 DAYS", "60 DAYS", "7 DAYS", "CM", "COD")
-SHIPMENT_METHODS = ("CFR", "CIF", "CIP", "CPT", "DAF", "DDP", "DDU", "DEQ", "DES", "EXW", "FAS", "FCA", "FOB", "PICKUP")
 
 #: Number series (BC No. Series) per entity set: prefix, step, width of the number part.
 SERIES = {"customers": ("C", 10, 5), "vendors": ("V", 10, 5), "items": ("I", 10, 5), "contacts": ("CT", 1, 6)}
@@ -525,12 +523,18 @@ class BusinessCentral:
         name = entity.name
         if name in ("customers", "vendors"):
             self._pair(entity, body, changed, "currencyCode", "currencyId", "currencies", "Currency Code")
-            self._fixed_code(
-                entity, body, changed, "paymentTermsCode", "paymentTermsId", PAYMENT_TERMS, "Payment Terms"
+            self._pair(
+                entity, body, changed, "paymentTermsCode", "paymentTermsId", "paymentTerms", "Payment Terms Code"
             )
         if name == "customers":
-            self._fixed_code(
-                entity, body, changed, "shipmentMethodCode", "shipmentMethodId", SHIPMENT_METHODS, "Shipment Method"
+            self._pair(
+                entity,
+                body,
+                changed,
+                "shipmentMethodCode",
+                "shipmentMethodId",
+                "shipmentMethods",
+                "Shipment Method Code",
             )
             code = body.get("salespersonCode")
             if code and self._lookup("salespeoplePurchasers", code) is None:
@@ -557,26 +561,6 @@ class BusinessCentral:
                 raise self._relation_error(entity, "Base Unit of Measure", uom, "Unit of Measure")
         if name == "contacts":
             self._contact_rules(entity, body, changed)
-
-    def _fixed_code(
-        self,
-        entity: EntitySet,
-        body: dict[str, Any],
-        changed: set[str],
-        code_field: str,
-        id_field: str,
-        codes: tuple[str, ...],
-        table: str,
-    ) -> None:
-        if id_field in changed and code_field not in changed:
-            by_id = {stable_id(table, code): code for code in codes}
-            if body[id_field] != EMPTY_GUID and body[id_field] not in by_id:
-                raise self._relation_error(entity, table, body[id_field], table)
-            body[code_field] = by_id.get(body[id_field], "")
-        code = body.get(code_field) or ""
-        if code and code not in codes:
-            raise self._relation_error(entity, f"{table} Code", code, table)
-        body[id_field] = stable_id(table, code) if code else EMPTY_GUID
 
     def _contact_rules(self, entity: EntitySet, body: dict[str, Any], changed: set[str]) -> None:
         parts = ("firstName", "middleName", "lastName")

@@ -45,6 +45,7 @@ def airflow_connections(
                 "company_id": COMPANY_ID,
                 "endpoints": {
                     "resources": "api/cronus/integration/v1.0",
+                    "shippingAgents": "api/cronus/integration/v1.0",
                     "salesReturnOrders": "api/cronus/integration/v1.0",
                     "purchaseReturnOrders": "api/cronus/integration/v1.0",
                 },

@@ -38,6 +38,7 @@ from sandbox.api import (
 )
 from sandbox.metadata import csdl
 from sandbox.odata import QueryError, format_datetime, parse_select
+from sandbox.optionsets import ATTRIBUTE_PATH, OptionSets
 from sandbox.schema import DATAVERSE_OWNED, DATAVERSE_REQUIRED_LOOKUPS, DATAVERSE_SETS, EntitySet
 from sandbox.store import DuplicateKey, Row
 
@@ -133,6 +134,7 @@ class Dataverse:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.seeding = False
+        self.option_sets = OptionSets(store)
 
     # -- HTTP entry points ------------------------------------------------------------------
 
@@ -169,6 +171,9 @@ class Dataverse:
                     "OrganizationId": ORGANIZATION_ID,
                 },
             )
+        option_answer = self._option_sets(request)
+        if option_answer is not None:
+            return option_answer
         match = _SET_PATH.match(request.path)
         entity = DATAVERSE_SETS.get(match.group("set")) if match else None
         if match is None or entity is None:
@@ -217,6 +222,31 @@ class Dataverse:
         if request.method == "DELETE":
             return self._delete(request, entity, key)
         raise ApiError(405, BAD_REQUEST, f"'{request.method}' is not allowed on '{entity.name}'.")
+
+    def _option_sets(self, request: ApiRequest) -> ApiResponse | None:
+        """Choice column metadata and the InsertOptionValue / UpdateOptionValue actions (:mod:`sandbox.optionsets`)."""
+        attribute = ATTRIBUTE_PATH.match(request.path)
+        if attribute is not None:
+            if request.method != "GET":
+                raise ApiError(405, BAD_REQUEST, f"'{request.method}' is not allowed on attribute metadata.")
+            body = self.option_sets.attribute(request.root, attribute.group("entity"), attribute.group("attribute"))
+            return ApiResponse(200, body)
+        if request.path not in ("InsertOptionValue", "UpdateOptionValue"):
+            return None
+        if request.method != "POST":
+            raise ApiError(405, BAD_REQUEST, f"{request.path} is an action; use POST.")
+        payload = self._payload(request)
+        if request.path == "UpdateOptionValue":
+            self.option_sets.update(payload)
+            return ApiResponse(204, None)
+        value = self.option_sets.insert(payload)
+        return ApiResponse(
+            200,
+            {
+                "@odata.context": f"{request.root}$metadata#Microsoft.Dynamics.CRM.InsertOptionValueResponse",
+                "NewOptionValue": value,
+            },
+        )
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -518,6 +548,7 @@ class Dataverse:
             if spec.read_only:
                 continue
             values[name] = self._coerce(entity, spec.name, spec.type, spec.maxlen, value)
+            self.option_sets.check(entity.type_name, name, values[name])
         return values, binds
 
     @staticmethod

@@ -60,7 +60,7 @@ def generate_customers(store: Store, count: int, prefix: str) -> dict[str, Any]:
             "type": "Company",
             "salespersonCode": "JO",
             "paymentTermsCode": "14 DAYS",
-            "paymentTermsId": stable_id("Payment Terms", "14 DAYS"),
+            "paymentTermsId": stable_id("paymentTerms", "14 DAYS"),
             "currencyId": EMPTY_GUID,
         }
     )

@@ -197,6 +197,26 @@ BC_SETS: dict[str, EntitySet] = {
             S("symbol", 10),
         ),
         _bc(
+            "paymentTerms",
+            "paymentTerm",
+            "Payment Terms",
+            "code",
+            C("code", 10, default=None),
+            S("displayName", 100),
+            S("dueDateCalculation", 32),
+            S("discountDateCalculation", 32),
+            N("discountPercent"),
+            B("calculateDiscountOnCreditMemos"),
+        ),
+        _bc(
+            "shipmentMethods",
+            "shipmentMethod",
+            "Shipment Method",
+            "code",
+            C("code", 10, default=None),
+            S("displayName", 100),
+        ),
+        _bc(
             "itemCategories",
             "itemCategory",
             "Item Category",
@@ -336,8 +356,19 @@ BC_SETS: dict[str, EntitySet] = {
     )
 }
 
-#: The custom API page that exposes resources (``/api/cronus/integration/v1.0/``).
+#: The custom API pages that expose resources and shipping agents (``/api/cronus/integration/v1.0/``): API v2.0
+#: has neither (shipping agents: table 291 "Shipping Agent", Code[10], Name Text[50]).
 BC_CUSTOM_SETS: dict[str, EntitySet] = {
+    "shippingAgents": _bc(
+        "shippingAgents",
+        "shippingAgent",
+        "Shipping Agent",
+        "code",
+        C("code", 10, default=None),
+        S("displayName", 50),
+        S("internetAddress", 250),
+        S("accountNumber", 30),
+    ),
     "resources": _bc(
         "resources",
         "resource",
@@ -353,7 +384,7 @@ BC_CUSTOM_SETS: dict[str, EntitySet] = {
         S("jobTitle", 30),
         N("capacity"),
         B("blocked"),
-    )
+    ),
 }
 
 
@@ -486,6 +517,7 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DN("customertypecode", "int"),
             DN("paymenttermscode", "int"),
             DN("address1_shippingmethodcode", "int"),
+            DN("address1_freighttermscode", "int"),
             DS("description", 2000),
             *_state(),
             lookups=(

@@ -62,7 +62,55 @@ def seed(store: Store, bc: BusinessCentral, dataverse: Dataverse) -> None:
         bc.seeding = dataverse.seeding = False
 
 
+#: The CRONUS payment terms, shipment methods and shipping agents (Code, Description/Name).
+PAYMENT_TERMS = {
+    "10 DAYS": "Net 10 days",
+    "14 DAYS": "Net 14 days",
+    "1M(8D)": "1 Month/2% 8 days",
+    "21 DAYS": "Net 21 days",
+    "2 DAYS": "Net 2 days",
+    "30 DAYS": "Net 30 days",
+    "60 DAYS": "Net 60 days",
+    "7 DAYS": "Net 7 days",
+    "CM": "Current Month",
+    "COD": "Cash on delivery",
+}
+SHIPMENT_METHODS = {
+    "CFR": "Cost and Freight",
+    "CIF": "Cost Insurance and Freight",
+    "CIP": "Carriage and Insurance Paid",
+    "CPT": "Carriage Paid to",
+    "DAF": "Delivered at Frontier",
+    "DDP": "Delivered Duty Paid",
+    "DDU": "Delivered Duty Unpaid",
+    "DEQ": "Delivered ex Quay",
+    "DES": "Delivered ex Ship",
+    "EXW": "Ex Warehouse",
+    "FAS": "Free Alongside Ship",
+    "FCA": "Free Carrier",
+    "FOB": "Free on Board",
+    "PICKUP": "Pickup at Location",
+}
+SHIPPING_AGENTS = {
+    "DHL": "DHL Systems, Inc.",
+    "FEDEX": "Federal Express Corporation",
+    "OWNLOG": "Own Logistics",
+    "UPS": "UPS Worldwide Shipping",
+}
+
+
 def _seed_bc(db: Any, bc: BusinessCentral) -> None:
+    for code, description in PAYMENT_TERMS.items():
+        days = description.removeprefix("Net ").removesuffix(" days")
+        bc.create(
+            db,
+            BC_SETS["paymentTerms"],
+            {"code": code, "displayName": description, "dueDateCalculation": f"{days}D" if days.isdigit() else ""},
+        )
+    for code, description in SHIPMENT_METHODS.items():
+        bc.create(db, BC_SETS["shipmentMethods"], {"code": code, "displayName": description})
+    for code, name in SHIPPING_AGENTS.items():
+        bc.create(db, BC_CUSTOM_SETS["shippingAgents"], {"code": code, "displayName": name})
     for c in _load("currencies"):
         bc.create(
             db,

@@ -282,6 +282,75 @@ class DataverseHook(MicrosoftApiHook):
             headers=upsert_headers(mode, etag),
         )
 
+    # -- choice (option set) columns ---------------------------------------------------------------------------
+    def option_set(self, entity: str, attribute: str) -> dict[int, str]:
+        """The options of a choice column: ``value -> label`` (the user's language label, else the first).
+
+        ``GET EntityDefinitions(LogicalName=...)/Attributes(LogicalName=...)/
+        Microsoft.Dynamics.CRM.PicklistAttributeMetadata?$select=LogicalName&$expand=OptionSet($select=Options)``
+        ("Query table definitions using the Web API", learn.microsoft.com/power-apps/developer/data-platform).
+
+        :param entity: the table's logical name (``account``). :param attribute: the column (``paymenttermscode``).
+        :raises MalformedResponseError: when the answer holds no ``OptionSet.Options``.
+        """
+        path = (
+            f"{API_PATH}EntityDefinitions(LogicalName='{entity}')/Attributes(LogicalName='{attribute}')/"
+            "Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
+        )
+        body = self.request_json(
+            "GET",
+            path,
+            params={"$select": "LogicalName", "$expand": "OptionSet($select=Options)"},
+            entity_set="EntityDefinitions",
+            record_id=f"{entity}.{attribute}",
+        )
+        options = (body.get("OptionSet") or {}).get("Options")
+        if not isinstance(options, list):
+            raise MalformedResponseError("attribute metadata without OptionSet.Options", entity_set="EntityDefinitions")
+        result: dict[int, str] = {}
+        for option in options:
+            label = option.get("Label") or {}
+            chosen: dict[str, Any] = label.get("UserLocalizedLabel") or next(
+                iter(label.get("LocalizedLabels") or []), {}
+            )
+            result[int(option["Value"])] = str(chosen.get("Label") or "")
+        return result
+
+    def insert_option_value(self, entity: str, attribute: str, label: str, language: int = 1033) -> int:
+        """Add an option to a choice column (``InsertOptionValue`` action); return its value (``NewOptionValue``).
+
+        Not idempotent: a repeat adds a second option with the same label, so callers match labels first.
+        """
+        body = self.request_json(
+            "POST",
+            f"{API_PATH}InsertOptionValue",
+            json={
+                "EntityLogicalName": entity,
+                "AttributeLogicalName": attribute,
+                "Label": {"LocalizedLabels": [{"Label": label, "LanguageCode": language}]},
+            },
+            entity_set="InsertOptionValue",
+        )
+        if "NewOptionValue" not in body:
+            raise MalformedResponseError("InsertOptionValue answer without NewOptionValue", entity_set=entity)
+        return int(body["NewOptionValue"])
+
+    def update_option_value(self, entity: str, attribute: str, value: int, label: str, language: int = 1033) -> None:
+        """Relabel an option of a choice column (``UpdateOptionValue`` action, labels merged)."""
+        self.request(
+            "POST",
+            f"{API_PATH}UpdateOptionValue",
+            json={
+                "EntityLogicalName": entity,
+                "AttributeLogicalName": attribute,
+                "Value": value,
+                "Label": {"LocalizedLabels": [{"Label": label, "LanguageCode": language}]},
+                "MergeLabels": True,
+            },
+            entity_set="UpdateOptionValue",
+            idempotent=True,
+        )
+
     def delete(self, entity_set: str, key: str | Mapping[str, Any]) -> None:
         """Delete a row. :raises NotFoundError: when it does not exist."""
         self.request(

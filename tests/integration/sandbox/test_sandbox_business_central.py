@@ -269,3 +269,18 @@ def test_json_batch_refuses_more_than_100_operations(bc):
     )
     assert answer.status_code == 400
     assert "100" in answer.json()["error"]["message"]
+
+
+def test_payment_terms_shipment_methods_and_shipping_agents(sandbox) -> None:
+    # API v2.0 paymentTerms and shipmentMethods; shipping agents through the custom API route (not in API v2.0)
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+
+    hook = BusinessCentralHook()
+    terms = {t["code"]: t for page in hook.query("paymentTerms") for t in page.records}
+    assert terms["30 DAYS"]["displayName"] == "Net 30 days" and len(terms) == 10
+    methods = [m["code"] for page in hook.query("shipmentMethods") for m in page.records]
+    assert "FOB" in methods and len(methods) == 14
+    agents = {a["code"]: a["displayName"] for page in hook.query("shippingAgents") for a in page.records}
+    assert agents["DHL"] == "DHL Systems, Inc." and len(agents) == 4
+    adatum = next(c for page in hook.query("customers", filter="number eq '10000'") for c in page.records)
+    assert adatum["paymentTermsId"] == terms[adatum["paymentTermsCode"]]["id"]

@@ -345,3 +345,26 @@ def test_batch_of_1000_requests_is_fast_and_1001_is_refused(dv):
     assert elapsed < 3, elapsed  # about 0.3 s on a 2-core machine; generous for loaded CI hosts
     refused = _batch(dv, [_part("GET", "accounts") for _ in range(1001)])
     assert refused.status_code == 400
+
+
+def test_choice_columns_read_insert_and_update_options_and_rows_accept_only_them(sandbox) -> None:
+    # "Insert, update, delete, and order global option sets" / InsertOptionValue, UpdateOptionValue actions
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.hooks.errors import ApiError
+
+    hook = DataverseHook()
+    assert hook.option_set("account", "paymenttermscode") == {1: "Net 30", 2: "2% 10, Net 30", 3: "Net 45", 4: "Net 60"}
+    value = hook.insert_option_value("account", "paymenttermscode", "30 DAYS")
+    assert value == 100_000_000
+    assert hook.insert_option_value("account", "paymenttermscode", "14 DAYS") == 100_000_001
+    hook.update_option_value("account", "paymenttermscode", value, "30 DAYS NET")
+    assert hook.option_set("account", "paymenttermscode")[value] == "30 DAYS NET"
+    created = hook.create("accounts", {"name": "Option Ltd", "paymenttermscode": value})
+    assert hook.get("accounts", created)["paymenttermscode"] == value
+    try:
+        hook.create("accounts", {"name": "Bad Option Ltd", "paymenttermscode": 5})
+    except ApiError as exc:
+        assert "The value 5 of 'paymenttermscode' on record of type 'account' is outside the valid range" in str(exc)
+        assert "Accepted Values: 1,2,3,4,100000000,100000001" in str(exc)
+    else:
+        raise AssertionError("an option outside the choice column was accepted")
