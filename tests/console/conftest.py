@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 import requests
-from console_support import PASSWORDS, REPO, Console, free_port, seed_state
+from console_support import PASSWORDS, REPO, Console, free_port, sandbox_records, seed_state
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,10 @@ def console(
     store.migrate()
     conninfo = postgres_server.conninfo(dbname)
     seed = seed_state(store, conninfo)
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in sandbox_process.environment().items():
+            env.setenv(name, value)
+        sandbox_records(seed)
 
     work = tmp_path_factory.mktemp("console")
     passwords = work / "passwords.json"

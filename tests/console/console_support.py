@@ -17,14 +17,17 @@ from urllib.parse import quote
 import psycopg
 import requests
 
+from sandbox.auth import systemuser_id
+
 REPO = Path(__file__).resolve().parents[2]
 
 PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-pw"}
 SCRIPT_NAME = "<script>alert(1)</script>"
 HTML_SUBJECT = '<b>Quarterly</b> <img src=x onerror="alert(2)"> offer'
 CUSTOMER_MAPPING = "CUSTOMER"
-CRM_USER_1 = uuid.UUID("11111111-1111-1111-1111-111111111111")
-CRM_USER_2 = uuid.UUID("22222222-2222-2222-2222-222222222222")
+# Two of the sandbox's CRM users (the CRONUS salespeople), so Remap's check finds them in Dataverse.
+CRM_USER_1 = uuid.UUID(systemuser_id("JO@contoso.com"))
+CRM_USER_2 = uuid.UUID(systemuser_id("LT@contoso.com"))
 
 
 def free_port() -> int:
@@ -44,6 +47,9 @@ class Seed:
     coupling_erp_ids: list[str] = field(default_factory=list)
     error_source_ids: list[str] = field(default_factory=list)
     mailbox_ids: list[int] = field(default_factory=list)
+    #: (id, number) of sandbox customers and (accountid, accountnumber) of sandbox accounts, none coupled.
+    customers: list[tuple[str, str]] = field(default_factory=list)
+    accounts: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -82,6 +88,23 @@ class Console:
         """Read the state store directly (what the tests assert on)."""
         with psycopg.connect(self.conninfo) as conn:
             return conn.execute(sql, params).fetchall()
+
+
+def sandbox_records(seed: Seed) -> None:
+    """Real records of the sandbox for Couple (it checks both ids in their systems); the hooks' connections
+    must be in the environment."""
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
+    customers = next(BusinessCentralHook().iter_pages("customers", select=["id", "number"], orderby="number"))
+    seed.customers = [(str(c["id"]).lower(), str(c["number"])) for c in customers[:3]]
+    # The CRONUS accounts have no account number: three with one, so Couple's keeping of crm_key shows.
+    crm = DataverseHook()
+    tag = uuid.uuid4().hex[:6].upper()
+    seed.accounts = [
+        (crm.create("accounts", {"name": f"Console test {n}", "accountnumber": f"CT{tag}{n}"}), f"CT{tag}{n}")
+        for n in range(3)
+    ]
 
 
 def seed_state(store: Any, conninfo: str) -> Seed:
@@ -132,7 +155,7 @@ def seed_state(store: Any, conninfo: str) -> Seed:
             seed.error_source_ids.append(source_id)
             conn.execute(
                 "INSERT INTO dynamics.sync_record_error (mapping, direction, source_id, source_key, destination_id,"
-                " kind, message, error_count, skipped) VALUES (%s, 'to_crm', %s, %s, %s, 'write', %s, %s, %s)",
+                " kind, message, error_count, skipped) VALUES (%s, 'to_crm', %s, %s, %s, 'record', %s, %s, %s)",
                 (
                     CUSTOMER_MAPPING,
                     source_id,

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from console_support import CUSTOMER_MAPPING, HTML_SUBJECT, SCRIPT_NAME, Console
+from console_support import CRM_USER_1, CRM_USER_2, CUSTOMER_MAPPING, HTML_SUBJECT, SCRIPT_NAME, Console
 
 from dynamics_jobqueue.console.app import create_app
 
@@ -18,7 +18,14 @@ pytestmark = pytest.mark.timeout(300)
 
 def _routes() -> list[tuple[str, str]]:
     """(method, path) of every route of the console app, path parameters filled with plausible values."""
-    values = {"entry_id": str(uuid.uuid4()), "mailbox_id": "1", "mapping": "CUSTOMER", "erp_id": "x", "action": "skip"}
+    values = {
+        "entry_id": str(uuid.uuid4()),
+        "mailbox_id": "1",
+        "mapping": "CUSTOMER",
+        "erp_id": "x",
+        "action": "skip",
+        "name": "swagger-ui.css",
+    }
     found = []
     for route in create_app().routes:
         path = getattr(route, "path", "")
@@ -164,22 +171,126 @@ def test_enqueue_is_the_post_button_of_an_external_system(console: Console) -> N
     )
     assert rows == [("Ready", "operator")]
     mine = requests.get(url, params={"mine": "true"}, headers=bearer, timeout=30).json()
-    assert [e["document_number"] for e in mine] == ["103777"]
+    assert [e["document_number"] for e in mine["items"]] == ["103777"] and mine["total"] == 1
 
 
-def test_listings_and_openapi(console: Console) -> None:
+def test_listings_are_paged_with_totals_and_labels(console: Console) -> None:
     bearer = {"Authorization": f"Bearer {console.token('viewer')}"}
-    base = console.console_url
-    logs = requests.get(f"{base}/api/job-queue-log-entries", params={"status": "Error"}, headers=bearer).json()
-    assert [log["status"] for log in logs] == ["Error"]
-    assert requests.get(f"{base}/api/documents-to-handle", headers=bearer).json()[0]["document_number"] == "108001"
-    runs = requests.get(f"{base}/api/sync/runs", params={"mapping": CUSTOMER_MAPPING}, headers=bearer).json()
-    assert sorted(run["inserted"] for run in runs) == [0, 5]
-    mailboxes = requests.get(f"{base}/api/mailboxes", headers=bearer).json()
+    base = f"{console.console_url}/api"
+    logs = requests.get(f"{base}/job-queue-log-entries", params={"status": "Error"}, headers=bearer).json()
+    assert [log["status"] for log in logs["items"]] == ["Error"] and logs["total"] == 1
+    documents = requests.get(f"{base}/documents-to-handle", headers=bearer).json()
+    assert documents["items"][0]["document_number"] == "108001" and documents["total"] == 1
+    runs = requests.get(f"{base}/sync/runs", params={"mapping": CUSTOMER_MAPPING, "sort": "-inserted"}, headers=bearer)
+    assert [run["inserted"] for run in runs.json()["items"]] == [5, 0]
+    assert {(run["direction_label"], run["status_label"]) for run in runs.json()["items"]} == {
+        ("ERP to CRM", "Succeeded")
+    }
+    errors = requests.get(f"{base}/sync/errors", params={"skipped": "true"}, headers=bearer).json()
+    assert errors["total"] == 1 and errors["items"][0]["source_key"] == "10000"
+    assert errors["items"][0]["kind_label"] == "Record error"
+    assert errors["items"][0]["skipped_reason"] == (
+        "Skipped after failing 2 times; last error: Customer 10000: the account name is too long"
+    )
+    # Pages of one: each has the total; sorted by key both ways; past the end is empty, not an error.
+    pages = [
+        requests.get(
+            f"{base}/sync/couplings", params={"limit": 1, "offset": offset, "sort": "-erp_key"}, headers=bearer
+        ).json()
+        for offset in (0, 1, 2)
+    ]
+    assert [p["total"] for p in pages] == [2, 2, 2]
+    assert [[c["erp_key"] for c in p["items"]] for p in pages] == [["30000"], ["20000"], []]
+    for params in ({"sort": "password"}, {"limit": 501}, {"offset": -1}):
+        refused = requests.get(f"{base}/sync/couplings", params=params, headers=bearer)
+        assert refused.status_code == 422, params
+    mailboxes = requests.get(f"{base}/mailboxes", headers=bearer).json()
     assert {w["workload"] for w in mailboxes[0]["workloads"]} == {"incoming", "outgoing", "act"}
-    schema = requests.get(f"{base}/openapi.json", headers=bearer).json()
+    assert {w["status_label"] for w in mailboxes[0]["workloads"]} == {"Not run"}
+    messages = requests.get(f"{base}/mailbox-messages", headers=bearer).json()
+    assert messages["total"] == 1 and messages["items"][0]["outcome_label"] == "Tracked"
+    trends = requests.get(f"{base}/sync/trends", params={"bucket": "hour"}, headers=bearer).json()
+    assert sum(t["inserted"] for t in trends if t["mapping"] == CUSTOMER_MAPPING) == 5
+    mappings = requests.get(f"{base}/sync/mappings", headers=bearer).json()
+    customer = next(m for m in mappings if m["name"] == CUSTOMER_MAPPING)
+    assert customer["loaded"] and customer["crm_entity_set"] == "accounts"
+
+
+def test_openapi_has_servers_status_codes_and_local_docs(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('viewer')}"}
+    schema = requests.get(f"{console.console_url}/openapi.json", headers=bearer).json()
+    assert schema["servers"][0]["url"] == "/dynamics"
     assert "/api/job-queue-entries" in schema["paths"] and "post" in schema["paths"]["/api/job-queue-entries"]
     assert "/job-queue" not in schema["paths"]
+    couple = schema["paths"]["/api/sync/couplings"]["post"]["responses"]
+    assert set(couple) == {"201", "401", "403", "404", "409", "422", "502"}
+    for page, asset in (("docs", "swagger-ui-bundle.js"), ("redoc", "redoc.standalone.js")):
+        html = requests.get(f"{console.console_url}/{page}", headers=bearer).text
+        assert f"/dynamics/docs-assets/{asset}" in html and "cdn" not in html.lower()
+        script = requests.get(f"{console.console_url}/docs-assets/{asset}", headers=bearer)
+        assert script.status_code == 200 and len(script.content) > 100_000
+    assert requests.get(f"{console.console_url}/docs-assets/swagger-ui.css").status_code == 401
+
+
+def _audit_log(console: Console, event: str) -> list[dict[str, Any]]:
+    """Airflow's Audit Log entries of ``event`` (``GET /api/v2/eventLogs``)."""
+    response = requests.get(
+        f"{console.base_url}/api/v2/eventLogs",
+        params={"event": event},
+        headers={"Authorization": f"Bearer {console.token('admin')}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return list(response.json()["event_logs"])
+
+
+def test_couple_checks_the_mapping_and_both_records_and_is_audited(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('operator')}"}
+    url = f"{console.console_url}/api/sync/couplings"
+    (erp_id, number), (crm_id, account_number) = console.seed.customers[0], console.seed.accounts[0]
+    refusals = [
+        ({"mapping": "BOGUS", "erp_id": erp_id, "crm_id": crm_id}, 422, "no table mapping 'BOGUS'"),
+        ({"mapping": CUSTOMER_MAPPING, "erp_id": "10000", "crm_id": crm_id}, 422, "not a GUID"),
+        ({"mapping": CUSTOMER_MAPPING, "erp_id": str(uuid.uuid4()), "crm_id": crm_id}, 404, "of customers does not"),
+        ({"mapping": CUSTOMER_MAPPING, "erp_id": erp_id, "crm_id": str(uuid.uuid4())}, 404, "of accounts does not"),
+    ]
+    for body, code, text in refusals:
+        response = requests.post(url, json=body, headers=bearer, timeout=60)
+        assert (response.status_code, text in response.json()["detail"]) == (code, True), response.text
+    assert console.query("SELECT count(*) FROM dynamics.sync_coupling WHERE mapping = 'BOGUS'") == [(0,)]
+    body = {"mapping": CUSTOMER_MAPPING, "erp_id": erp_id.upper(), "crm_id": crm_id}
+    response = requests.post(url, json=body, headers=bearer, timeout=60)
+    assert response.status_code == 201, response.text
+    coupled = console.query("SELECT crm_id, erp_key, crm_key FROM dynamics.sync_coupling WHERE erp_id = %s", (erp_id,))
+    assert coupled == [(crm_id, number, account_number)]
+    assert requests.post(url, json=body, headers=bearer, timeout=60).status_code == 409
+    # The console's search finds it by either key.
+    found = requests.get(url, params={"search": account_number}, headers=bearer).json()
+    assert [c["erp_id"] for c in found["items"]] == [erp_id]
+
+    uncouple = f"{url}/{CUSTOMER_MAPPING}/{erp_id}"
+    assert requests.delete(uncouple, headers=bearer, timeout=30).status_code == 422
+    assert requests.delete(uncouple, params={"confirm": "true"}, headers=bearer, timeout=30).status_code == 200
+    assert console.query("SELECT count(*) FROM dynamics.sync_coupling WHERE erp_id = %s", (erp_id,)) == [(0,)]
+
+    entries = _audit_log(console, "dynamics_console.couple")
+    assert len(entries) == 6 and {e["owner"] for e in entries} == {"operator"}
+    assert any(f'"crm_id": "{crm_id}"' in (e["extra"] or "") for e in entries)
+    assert [e["owner"] for e in _audit_log(console, "dynamics_console.uncouple")] == ["operator", "operator"]
+
+
+def test_remap_picks_a_crm_user(console: Console) -> None:
+    bearer = {"Authorization": f"Bearer {console.token('operator')}"}
+    users = requests.get(f"{console.console_url}/api/crm-users", params={"search": "JO@"}, headers=bearer).json()
+    assert [u["systemuserid"] for u in users] == [str(CRM_USER_1)]
+    support = console.seed.mailbox_ids[1]
+    url = f"{console.console_url}/api/mailboxes/{support}/remap"
+    response = requests.post(url, json={"crm_user_id": str(uuid.uuid4())}, headers=bearer, timeout=30)
+    assert response.status_code == 422 and "is not a CRM user" in response.json()["detail"]
+    assert console.query("SELECT crm_user_id FROM dynamics.mailbox WHERE mailbox_id = %s", (support,)) == [
+        (CRM_USER_2,)
+    ]
+    assert _audit_log(console, "dynamics_console.remap")[0]["owner"] == "operator"
 
 
 def test_plugin_views_are_in_the_airflow_ui(console: Console) -> None:

@@ -162,12 +162,13 @@ def test_integration_sync_errors_and_couplings(operator: Operator, console: Cons
     page.locator(f'tr[data-erp-id="{erp_id}"] button', has_text="Uncouple").click()
     assert "is no longer coupled" in operator.notice()
     assert console.query("SELECT count(*) FROM dynamics.sync_coupling WHERE erp_id = %s", (erp_id,)) == [(0,)]
-    crm_id = "aaaaaaaa-0000-0000-0000-000000000001"
+    (erp_id, number), (crm_id, account_number) = console.seed.customers[2], console.seed.accounts[2]
     page.fill("#couple-form input[name=erp_id]", erp_id)
     page.fill("#couple-form input[name=crm_id]", crm_id)
     page.click("#couple-form button")
     assert "is coupled to" in operator.notice()
-    assert console.query("SELECT crm_id FROM dynamics.sync_coupling WHERE erp_id = %s", (erp_id,)) == [(crm_id,)]
+    coupled = console.query("SELECT crm_id, erp_key, crm_key FROM dynamics.sync_coupling WHERE erp_id = %s", (erp_id,))
+    assert coupled == [(crm_id, number, account_number)]
     operator.shot("10-couplings")
 
 

@@ -14,6 +14,7 @@ links to it.
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -22,27 +23,40 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import jinja2
+from airflow.api_fastapi.logging.decorators import action_logging
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, status
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from dynamics_jobqueue.console import runs, service
+from dynamics_jobqueue import __version__
+from dynamics_jobqueue.console import labels, records, runs, service
+from dynamics_jobqueue.console import queries as q
+from dynamics_jobqueue.console.listing import PageOf, PageRequest, Period, page_request, period
 from dynamics_jobqueue.console.models import (
     ActionResult,
+    CategoryOut,
     CoupleBody,
     CouplingOut,
+    CrmUserOut,
     DagRunTriggered,
     DocumentToHandleOut,
     EnqueueBody,
+    ErrorOut,
     JobQueueEntryDetail,
     JobQueueEntryOut,
     JobQueueLogEntryOut,
+    MailboxMessageOut,
     MailboxOut,
+    MailboxTrendOut,
+    MappingOut,
+    PostingTrendOut,
     RemapBody,
     SyncErrorOut,
     SyncRecordBody,
     SyncRunOut,
+    SyncTrendOut,
 )
 from dynamics_jobqueue.console.security import (
     EditUser,
@@ -51,6 +65,7 @@ from dynamics_jobqueue.console.security import (
     check_api_csrf,
     check_form_csrf,
     csrf_token,
+    edit_user,
     set_csrf_cookie,
 )
 from dynamics_jobqueue.hooks.state import StateStoreHook
@@ -153,7 +168,11 @@ def test_and_enable(store: StateStoreHook, mailbox_id: int, user: Any, *, from_a
 
 
 def remap(store: StateStoreHook, mailbox_id: int, crm_user_id: uuid.UUID, confirm: bool, user: str) -> ActionResult:
-    """Map the mailbox to a CRM user; breaking a mapping needs ``confirm`` (:func:`map_user`)."""
+    """Map the mailbox to an enabled CRM user; breaking a mapping needs ``confirm`` (:func:`map_user`).
+
+    :raises records.InvalidInputError: when ``crm_user_id`` is not an enabled CRM user.
+    """
+    records.check_crm_user(crm_user_id)
     try:
         broken = map_user(store, mailbox_id, crm_user_id, confirm=confirm, changed_by=user)
     except KeyError as exc:
@@ -161,14 +180,22 @@ def remap(store: StateStoreHook, mailbox_id: int, crm_user_id: uuid.UUID, confir
     return ActionResult(message=f"Mailbox {mailbox_id} is mapped to CRM user {crm_user_id}.", details=broken)
 
 
+def couple_records(store: StateStoreHook, mapping: str, erp_id: str, crm_id: str) -> str:
+    """Couple after :func:`records.check_couple` (mapping loaded, both records exist); returns the notice.
+
+    :raises records.InvalidInputError, records.RecordNotFoundError, records.SystemUnavailableError: see there.
+    :raises ConsoleActionError: when either record is already coupled.
+    """
+    pair = records.check_couple(mapping, erp_id, crm_id)
+    service.couple(store, pair.mapping, pair.erp_id, pair.crm_id, pair.erp_key, pair.crm_key)
+    keys = f" ({pair.erp_key or '-'} / {pair.crm_key or '-'})" if pair.erp_key or pair.crm_key else ""
+    return f"{pair.mapping}: ERP record {pair.erp_id} is coupled to CRM record {pair.crm_id}{keys}."
+
+
 #: Refusals meant for the user (the domain's messages); anything else is a server error.
 USER_ERRORS = (queue.JobQueueError, service.ConsoleActionError, runs.TriggerRefusedError, ValueError)
-
-
-def _log_filter(
-    category: str | None, status_: str | None, user_id: str | None, date_from: date | None, date_to: date | None
-) -> service.LogFilter:
-    return service.LogFilter(category or None, status_ or None, user_id or None, date_from, date_to)
+#: Refusals of the checks against the mappings and both systems (:mod:`records`).
+CHECK_ERRORS = (records.RecordNotFoundError, records.SystemUnavailableError)
 
 
 def _optional_date(value: str | None) -> date | None:
@@ -182,28 +209,69 @@ def _optional_date(value: str | None) -> date | None:
 
 # -- JSON API ----------------------------------------------------------------------------------------------------
 api = APIRouter(prefix="/api", tags=["console API"])
-api_write = [Depends(check_api_csrf)]
 
 
-@api.get("/job-queue-entries", response_model=list[JobQueueEntryOut])
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorOut, "description": RESPONSE_TEXT[code]} for code in (401, 403, *codes)}
+
+
+RESPONSE_TEXT = {
+    401: "Not signed in (no Airflow token).",
+    403: "Invalid token, no permission (reading needs DAG read, actions DAG edit), or CSRF token missing.",
+    404: "The record, entry or mailbox does not exist.",
+    409: "The state refuses the action (already coupled, being posted, a mapping would break).",
+    422: "Invalid input (unknown mapping, not a GUID, not a CRM user, unknown sort, out-of-range paging).",
+    502: "Business Central or Dataverse did not answer the check.",
+}
+
+
+def _write(event: str) -> list[Any]:
+    """Dependencies of a write: edit permission first, the CSRF check, then the Airflow Audit Log entry
+    (``airflow.api_fastapi.logging.decorators.action_logging``: a row of Airflow's ``log`` table with the event,
+    the user and the request's parameters and body, shown in the UI's Audit Log)."""
+    return [Depends(edit_user), Depends(check_api_csrf), Depends(action_logging(event=f"{AUDIT_PREFIX}.{event}"))]
+
+
+#: Prefix of the console's Audit Log events (``dynamics_console.couple`` ...).
+AUDIT_PREFIX = "dynamics_console"
+Paging = Annotated[PageRequest, Depends(page_request)]
+Search = Annotated[str | None, Query(description="case-insensitive substring")]
+
+
+def _page(items: list[Any], total: int, sort: str, request: PageRequest) -> dict[str, Any]:
+    return {"items": items, "total": total, "offset": request.offset, "limit": request.limit, "sort": sort}
+
+
+@api.get("/job-queue-entries", response_model=PageOf[JobQueueEntryOut], responses=_responses(422))
 def api_job_queue_entries(
     store: Store,
     user: ReadUser,
+    paging: Paging,
     category: str | None = None,
-    entry_status: Annotated[str | None, Query(alias="status")] = None,
+    entry_status: Annotated[str | None, Query(alias="status", description=", ".join(ENTRY_STATUSES))] = None,
     user_id: str | None = None,
     mine: bool = False,
-) -> list[JobQueueEntryOut]:
-    """Job Queue Entries, newest first; ``mine=true`` gives My Job Queue (the signed-in user's entries)."""
-    statuses = [Status(entry_status)] if entry_status else None
-    entries = queue.list_entries(
-        store, category_code=category or None, statuses=statuses, user_id=user.get_name() if mine else user_id
+    search: Search = None,
+) -> dict[str, Any]:
+    """Job Queue Entries, newest first; ``mine=true`` gives My Job Queue (the signed-in user's entries).
+    Sorts: created_at, entry_no, priority, status, category_code, document_number, user_id, earliest_start_at."""
+    entries, total, sort = service.job_queue_entries(
+        store,
+        paging,
+        category_code=category,
+        status=entry_status,
+        user_id=user.get_name() if mine else user_id,
+        search=search,
     )
-    return [_entry_out(e) for e in entries]
+    return _page([_entry_out(e) for e in entries], total, sort, paging)
 
 
 @api.post(
-    "/job-queue-entries", response_model=JobQueueEntryOut, status_code=status.HTTP_201_CREATED, dependencies=api_write
+    "/job-queue-entries",
+    response_model=JobQueueEntryOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=_write("enqueue"),
+    responses=_responses(409, 422),
 )
 def api_enqueue(body: EnqueueBody, store: Store, user: EditUser) -> JobQueueEntryOut:
     """Post via the job queue: queue a document for posting as the signed-in user (409 when already scheduled)."""
@@ -224,7 +292,7 @@ def api_enqueue(body: EnqueueBody, store: Store, user: EditUser) -> JobQueueEntr
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
 
 
-@api.get("/job-queue-entries/{entry_id}", response_model=JobQueueEntryDetail)
+@api.get("/job-queue-entries/{entry_id}", response_model=JobQueueEntryDetail, responses=_responses(404))
 def api_job_queue_entry(entry_id: uuid.UUID, store: Store, user: ReadUser) -> JobQueueEntryDetail:
     """Show Error: the entry, its error message and every attempt with its error detail."""
     entry = queue.get_entry(store, entry_id)
@@ -236,16 +304,27 @@ def api_job_queue_entry(entry_id: uuid.UUID, store: Store, user: ReadUser) -> Jo
     )
 
 
-@api.delete("/job-queue-entries/{entry_id}", response_model=ActionResult, dependencies=api_write)
+@api.delete(
+    "/job-queue-entries/{entry_id}",
+    response_model=ActionResult,
+    dependencies=_write("remove_from_job_queue"),
+    responses=_responses(409),
+)
 def api_remove(entry_id: uuid.UUID, store: Store, user: EditUser) -> ActionResult:
-    """Remove from Job Queue: the document's Job Queue Status becomes blank (409 while it is being posted)."""
+    """Remove from Job Queue: the document's Job Queue Status becomes blank (409 while it is being posted or
+    when it is not in the job queue)."""
     try:
         return ActionResult(message=remove_entry(store, entry_id))
     except USER_ERRORS as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-@api.post("/job-queue-entries/{entry_id}/set-ready", response_model=JobQueueEntryOut, dependencies=api_write)
+@api.post(
+    "/job-queue-entries/{entry_id}/set-ready",
+    response_model=JobQueueEntryOut,
+    dependencies=_write("set_status_to_ready"),
+    responses=_responses(409),
+)
 def api_set_ready(entry_id: uuid.UUID, store: Store, user: EditUser) -> JobQueueEntryOut:
     """Set Status to Ready: an entry in Error or On Hold runs again with fresh attempts."""
     try:
@@ -254,42 +333,128 @@ def api_set_ready(entry_id: uuid.UUID, store: Store, user: EditUser) -> JobQueue
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-@api.get("/documents-to-handle", response_model=list[DocumentToHandleOut])
-def api_documents_to_handle(store: Store, user: ReadUser) -> list[dict[str, Any]]:
-    """Documents whose posting failed (Job Queue Status Error), with the reason."""
-    return service.documents_to_handle(store)
+@api.get("/job-queue-categories", response_model=list[CategoryOut], responses=_responses())
+def api_categories(store: Store, user: ReadUser) -> list[dict[str, Any]]:
+    """Job queue categories (the filters of the job queue lists)."""
+    return service.categories(store)
 
 
-@api.get("/job-queue-log-entries", response_model=list[JobQueueLogEntryOut])
+@api.get("/documents-to-handle", response_model=PageOf[DocumentToHandleOut], responses=_responses(422))
+def api_documents_to_handle(
+    store: Store,
+    user: ReadUser,
+    paging: Paging,
+    category: str | None = None,
+    user_id: str | None = None,
+    search: Search = None,
+) -> dict[str, Any]:
+    """Documents whose posting failed (Job Queue Status Error), with the reason; ``search`` matches the document
+    number or the error. Sorts: updated_at, document_type, document_number, category_code, user_id."""
+    rows, total, sort = service.documents_to_handle(
+        store, paging, category_code=category, user_id=user_id, search=search
+    )
+    return _page(rows, total, sort, paging)
+
+
+@api.get("/job-queue-log-entries", response_model=PageOf[JobQueueLogEntryOut], responses=_responses(422))
 def api_log_entries(
     store: Store,
     user: ReadUser,
+    paging: Paging,
     category: str | None = None,
-    log_status: Annotated[str | None, Query(alias="status")] = None,
+    log_status: Annotated[str | None, Query(alias="status", description=", ".join(LOG_STATUSES))] = None,
     user_id: str | None = None,
     date_from: date | None = None,
     date_to: date | None = None,
-) -> list[dict[str, Any]]:
-    """Job Queue Log Entries, newest first, filtered by category, status, user and start date (UTC days)."""
-    return service.log_entries(store, _log_filter(category, log_status, user_id, date_from, date_to))
+    search: Search = None,
+    job_queue_entry_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    """Job Queue Log Entries, newest first, filtered by category, status, user, start date (UTC days) and entry.
+    Sorts: entry_no, started_at, ended_at, status, category_code, document_number, user_id."""
+    filters = service.LogFilter(
+        category, log_status, user_id, date_from, date_to, search, str(job_queue_entry_id or "") or None
+    )
+    rows, total, sort = service.log_entries(store, filters, paging)
+    return _page(rows, total, sort, paging)
 
 
-@api.get("/sync/mappings", response_model=list[str])
-def api_mappings(store: Store, user: ReadUser) -> list[str]:
-    """Table mappings with runs, couplings or errors."""
-    return service.mappings(store)
+@api.get("/sync/mappings", response_model=list[MappingOut], responses=_responses())
+def api_mappings(store: Store, user: ReadUser) -> list[dict[str, Any]]:
+    """The table mappings: the loaded ones (mappings folder, run order) and any other the state store has rows
+    of (``loaded`` false: a mapping removed from the folder)."""
+    loaded = {name: records.mapping(name) for name in records.mapping_names()}
+    names = list(loaded) + [name for name in service.mappings(store) if name not in loaded]
+    out = []
+    for name in names:
+        table = loaded.get(name)
+        out.append(
+            {
+                "name": name,
+                "loaded": table is not None,
+                "direction": str(table.direction) if table else None,
+                "direction_label": labels.label(labels.DIRECTION, str(table.direction)) if table else None,
+                "erp_entity_set": table.erp.entity_set if table else None,
+                "crm_entity_set": table.crm.entity_set if table else None,
+                "resolve_update_conflicts": str(table.resolve_update_conflicts) if table else None,
+            }
+        )
+    return out
 
 
-@api.get("/sync/runs", response_model=list[SyncRunOut])
-def api_sync_runs(store: Store, user: ReadUser, mapping: str | None = None) -> list[dict[str, Any]]:
-    """Recent Integration Synch. Jobs with Inserted/Modified/Deleted/Unchanged/Skipped/Failed."""
-    return service.sync_runs(store, mapping or None)
+def _with_labels(rows: list[dict[str, Any]], **fields: dict[str, str]) -> list[dict[str, Any]]:
+    for row in rows:
+        for name, table in fields.items():
+            row[f"{name}_label"] = labels.label(table, row[name])
+    return rows
 
 
-@api.get("/sync/errors", response_model=list[SyncErrorOut])
-def api_sync_errors(store: Store, user: ReadUser, mapping: str | None = None) -> list[dict[str, Any]]:
-    """The current error of each failing record, with source and destination ids."""
-    return service.sync_errors(store, mapping or None)
+@api.get("/sync/runs", response_model=PageOf[SyncRunOut], responses=_responses(422))
+def api_sync_runs(
+    store: Store,
+    user: ReadUser,
+    paging: Paging,
+    mapping: str | None = None,
+    direction: Annotated[str | None, Query(pattern="^(to_crm|from_crm)$")] = None,
+    run_status: Annotated[
+        str | None, Query(alias="status", description="running, success, failed, interrupted")
+    ] = None,
+    run_id: Annotated[str | None, Query(description="a crm_sync DAG run's run_id")] = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+) -> dict[str, Any]:
+    """Integration Synch. Jobs with Inserted/Modified/Deleted/Unchanged/Skipped/Failed, newest first.
+    Sorts: started_at, finished_at, mapping, direction, status and each count."""
+    rows, total, sort = service.sync_runs(
+        store,
+        paging,
+        mapping=mapping,
+        direction=direction,
+        status=run_status,
+        run_id=run_id,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    return _page(_with_labels(rows, direction=labels.DIRECTION, status=labels.SYNC_RUN_STATUS), total, sort, paging)
+
+
+@api.get("/sync/errors", response_model=PageOf[SyncErrorOut], responses=_responses(422))
+def api_sync_errors(
+    store: Store,
+    user: ReadUser,
+    paging: Paging,
+    mapping: str | None = None,
+    direction: Annotated[str | None, Query(pattern="^(to_crm|from_crm)$")] = None,
+    kind: Annotated[str | None, Query(description="record, dependency, conflict, deleted")] = None,
+    skipped: bool | None = None,
+    search: Search = None,
+) -> dict[str, Any]:
+    """The current error of each failing record, with source and destination ids, the reason a Skipped record
+    is skipped, and the DAG run that last failed it. Sorts: last_failed_at, first_failed_at, mapping,
+    source_key, kind, error_count, skipped."""
+    rows, total, sort = service.sync_errors(
+        store, paging, mapping=mapping, direction=direction, kind=kind, skipped=skipped, search=search
+    )
+    return _page(_with_labels(rows, direction=labels.DIRECTION, kind=labels.ERROR_KIND), total, sort, paging)
 
 
 def _record_endpoint(action: Callable[[StateStoreHook, SyncRecordBody], str]) -> Callable[..., ActionResult]:
@@ -304,19 +469,19 @@ def _record_endpoint(action: Callable[[StateStoreHook, SyncRecordBody], str]) ->
 
 
 def _retry(store: StateStoreHook, body: SyncRecordBody) -> str:
-    """Retry a failing record: fresh attempts on the next run, Skipped or not."""
+    """Retry a failing record: fresh attempts on the next run, Skipped or not (404 when it has no error)."""
     service.retry_record(store, body.mapping, body.direction, body.source_id)
     return f"{body.mapping}: record {body.source_id} will be retried on the next run."
 
 
 def _skip(store: StateStoreHook, body: SyncRecordBody) -> str:
-    """Skip a failing record: later runs leave it alone until it is un-skipped."""
+    """Skip a failing record: later runs leave it alone until it is un-skipped (404 when it has no error)."""
     service.skip_record(store, body.mapping, body.direction, body.source_id)
     return f"{body.mapping}: record {body.source_id} is skipped."
 
 
 def _unskip(store: StateStoreHook, body: SyncRecordBody) -> str:
-    """Un-skip a Skipped record (the sync module's reset): the next run retries it."""
+    """Un-skip a Skipped record (the sync module's reset): the next run retries it (404 when not skipped)."""
     if not reset_skipped(store, body.mapping, [body.source_id]):
         raise service.ConsoleActionError(f"{body.mapping}: record {body.source_id} is not skipped.")
     return f"{body.mapping}: record {body.source_id} is no longer skipped."
@@ -333,33 +498,65 @@ for _name, _action in RECORD_ACTIONS.items():
         _record_endpoint(_action),
         methods=["POST"],
         response_model=ActionResult,
-        dependencies=api_write,
+        dependencies=_write(f"sync_{_name}"),
         name=f"api_sync_{_name}",
         summary=f"{_name.capitalize()} a failing record",
+        responses=_responses(404, 422),
     )
 
 
-@api.get("/sync/couplings", response_model=list[CouplingOut])
+@api.get("/sync/couplings", response_model=PageOf[CouplingOut], responses=_responses(422))
 def api_couplings(
-    store: Store, user: ReadUser, mapping: str | None = None, search: str | None = None
-) -> list[dict[str, Any]]:
-    """Couplings, searchable by either id or business key."""
-    return service.couplings(store, mapping or None, search)
+    store: Store, user: ReadUser, paging: Paging, mapping: str | None = None, search: Search = None
+) -> dict[str, Any]:
+    """Couplings, searchable by either id or business key.
+    Sorts: mapping, erp_key, crm_key, erp_id, crm_id, coupled_at, synced_at."""
+    rows, total, sort = service.couplings(store, paging, mapping=mapping, search=search)
+    return _page(rows, total, sort, paging)
 
 
-@api.post("/sync/couplings", response_model=ActionResult, status_code=201, dependencies=api_write)
+@api.post(
+    "/sync/couplings",
+    response_model=ActionResult,
+    status_code=201,
+    dependencies=_write("couple"),
+    responses=_responses(404, 409, 422, 502),
+)
 def api_couple(body: CoupleBody, store: Store, user: EditUser) -> ActionResult:
-    """Couple an ERP record to a CRM record (409 when either is already coupled)."""
+    """Couple an ERP record to a CRM record: the mapping must be loaded (422), both records must exist in
+    their systems (404; 502 when a system does not answer), neither may be coupled yet (409). The coupling
+    keeps both business keys."""
     try:
-        service.couple(store, body.mapping, body.erp_id, body.crm_id, body.erp_key)
+        message = couple_records(store, body.mapping, body.erp_id, body.crm_id)
+    except records.InvalidInputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except records.RecordNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except records.SystemUnavailableError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
     except USER_ERRORS as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    return ActionResult(message=f"{body.mapping}: {body.erp_id} is coupled to {body.crm_id}.")
+    return ActionResult(message=message)
 
 
-@api.delete("/sync/couplings/{mapping}/{erp_id}", response_model=ActionResult, dependencies=api_write)
-def api_uncouple(mapping: str, erp_id: str, store: Store, user: EditUser) -> ActionResult:
-    """Uncouple an ERP record from its CRM record (404 when not coupled)."""
+@api.delete(
+    "/sync/couplings/{mapping}/{erp_id}",
+    response_model=ActionResult,
+    dependencies=_write("uncouple"),
+    responses=_responses(404, 422),
+)
+def api_uncouple(
+    mapping: str,
+    erp_id: str,
+    store: Store,
+    user: EditUser,
+    confirm: Annotated[bool, Query(description="must be true: the user confirmed the uncoupling")] = False,
+) -> ActionResult:
+    """Uncouple an ERP record from its CRM record; needs ``confirm=true`` (422 without), 404 when not coupled."""
+    if not confirm:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "Uncouple needs confirm=true: the next run treats both as new."
+        )
     try:
         crm_id = service.uncouple(store, mapping, erp_id)
     except USER_ERRORS as exc:
@@ -367,17 +564,69 @@ def api_uncouple(mapping: str, erp_id: str, store: Store, user: EditUser) -> Act
     return ActionResult(message=f"{mapping}: {erp_id} is no longer coupled to {crm_id}.")
 
 
-@api.get("/mailboxes", response_model=list[MailboxOut])
+@api.get("/sync/trends", response_model=list[SyncTrendOut], responses=_responses(422))
+def api_sync_trends(
+    store: Store, user: ReadUser, period: Annotated[Period, Depends(period)], mapping: str | None = None
+) -> list[dict[str, Any]]:
+    """Per mapping and hour or day (UTC): inserted, modified, deleted, skipped, failed and runs."""
+    return service.trends(store, q.SYNC_TRENDS, period, mapping=mapping)
+
+
+@api.get("/job-queue-trends", response_model=list[PostingTrendOut], responses=_responses(422))
+def api_posting_trends(
+    store: Store, user: ReadUser, period: Annotated[Period, Depends(period)], category: str | None = None
+) -> list[dict[str, Any]]:
+    """Per job queue category and hour or day (UTC): posting attempts, posted and failed."""
+    return service.trends(store, q.POSTING_TRENDS, period, category_code=category)
+
+
+@api.get("/mailbox-trends", response_model=list[MailboxTrendOut], responses=_responses(422))
+def api_mailbox_trends(
+    store: Store, user: ReadUser, period: Annotated[Period, Depends(period)], mailbox_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Per mailbox and hour or day (UTC): messages tracked, filtered out and quarantined (failures)."""
+    return service.trends(store, q.MAILBOX_TRENDS, period, mailbox_id=mailbox_id)
+
+
+@api.get("/mailboxes", response_model=list[MailboxOut], responses=_responses())
 def api_mailboxes(store: Store, user: ReadUser) -> list[dict[str, Any]]:
     """Mailboxes with each workload's status, last error and fix, next sync and items processed."""
-    return service.mailboxes(store)
+    boxes = service.mailboxes(store)
+    for box in boxes:
+        _with_labels(box["workloads"], workload=labels.WORKLOAD, status=labels.WORKLOAD_STATUS)
+    return boxes
+
+
+@api.get("/mailbox-messages", response_model=PageOf[MailboxMessageOut], responses=_responses(422))
+def api_mailbox_messages(
+    store: Store,
+    user: ReadUser,
+    paging: Paging,
+    mailbox_id: int | None = None,
+    outcome: Annotated[str | None, Query(description="tracked, filtered, quarantined")] = None,
+) -> dict[str, Any]:
+    """Messages the mailboxes handled, newest first. Sorts: processed_at, outcome, subject, folder."""
+    rows, total, sort = service.mailbox_messages(store, paging, mailbox_id=mailbox_id, outcome=outcome)
+    return _page(_with_labels(rows, outcome=labels.MESSAGE_OUTCOME), total, sort, paging)
+
+
+@api.get("/crm-users", response_model=list[CrmUserOut], responses=_responses(502))
+def api_crm_users(
+    user: ReadUser, search: Search = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[dict[str, Any]]:
+    """The Remap picker: enabled CRM users (Dataverse systemusers) whose name or email contains ``search``."""
+    try:
+        return records.crm_users(search, limit)
+    except records.SystemUnavailableError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
 
 
 @api.post(
     "/mailboxes/{mailbox_id}/test-and-enable",
     response_model=DagRunTriggered,
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=api_write,
+    dependencies=_write("test_and_enable"),
+    responses=_responses(404, 409),
 )
 def api_test_and_enable(mailbox_id: int, store: Store, user: EditUser) -> DagRunTriggered:
     """Test & Enable: queue a mailbox_sync DAG run that tests the mailbox's workloads now (errors are recorded on
@@ -393,7 +642,12 @@ def api_test_and_enable(mailbox_id: int, store: Store, user: EditUser) -> DagRun
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 
 
-@api.post("/mailboxes/{mailbox_id}/sync-now", response_model=ActionResult, dependencies=api_write)
+@api.post(
+    "/mailboxes/{mailbox_id}/sync-now",
+    response_model=ActionResult,
+    dependencies=_write("sync_now"),
+    responses=_responses(404),
+)
 def api_sync_now(mailbox_id: int, store: Store, user: EditUser) -> ActionResult:
     """Sync now: every workload of the mailbox is due at once; the next mailbox cycle runs it."""
     try:
@@ -403,20 +657,36 @@ def api_sync_now(mailbox_id: int, store: Store, user: EditUser) -> ActionResult:
     return ActionResult(message=f"{count} workloads of mailbox {mailbox_id} are due now.")
 
 
-@api.post("/mailboxes/{mailbox_id}/remap", response_model=ActionResult, dependencies=api_write)
+@api.post(
+    "/mailboxes/{mailbox_id}/remap",
+    response_model=ActionResult,
+    dependencies=_write("remap"),
+    responses=_responses(404, 409, 422, 502),
+)
 def api_remap(mailbox_id: int, body: RemapBody, store: Store, user: EditUser) -> ActionResult:
-    """Remap the mailbox to a CRM user; 409 when a mapping would break and ``confirm`` is false."""
+    """Remap the mailbox to a CRM user: 422 when the id is not an enabled CRM user, 409 when a mapping would
+    break and ``confirm`` is false, 404 for an unknown mailbox."""
     try:
         return remap(store, mailbox_id, body.crm_user_id, body.confirm, user.get_name())
     except MailboxAlreadyMappedError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except records.InvalidInputError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    except records.SystemUnavailableError as exc:
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
     except USER_ERRORS as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
 
 # -- pages -------------------------------------------------------------------------------------------------------
 pages = APIRouter(include_in_schema=False)
-FormCsrf = [Depends(check_form_csrf)]
+#: What a page shows of a list (the JSON API pages through all of it).
+PAGE_ROWS = PageRequest(limit=500)
+
+
+def _form(event: str) -> list[Any]:
+    """Dependencies of a form post: edit permission, the form's CSRF token, the Airflow Audit Log entry."""
+    return [Depends(edit_user), Depends(check_form_csrf), Depends(action_logging(event=f"{AUDIT_PREFIX}.{event}"))]
 
 
 def _base(request: Request) -> str:
@@ -466,7 +736,7 @@ def back(
 def _do(request: Request, path: str, action: Callable[[], str], **params: Any) -> Response:
     try:
         return back(request, path, notice=action(), **params)
-    except (*USER_ERRORS, MailboxAlreadyMappedError) as exc:
+    except (*USER_ERRORS, *CHECK_ERRORS, MailboxAlreadyMappedError) as exc:
         return back(request, path, error=str(exc), **params)
 
 
@@ -514,12 +784,12 @@ def entry_page(request: Request, entry_id: uuid.UUID, store: Store, user: ReadUs
     )
 
 
-@pages.post("/job-queue/{entry_id}/remove", dependencies=FormCsrf)
+@pages.post("/job-queue/{entry_id}/remove", dependencies=_form("remove_from_job_queue"))
 def remove_form(request: Request, entry_id: uuid.UUID, store: Store, user: EditUser) -> Response:
     return _do(request, "/job-queue", lambda: remove_entry(store, entry_id))
 
 
-@pages.post("/job-queue/{entry_id}/set-ready", dependencies=FormCsrf)
+@pages.post("/job-queue/{entry_id}/set-ready", dependencies=_form("set_status_to_ready"))
 def set_ready_form(
     request: Request, entry_id: uuid.UUID, store: Store, user: EditUser, next_page: Annotated[str, Form()] = ""
 ) -> Response:
@@ -532,7 +802,8 @@ def set_ready_form(
 
 @pages.get("/documents", response_class=HTMLResponse)
 def documents_page(request: Request, store: Store, user: ReadUser) -> Response:
-    return render(request, user, "documents.html", "documents", documents=service.documents_to_handle(store))
+    documents = service.documents_to_handle(store, PAGE_ROWS)[0]
+    return render(request, user, "documents.html", "documents", documents=documents)
 
 
 @pages.get("/log", response_class=HTMLResponse)
@@ -546,13 +817,15 @@ def log_page(
     date_from: str | None = None,
     date_to: str | None = None,
 ) -> Response:
-    filters = _log_filter(category, log_status, user_id, _optional_date(date_from), _optional_date(date_to))
+    filters = service.LogFilter(
+        category or None, log_status or None, user_id or None, _optional_date(date_from), _optional_date(date_to)
+    )
     return render(
         request,
         user,
         "log.html",
         "log",
-        entries=service.log_entries(store, filters),
+        entries=service.log_entries(store, filters, PAGE_ROWS)[0],
         categories=service.categories(store),
         statuses=LOG_STATUSES,
         filters=filters,
@@ -563,7 +836,7 @@ def log_page(
 def sync_page(
     request: Request, store: Store, user: ReadUser, mapping: str | None = None, search: str | None = None
 ) -> Response:
-    runs = service.sync_runs(store, mapping or None)
+    runs = service.sync_runs(store, PageRequest(limit=50), mapping=mapping)[0]
     return render(
         request,
         user,
@@ -575,8 +848,8 @@ def sync_page(
         runs=runs,
         chart=chart_bars(runs),
         series=CHART_SERIES,
-        errors=service.sync_errors(store, mapping or None),
-        couplings=service.couplings(store, mapping or None, search),
+        errors=service.sync_errors(store, PAGE_ROWS, mapping=mapping)[0],
+        couplings=service.couplings(store, PAGE_ROWS, mapping=mapping, search=search)[0],
     )
 
 
@@ -613,7 +886,7 @@ def chart_bars(runs: list[dict[str, Any]], width: int = 600) -> list[dict[str, A
     return bars
 
 
-@pages.post("/sync/errors/{action}", dependencies=FormCsrf)
+@pages.post("/sync/errors/{action}", dependencies=_form("sync_record"))
 def record_form(
     request: Request,
     action: str,
@@ -632,7 +905,7 @@ def record_form(
     return _do(request, "/sync", lambda: RECORD_ACTIONS[action](store, body), mapping=mapping)
 
 
-@pages.post("/sync/couplings/uncouple", dependencies=FormCsrf)
+@pages.post("/sync/couplings/uncouple", dependencies=_form("uncouple"))
 def uncouple_form(
     request: Request,
     store: Store,
@@ -647,7 +920,7 @@ def uncouple_form(
     return _do(request, "/sync", action, mapping=mapping)
 
 
-@pages.post("/sync/couplings/couple", dependencies=FormCsrf)
+@pages.post("/sync/couplings/couple", dependencies=_form("couple"))
 def couple_form(
     request: Request,
     store: Store,
@@ -657,8 +930,7 @@ def couple_form(
     crm_id: Annotated[str, Form()],
 ) -> Response:
     def action() -> str:
-        service.couple(store, mapping, erp_id.strip(), crm_id.strip())
-        return f"{mapping}: {erp_id} is coupled to {crm_id}."
+        return couple_records(store, mapping, erp_id, crm_id)
 
     return _do(request, "/sync", action, mapping=mapping)
 
@@ -667,11 +939,11 @@ def couple_form(
 def mailboxes_page(request: Request, store: Store, user: ReadUser) -> Response:
     boxes = service.mailboxes(store)
     for box in boxes:
-        box["messages"] = service.recent_messages(store, box["mailbox_id"])
+        box["messages"] = service.mailbox_messages(store, PageRequest(limit=20), mailbox_id=box["mailbox_id"])[0]
     return render(request, user, "mailboxes.html", "mailboxes", mailboxes=boxes)
 
 
-@pages.post("/mailboxes/{mailbox_id}/test-and-enable", dependencies=FormCsrf)
+@pages.post("/mailboxes/{mailbox_id}/test-and-enable", dependencies=_form("test_and_enable"))
 def test_and_enable_form(request: Request, mailbox_id: int, store: Store, user: EditUser) -> Response:
     try:
         run = test_and_enable(store, mailbox_id, user, from_api=False)
@@ -680,7 +952,7 @@ def test_and_enable_form(request: Request, mailbox_id: int, store: Store, user: 
     return back(request, "/mailboxes", notice=run.message, dag_id=run.dag_id, dag_run_id=run.dag_run_id)
 
 
-@pages.post("/mailboxes/{mailbox_id}/sync-now", dependencies=FormCsrf)
+@pages.post("/mailboxes/{mailbox_id}/sync-now", dependencies=_form("sync_now"))
 def sync_now_form(request: Request, mailbox_id: int, store: Store, user: EditUser) -> Response:
     return _do(
         request,
@@ -689,7 +961,7 @@ def sync_now_form(request: Request, mailbox_id: int, store: Store, user: EditUse
     )
 
 
-@pages.post("/mailboxes/{mailbox_id}/remap", dependencies=FormCsrf)
+@pages.post("/mailboxes/{mailbox_id}/remap", dependencies=_form("remap"))
 def remap_form(
     request: Request,
     mailbox_id: int,
@@ -715,17 +987,29 @@ def remap_form(
             crm_user_id=target,
             conflict=str(exc),
         )
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, *CHECK_ERRORS) as exc:
         return back(request, "/mailboxes", error=str(exc))
     return back(request, "/mailboxes", notice=" ".join([result.message, *result.details]))
 
 
 # -- the app -----------------------------------------------------------------------------------------------------
+#: Swagger UI and ReDoc assets, served from the fastapi-offline package (no CDN: the docs work offline).
+DOCS_ASSETS = Path(str(importlib.resources.files("fastapi_offline") / "static"))
+DOCS_FILES = {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
+
+
 def create_app() -> FastAPI:
-    """The console's FastAPI app (pages, JSON API, and its OpenAPI schema, all behind Airflow's auth)."""
+    """The console's FastAPI app (pages, JSON API, its OpenAPI schema and docs, all behind Airflow's auth)."""
     app = FastAPI(
         title="Dynamics job queue console",
-        description="Job queue entries, job queue log entries, integration sync and mailboxes of the state store.",
+        description=(
+            "Job queue entries, job queue log entries, integration sync and mailboxes of the state store. Every "
+            "route needs a signed-in Airflow user (the UI's `_token` cookie or `Authorization: Bearer <JWT>` from "
+            "`POST /auth/token`); actions need edit permission, and with the cookie the `X-CSRF-Token` header "
+            "repeating the `dynamics_csrf` cookie. Lists are paged (`offset`, `limit` up to 500, `sort`, "
+            "`-sort` descending) and return `total`. Every action is recorded in Airflow's Audit Log."
+        ),
+        version=__version__,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -734,11 +1018,43 @@ def create_app() -> FastAPI:
     app.include_router(pages)
 
     @app.get("/openapi.json", include_in_schema=False)
-    def openapi(user: ReadUser) -> JSONResponse:
-        return JSONResponse(app.openapi())
+    def openapi(request: Request, user: ReadUser) -> JSONResponse:
+        # ``servers`` is where the console is mounted, so "Try it out" calls the console, not Airflow's /api.
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            servers=[{"url": _base(request) or "/", "description": "this Airflow api-server's console"}],
+        )
+        return JSONResponse(schema)
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request, user: ReadUser) -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=f"{_base(request)}/openapi.json", title=app.title)
+        base = _base(request)
+        return get_swagger_ui_html(
+            openapi_url=f"{base}/openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{base}/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}/docs-assets/swagger-ui.css",
+            swagger_favicon_url=f"{base}/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request, user: ReadUser) -> HTMLResponse:
+        base = _base(request)
+        return get_redoc_html(
+            openapi_url=f"{base}/openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{base}/docs-assets/redoc.standalone.js",
+            redoc_favicon_url=f"{base}/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/docs-assets/{name}", include_in_schema=False)
+    def docs_asset(name: str, user: ReadUser) -> FileResponse:
+        if name not in DOCS_FILES:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no docs asset {name}")
+        return FileResponse(DOCS_ASSETS / name)
 
     return app

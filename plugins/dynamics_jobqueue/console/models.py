@@ -70,6 +70,13 @@ class EnqueueBody(BaseModel):
     post_and_print: bool = False
 
 
+class CategoryOut(BaseModel):
+    """A job queue category."""
+
+    code: str
+    description: str | None
+
+
 class DocumentToHandleOut(BaseModel):
     """A document whose posting failed: Job Queue Status Error, with the reason."""
 
@@ -89,11 +96,13 @@ class SyncRunOut(BaseModel):
     """An Integration Synch. Job: one mapping, direction and run, with its counts."""
 
     id: int
-    run_id: str
+    run_id: str = Field(description="the crm_sync DAG run's run_id")
     mapping: str
-    direction: str
+    direction: str = Field(description="to_crm or from_crm")
+    direction_label: str = Field(description="ERP to CRM, CRM to ERP")
     full_sync: bool
-    status: str
+    status: str = Field(description="running, success, failed or interrupted")
+    status_label: str
     started_at: datetime
     finished_at: datetime | None
     inserted: int
@@ -109,18 +118,22 @@ class SyncErrorOut(BaseModel):
     """The current error of a failing record."""
 
     mapping: str
-    direction: str
+    direction: str = Field(description="to_crm or from_crm")
+    direction_label: str
     source_id: str
     source_key: str | None
     destination_id: str | None
-    kind: str
+    kind: str = Field(description="record, dependency, conflict or deleted")
+    kind_label: str
     message: str
     detail: str | None
     error_count: int
     skipped: bool
+    skipped_reason: str | None = Field(description="why the record is Skipped, when it is")
     first_failed_at: datetime
     last_failed_at: datetime
     last_job_id: int | None
+    run_id: str | None = Field(description="the crm_sync DAG run that last failed the record")
 
 
 class SyncRecordBody(BaseModel):
@@ -144,19 +157,21 @@ class CouplingOut(BaseModel):
 
 
 class CoupleBody(BaseModel):
-    """Couple an ERP record to a CRM record of a mapping."""
+    """Couple an ERP record to a CRM record of a mapping: a mapping of ``GET /api/sync/mappings`` (loaded) and
+    both records' ids (GUIDs), each checked in its system; the business keys are read from the records."""
 
-    mapping: str
-    erp_id: str
-    crm_id: str
-    erp_key: str | None = None
+    mapping: str = Field(examples=["CUSTOMER"])
+    erp_id: str = Field(description="the Business Central record's id (SystemId)")
+    crm_id: str = Field(description="the Dataverse row's primary key")
 
 
 class WorkloadOut(BaseModel):
     """One workload (incoming, outgoing, act) of a mailbox."""
 
     workload: str
+    workload_label: str
     status: str = Field(description="not_run, success or failure")
+    status_label: str
     permanent_error: bool
     last_error_code: str | None
     last_error_message: str | None
@@ -187,10 +202,83 @@ class MailboxOut(BaseModel):
 
 
 class RemapBody(BaseModel):
-    """Map a mailbox to a CRM user; ``confirm`` must be true to break an existing mapping."""
+    """Map a mailbox to a CRM user (one of ``GET /api/crm-users``); ``confirm`` must be true to break an existing
+    mapping."""
 
     crm_user_id: uuid.UUID
     confirm: bool = False
+
+
+class CrmUserOut(BaseModel):
+    """A CRM user (Dataverse ``systemuser``) to pick."""
+
+    systemuserid: uuid.UUID
+    fullname: str | None
+    internalemailaddress: str | None
+
+
+class MailboxMessageOut(BaseModel):
+    """A message a mailbox handled."""
+
+    mailbox_id: int
+    message_id: str
+    outcome: str = Field(description="tracked, filtered or quarantined")
+    outcome_label: str
+    reason: str | None
+    subject: str | None
+    folder: str | None
+    processed_at: datetime
+
+
+class MappingOut(BaseModel):
+    """A table mapping: loaded from the mappings folder, or only known from the state store's rows."""
+
+    name: str
+    loaded: bool = Field(description="in the mappings folder (only loaded mappings can be coupled)")
+    direction: str | None
+    direction_label: str | None
+    erp_entity_set: str | None
+    crm_entity_set: str | None
+    resolve_update_conflicts: str | None
+
+
+class SyncTrendOut(BaseModel):
+    """Counts of one mapping's runs that started in one hour or day (UTC)."""
+
+    bucket: datetime
+    mapping: str
+    inserted: int
+    modified: int
+    deleted: int
+    skipped: int
+    failed: int
+    runs: int
+
+
+class PostingTrendOut(BaseModel):
+    """Posting attempts of one job queue category that started in one hour or day (UTC)."""
+
+    bucket: datetime
+    category_code: str
+    posted: int
+    failed: int
+    attempts: int
+
+
+class MailboxTrendOut(BaseModel):
+    """Messages of one mailbox handled in one hour or day (UTC), by outcome."""
+
+    bucket: datetime
+    email_address: str
+    tracked: int
+    filtered: int
+    quarantined: int
+
+
+class ErrorOut(BaseModel):
+    """A refusal: ``detail`` says why, for the user."""
+
+    detail: str
 
 
 class ActionResult(BaseModel):

@@ -8,20 +8,20 @@ Enable call the mailbox module; the statements here are the ones those modules d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from dynamics_jobqueue.console import labels
 from dynamics_jobqueue.console import queries as q
+from dynamics_jobqueue.console.listing import PageRequest, Period, fetch_page
+from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.state import StateStoreHook
-
-#: Rows per listing: enough for an operator's screen, bounded so one page never reads a whole table.
-LIST_LIMIT = 500
 
 
 class ConsoleActionError(Exception):
@@ -35,10 +35,40 @@ def _rows(store: StateStoreHook, sql: str, params: dict[str, Any]) -> list[dict[
         return list(cur.fetchall())  # type: ignore[arg-type]
 
 
-# -- job queue -------------------------------------------------------------------------------------------------
-def documents_to_handle(store: StateStoreHook, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
-    """Documents whose Job Queue Status is Error, with the reason (the entry's error message)."""
-    return _rows(store, q.DOCUMENTS_TO_HANDLE, {"limit": limit})
+# -- lists: (rows, total, sort) of one page, see :func:`listing.fetch_page` --------------------------------------
+Page = tuple[list[dict[str, Any]], int, str]
+
+
+def job_queue_entries(
+    store: StateStoreHook,
+    request: PageRequest,
+    *,
+    category_code: str | None = None,
+    status: str | None = None,
+    user_id: str | None = None,
+    search: str | None = None,
+) -> tuple[list[JobQueueEntry], int, str]:
+    """Job Queue Entries (Ready entries of a busy category show as Waiting); ``user_id`` gives My Job Queue."""
+    rows, total, sort = fetch_page(
+        store,
+        q.JOB_QUEUE_ENTRIES,
+        request,
+        {"category_code": category_code, "status": status, "user_id": user_id, "search": search},
+    )
+    entries = []
+    for row in rows:
+        entry = JobQueueEntry(**row)
+        entry.status = Status(entry.status)
+        entries.append(entry)
+    return entries, total, sort
+
+
+def documents_to_handle(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """Documents whose Job Queue Status is Error, with the reason (the entry's error message).
+
+    :param filters: ``category_code``, ``user_id``, ``search`` (document number or error message).
+    """
+    return fetch_page(store, q.DOCUMENTS_TO_HANDLE, request, filters)
 
 
 @dataclass(frozen=True)
@@ -50,22 +80,19 @@ class LogFilter:
     user_id: str | None = None
     date_from: date | None = None
     date_to: date | None = None
+    search: str | None = None
+    job_queue_entry_id: str | None = None
 
 
-def log_entries(store: StateStoreHook, filters: LogFilter, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
-    """Job Queue Log Entries matching ``filters``, newest first."""
-    return _rows(
-        store,
-        q.LOG_ENTRIES,
-        {
-            "category_code": filters.category_code,
-            "status": filters.status,
-            "user_id": filters.user_id,
-            "date_from": filters.date_from,
-            "date_to": filters.date_to,
-            "limit": limit,
-        },
-    )
+def log_entries(store: StateStoreHook, filters: LogFilter, request: PageRequest) -> Page:
+    """Job Queue Log Entries matching ``filters``."""
+    return fetch_page(store, q.LOG_ENTRIES, request, asdict(filters))
+
+
+def trends(store: StateStoreHook, sql: str, period: Period, **params: Any) -> list[dict[str, Any]]:
+    """Counts per bucket of ``period`` (a ``*_TRENDS`` query of :mod:`queries`); ``params`` filter (``None``:
+    all)."""
+    return _rows(store, sql, {"bucket": period.bucket, "start": period.start, "end": period.end, **params})
 
 
 def categories(store: StateStoreHook) -> list[dict[str, Any]]:
@@ -79,21 +106,33 @@ def mappings(store: StateStoreHook) -> list[str]:
     return [row["mapping"] for row in _rows(store, q.MAPPINGS, {})]
 
 
-def sync_runs(store: StateStoreHook, mapping: str | None, limit: int = 50) -> list[dict[str, Any]]:
-    """Recent Integration Synch. Jobs with their Inserted/Modified/Deleted/Unchanged/Skipped/Failed counts."""
-    return _rows(store, q.SYNC_RUNS, {"mapping": mapping, "limit": limit})
+def sync_runs(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """Integration Synch. Jobs with their Inserted/Modified/Deleted/Unchanged/Skipped/Failed counts.
+
+    :param filters: ``mapping``, ``direction``, ``status``, ``run_id``, ``date_from``/``date_to`` (UTC days).
+    """
+    return fetch_page(store, q.SYNC_RUNS, request, filters)
 
 
-def sync_errors(store: StateStoreHook, mapping: str | None, limit: int = LIST_LIMIT) -> list[dict[str, Any]]:
-    """The current error of each failing record, with source and destination ids."""
-    return _rows(store, q.SYNC_ERRORS, {"mapping": mapping, "limit": limit})
+def sync_errors(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """The current error of each failing record, with source and destination ids and why it is Skipped.
+
+    :param filters: ``mapping``, ``direction``, ``kind``, ``skipped``, ``search`` (ids, key or message).
+    """
+    rows, total, sort = fetch_page(store, q.SYNC_ERRORS, request, filters)
+    for row in rows:
+        row["skipped_reason"] = labels.skipped_reason(row["skipped"], row["error_count"], row["message"])
+    return rows, total, sort
 
 
-def couplings(
-    store: StateStoreHook, mapping: str | None, search: str | None, limit: int = LIST_LIMIT
-) -> list[dict[str, Any]]:
-    """Couplings of ``mapping`` whose ids or business keys contain ``search`` (case-insensitive)."""
-    return _rows(store, q.COUPLINGS, {"mapping": mapping, "search": search or None, "limit": limit})
+def couplings(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """Couplings; ``search`` matches either id or either business key (case-insensitive substring)."""
+    return fetch_page(store, q.COUPLINGS, request, filters)
+
+
+def mailbox_messages(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """Messages mailboxes handled. :param filters: ``mailbox_id``, ``outcome``."""
+    return fetch_page(store, q.MAILBOX_MESSAGES, request, filters)
 
 
 def _record_action(store: StateStoreHook, sql: str, mapping: str, direction: str, source_id: str) -> None:
@@ -133,14 +172,24 @@ def uncouple(store: StateStoreHook, mapping: str, erp_id: str) -> str:
     return str(row[0])
 
 
-def couple(store: StateStoreHook, mapping: str, erp_id: str, crm_id: str, erp_key: str | None = None) -> None:
+def couple(
+    store: StateStoreHook,
+    mapping: str,
+    erp_id: str,
+    crm_id: str,
+    erp_key: str | None = None,
+    crm_key: str | None = None,
+) -> None:
     """Couple an ERP record to a CRM record (one coupling per record on each side, as the reference).
 
     :raises ConsoleActionError: when either record is already coupled in ``mapping``.
     """
     try:
         with store.transaction() as cur:
-            cur.execute(q.COUPLE, {"mapping": mapping, "erp_id": erp_id, "crm_id": crm_id, "erp_key": erp_key})
+            cur.execute(
+                q.COUPLE,
+                {"mapping": mapping, "erp_id": erp_id, "crm_id": crm_id, "erp_key": erp_key, "crm_key": crm_key},
+            )
     except psycopg.errors.UniqueViolation as exc:
         raise ConsoleActionError(
             f"{mapping}: ERP record {erp_id} or CRM record {crm_id} is already coupled; uncouple it first."
@@ -158,11 +207,6 @@ def mailboxes(store: StateStoreHook) -> list[dict[str, Any]]:
     for box in boxes:
         box["workloads"] = by_mailbox.get(box["mailbox_id"], [])
     return boxes
-
-
-def recent_messages(store: StateStoreHook, mailbox_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """The last messages a mailbox handled: subject, outcome (tracked, filtered, quarantined) and reason."""
-    return _rows(store, q.RECENT_MESSAGES, {"mailbox_id": mailbox_id, "limit": limit})
 
 
 def sync_now(store: StateStoreHook, mailbox_id: int) -> int:
