@@ -143,7 +143,9 @@ class FaultInjector:
             await asyncio.sleep(sandbox.faults.config.latency_ms / 1000)
         faulty = sandbox.faults.applies(label)
         decision = sandbox.faults.decide() if faulty else None
-        if decision is None:
+        if decision is not None:
+            sandbox.stats.fault("before", decision)
+        else:
             after = faulty and (sandbox.faults.config.rate_5xx_after or sandbox.faults.config.rate_drop_after)
             if not after:
                 await self.app(scope, receive, send)
@@ -159,6 +161,7 @@ class FaultInjector:
                 for message in answer:
                     await send(message)
                 return
+            sandbox.stats.fault("after", decision)
         if decision == "drop":
             cycle = getattr(send, "__self__", None)
             transport = getattr(cycle, "transport", None)

@@ -127,19 +127,28 @@ class Faults:
 
 
 class Stats:
-    """Counts API requests (a ``$batch`` is one request) since the last reset."""
+    """Counts API requests (a ``$batch`` is one request) and the faults injected since the last reset.
+
+    ``faults`` is keyed ``"<before|after> <decision>"``, e.g. ``"before 429"`` or ``"after drop"``: a fault
+    *after* was injected once the handler had committed.
+    """
 
     def __init__(self) -> None:
         self.requests = 0
         self.by_route: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
 
     def count(self, route: str) -> None:
         self.requests += 1
         self.by_route[route] += 1
 
+    def fault(self, when: str, decision: str) -> None:
+        self.faults[f"{when} {decision}"] += 1
+
     def reset(self) -> None:
         self.requests = 0
         self.by_route.clear()
+        self.faults.clear()
 
     def as_json(self) -> dict[str, Any]:
-        return {"requests": self.requests, "by_route": dict(self.by_route)}
+        return {"requests": self.requests, "by_route": dict(self.by_route), "faults": dict(self.faults)}

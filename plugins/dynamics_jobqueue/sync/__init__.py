@@ -35,5 +35,5 @@ How the engine keeps it:
 - **Crash points** (:mod:`.crash_points`): every boundary is named; the tests kill a child process at each.
 
 ``tests/integration/sync/test_sync_property.py`` checks the invariant with a hypothesis state machine
-(``make test`` runs a few sequences, ``make chaos`` hundreds).
+(``make test`` runs a few sequences, ``make chaos`` hundreds, then a few over tens of thousands of records).
 """

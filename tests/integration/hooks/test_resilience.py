@@ -23,6 +23,8 @@ def test_429s_are_retried_after_retry_after_and_reads_complete(sandbox) -> None:
     rows = [r for p in BusinessCentralHook().iter_pages("currencies", page_size=5) for r in p]
     assert len(rows) == 47
     assert _requests(sandbox) > 10  # 10 pages plus the retried ones
+    # Every request beyond the 10 pages was one the sandbox answered 429 (its count of injected faults).
+    assert sandbox.admin("stats")["faults"] == {"before 429": _requests(sandbox) - 10}
 
 
 def test_retry_after_is_honoured(sandbox, monkeypatch) -> None:

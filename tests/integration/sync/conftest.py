@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,14 @@ class SyncHarness:
     edits that the sync must pick up; the integration user's own edits are what it must ignore.
     """
 
-    def __init__(self, sandbox: Any, state_store: Any, mappings_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        sandbox: Any,
+        state_store: Any,
+        mappings_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        crash_server: CrashServer,
+    ) -> None:
         from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from sandbox.connections import CRM_USER_CLIENT, ERP_USER_CLIENT
@@ -39,6 +46,7 @@ class SyncHarness:
         self.sandbox = sandbox
         self.state = state_store
         self.mappings_dir = mappings_dir
+        self.crash_server = crash_server
         for conn_id, client, name in (
             ("crm_user", CRM_USER_CLIENT, "dataverse_default"),
             ("erp_user", ERP_USER_CLIENT, "business_central_default"),
@@ -91,26 +99,20 @@ class SyncHarness:
 
     def crash(self, *names: str, point: str, occurrence: int = 1, full_sync: bool = False) -> None:
         """Run the named mappings in a worker process that dies at crash point ``point`` (its ``occurrence``-th
-        pass there), as ``kill -9`` would (:mod:`dynamics_jobqueue.sync.crash_points`)."""
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(include_dir()), os.environ.get("PYTHONPATH", "")]),
-            crash_points.CRASH_AT_ENV: f"{point}@{occurrence}",
-        }
-        done = subprocess.run(
-            [sys.executable, str(CRASH_WORKER), *names, *(["--full"] if full_sync else [])],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        pass there), as ``kill -9`` would (:mod:`dynamics_jobqueue.sync.crash_points`).
+
+        The worker is a child forked by the warm :class:`CrashServer`.
+
+        :raises AssertionError: when the run ended without passing the point (or failed otherwise).
+        """
+        env = {**os.environ, crash_points.CRASH_AT_ENV: f"{point}@{occurrence}"}
+        status, error = self.crash_server.run(names, env=env, full_sync=full_sync)
         # Postgres ends the dead worker's sessions (and frees its mapping lock) when it notices the closed socket.
         for _ in range(100):
             if self.sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]:
                 break
-            time.sleep(0.1)
-        assert done.returncode == crash_points.CRASHED, f"no crash at {point}: {done.stderr[-3000:]}"
+            time.sleep(0.02)
+        assert status == crash_points.CRASHED, f"no crash at {point} (exit status {status}): {error}"
 
     @staticmethod
     def counts(results: dict[str, MappingRunResult]) -> dict[str, dict[str, int]]:
@@ -174,6 +176,59 @@ class SyncHarness:
         return dict(self.sandbox.admin("stats")["by_route"])
 
 
+class CrashServer:
+    """The warm crash worker (``crash_worker.py --serve``): one process that imported Airflow and the package
+    once and forks a child per run, so a killed run costs the run, not a new interpreter (about 5 s)."""
+
+    def __init__(self, log: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(include_dir()), os.environ.get("PYTHONPATH", "")])}
+        self.log = log
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, str(CRASH_WORKER), "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+
+    def run(self, names: Iterable[str], *, env: dict[str, str], full_sync: bool) -> tuple[int, str]:
+        """Run ``names`` in a forked child with environment ``env``; its exit status, and the error it raised or
+        the crash points it passed when it did not die."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        request = {"names": list(names), "full_sync": full_sync, "env": env}
+        self.process.stdin.write(json.dumps(request).encode() + b"\n")
+        self.process.stdin.flush()
+        error = ""
+        while line := self.process.stdout.readline():
+            answer = json.loads(line)
+            error = answer.get("error", error)
+            if "passed" in answer:
+                error = f"the run passed {', '.join(answer['passed'])}"
+            if "exit" in answer:
+                return int(answer["exit"]), error
+        raise RuntimeError(f"the crash server died: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def crash_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrashServer]:
+    """The warm crash worker of the session (its children's output in ``crash_server.log``)."""
+    server = CrashServer(tmp_path_factory.mktemp("crash") / "crash_server.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def mappings_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the default mappings that a test may edit (also what the operator loads)."""
@@ -184,6 +239,6 @@ def mappings_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def sync(sandbox, state_store, mappings_dir, monkeypatch) -> SyncHarness:
+def sync(sandbox, state_store, mappings_dir, monkeypatch, crash_server) -> SyncHarness:
     """The sandbox reset to CRONUS, an empty migrated state store, and the harness over both."""
-    return SyncHarness(sandbox, state_store, mappings_dir, monkeypatch)
+    return SyncHarness(sandbox, state_store, mappings_dir, monkeypatch, crash_server)
