@@ -43,15 +43,15 @@ test: $(STAMP) system-deps lint typecheck
 
 ## The sync's stateful property test, run long (issue 10): CHAOS_SEQUENCES sequences (default 500) of up to
 ## CHAOS_STEPS steps (edits and creates on both sides, clean and full runs, runs killed at named crash points,
-## faulty APIs) on the CRONUS data, then CHAOS_LARGE_SEQUENCES sequences (default 3) with CHAOS_RECORDS more
+## faulty APIs) on the CRONUS data, then CHAOS_LARGE_SEQUENCES sequences (default 5) with CHAOS_RECORDS more
 ## customers (default 20000); each prints what it tried (sequences, steps, runs, kills per point, faults injected,
 ## records) and what it found.
 chaos: $(STAMP)
 	@echo ">> sync chaos: $${CHAOS_SEQUENCES:-500} sequences of up to $${CHAOS_STEPS:-10} steps on the CRONUS data"
 	@SYNC_PROPERTY_PROGRESS=1 SYNC_PROPERTY_EXAMPLES=$${CHAOS_SEQUENCES:-500} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
 		$(BIN)/pytest tests/integration/sync/test_sync_property.py -q -s -p no:cacheprovider
-	@echo ">> sync chaos: $${CHAOS_LARGE_SEQUENCES:-3} sequences of up to $${CHAOS_STEPS:-10} steps with $${CHAOS_RECORDS:-20000} more customers"
-	@SYNC_PROPERTY_PROGRESS=1 SYNC_PROPERTY_EXAMPLES=$${CHAOS_LARGE_SEQUENCES:-3} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
+	@echo ">> sync chaos: $${CHAOS_LARGE_SEQUENCES:-5} sequences of up to $${CHAOS_STEPS:-10} steps with $${CHAOS_RECORDS:-20000} more customers"
+	@SYNC_PROPERTY_PROGRESS=1 SYNC_PROPERTY_EXAMPLES=$${CHAOS_LARGE_SEQUENCES:-5} SYNC_PROPERTY_STEPS=$${CHAOS_STEPS:-10} \
 		SYNC_PROPERTY_RECORDS=$${CHAOS_RECORDS:-20000} \
 		$(BIN)/pytest tests/integration/sync/test_sync_property.py -q -s -p no:cacheprovider
 
