@@ -32,12 +32,18 @@ BATCH_POST_PARAMS = {
     "filter": Param(
         None, type=["null", "string"], description="OData $filter on the documents, e.g. customerNumber eq '10000'"
     ),
-    "ship": Param(True, type="boolean", description="Ship (sales) / Receive (purchases) orders"),
-    "invoice": Param(True, type="boolean", description="Invoice orders"),
+    "ship": Param(
+        True, type="boolean", description="Ship (sales) / Receive (purchases) orders; off: invoice what was shipped"
+    ),
+    "invoice": Param(True, type="boolean", description="Invoice orders; off: ship only (needs the posting page)"),
     "posting_date": Param(None, type=["null", "string"], format="date", description="used by the replace options"),
+    "vat_date": Param(
+        None, type=["null", "string"], format="date", description="Replace VAT Date's date (default: posting_date)"
+    ),
     "replace_posting_date": Param(False, type="boolean"),
     "replace_document_date": Param(False, type="boolean"),
-    "calc_inv_discount": Param(True, type="boolean"),
+    "replace_vat_date": Param(False, type="boolean", description="with Replace Posting Date; needs the posting page"),
+    "calc_inv_discount": Param(True, type="boolean", description="calculate invoice discounts when queueing"),
     "print": Param(False, type="boolean", description="Post & Print"),
     "user_id": Param(None, type=["null", "string"], description="queue in this user's name (default: who triggered)"),
 }
@@ -55,8 +61,8 @@ for category, dag_id in ((SALESPOST, "sales_background_posting"), (PURCHPOST, "p
         doc_md=__doc__,
     ) as dag:
         batch = BatchPostOperator(task_id="batch_post", category_code=category, schedule=SCHEDULE)
-        drain = DrainJobQueueOperator(
-            task_id="drain", category_code=category, pool=category, trigger_rule="none_failed"
-        )
+        # all_done: the drain posts what is queued whether Batch Post was skipped, queued everything, or failed
+        # for documents it could not release (after queueing the others).
+        drain = DrainJobQueueOperator(task_id="drain", category_code=category, pool=category, trigger_rule="all_done")
         batch >> drain
     globals()[dag_id] = dag

@@ -48,6 +48,8 @@ def airflow_connections(
                     "shippingAgents": "api/cronus/integration/v1.0",
                     "salesReturnOrders": "api/cronus/integration/v1.0",
                     "purchaseReturnOrders": "api/cronus/integration/v1.0",
+                    "salesPostingDocuments": "api/cronus/integration/v1.0",
+                    "purchasePostingDocuments": "api/cronus/integration/v1.0",
                 },
             },
         },

@@ -16,13 +16,18 @@ answers what is special to documents:
   ``purchaseOrders(<id>)/Microsoft.NAV.receiveAndInvoice``, and on the custom page
   ``salesReturnOrders(<id>)/Microsoft.NAV.receiveAndCredit``, ``purchaseReturnOrders(<id>)/Microsoft.NAV.shipAndCredit``
   (POST, empty body, 204);
+- the posting page on the custom API page (``salesPostingDocuments``, ``purchasePostingDocuments``; see
+  :meth:`Documents.posting_document`): release, invoice discount, and posting with an order's Ship/Receive and
+  Invoice and the header's VAT date, which API v2.0 cannot do;
 - ``GET salesInvoices|salesCreditMemos|purchaseInvoices|purchaseCreditMemos(<id>)/pdfDocument`` and
   ``.../pdfDocument/pdfDocumentContent`` (``application/pdf``).
 
 Posting really changes state, as Business Central does: an invoice or credit memo keeps its id, gets the
 posted number and leaves status ``Draft`` for ``Open`` (a second post answers "The action can be applied to a
 draft invoice only."); a fully posted order is deleted and a posted invoice with ``orderId``/``orderNumber``
-appears (a second post answers 404); a return order is deleted and a posted credit memo appears. Every posting
+appears (a second post answers 404); an order shipped (received) only stays, its lines' ``shippedQuantity``
+(``receivedQuantity``) and ``fullyShipped`` (``fullyReceived``) set, and invoicing it later invoices what was
+shipped; a return order is deleted and a posted credit memo appears. Every posting
 takes the configured latency and is recorded in the posting log. Documents that cannot post answer 400
 ``Application_DialogException`` with Business Central's message, checked in its order: a blocked
 customer/vendor, a posting date outside the allowed posting period, a purchase invoice/order without Vendor
@@ -53,6 +58,7 @@ import threading
 from calendar import monthrange
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -61,7 +67,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from sandbox.api import ApiError, ApiRequest, ApiResponse, timestamp
+from sandbox.api import ApiError, ApiRequest, ApiResponse, bc_etag, timestamp
 from sandbox.business_central import COMPANY_ID, CUSTOM_API, STANDARD_API, error_body, stable_id
 from sandbox.schema import BC_CUSTOM_SETS, BC_SETS, EMPTY_GUID, B, C, E, EntitySet, Field, G, N, S, _bc
 from sandbox.store import Row
@@ -115,7 +121,7 @@ def _header(name: str, type_name: str, display: str, party: str, *specs: Field) 
     )
 
 
-def _lines(name: str, type_name: str, display: str, cost_field: str) -> EntitySet:
+def _lines(name: str, type_name: str, display: str, cost_field: str, *specs: Field) -> EntitySet:
     return _bc(
         name,
         type_name,
@@ -130,6 +136,7 @@ def _lines(name: str, type_name: str, display: str, cost_field: str) -> EntitySe
         N("quantity"),
         N(cost_field),
         N("amountExcludingTax", read_only=True),
+        *specs,
     )
 
 
@@ -200,10 +207,25 @@ DOCUMENT_SETS: dict[str, EntitySet] = {
             S("vendorCreditMemoNumber", 35),
             E("status", _SALES_STATUS, "Draft"),
         ),
-        _lines("salesOrderLines", "salesOrderLine", "Sales Line", "unitPrice"),
+        # Quantity Shipped / Received and Quantity Invoiced, as API v2.0's order lines name them.
+        _lines(
+            "salesOrderLines",
+            "salesOrderLine",
+            "Sales Line",
+            "unitPrice",
+            N("shippedQuantity", read_only=True),
+            N("invoicedQuantity", read_only=True),
+        ),
         _lines("salesInvoiceLines", "salesInvoiceLine", "Sales Line", "unitPrice"),
         _lines("salesCreditMemoLines", "salesCreditMemoLine", "Sales Line", "unitPrice"),
-        _lines("purchaseOrderLines", "purchaseOrderLine", "Purchase Line", "directUnitCost"),
+        _lines(
+            "purchaseOrderLines",
+            "purchaseOrderLine",
+            "Purchase Line",
+            "directUnitCost",
+            N("receivedQuantity", read_only=True),
+            N("invoicedQuantity", read_only=True),
+        ),
         _lines("purchaseInvoiceLines", "purchaseInvoiceLine", "Purchase Line", "directUnitCost"),
         _lines("purchaseCreditMemoLines", "purchaseCreditMemoLine", "Purchase Line", "directUnitCost"),
     )
@@ -258,6 +280,19 @@ class Kind:
     posted_set: str | None = None
     pdf: bool = False
     draft_only_message: str = ""
+    shipped_field: str | None = None
+    fully_field: str | None = None
+
+    @property
+    def document_type(self) -> str:
+        """The Sales/Purchase Header's Document Type: ``Order``, ``Invoice``, ``Credit Memo``, ``Return Order``."""
+        return self.display.split(" ", 1)[1]
+
+    @property
+    def ship_flag(self) -> str:
+        """The header field that says what an order's posting delivers: ``ship`` (sales orders, purchase return
+        orders) or ``receive`` (purchase orders, sales return orders)."""
+        return "ship" if self.entity_set in ("salesOrders", "purchaseReturnOrders") else "receive"
 
     @property
     def category(self) -> str:
@@ -290,6 +325,8 @@ KINDS: dict[str, Kind] = {
             "PS-INV",
             "unitPrice",
             posted_set="salesInvoices",
+            shipped_field="shippedQuantity",
+            fully_field="fullyShipped",
         ),
         Kind(
             "salesInvoices",
@@ -340,6 +377,8 @@ KINDS: dict[str, Kind] = {
             "PP-INV",
             "directUnitCost",
             posted_set="purchaseInvoices",
+            shipped_field="receivedQuantity",
+            fully_field="fullyReceived",
         ),
         Kind(
             "purchaseInvoices",
@@ -403,6 +442,8 @@ class PostingConfig:
     :param allow_posting_from: first date of the allowed posting period (General Ledger Setup,
         Allow Posting From); default: 1 January of the demo's Starting Year (the current year - 1).
     :param allow_posting_to: last allowed date; default none.
+    :param invoice_discounts: Discount % per customer/vendor number (the Cust./Vend. Invoice Disc. terms) that
+        ``Microsoft.NAV.calculateInvoiceDiscount`` applies; default none (no invoice discount).
     """
 
     latency_ms: float = 0.0
@@ -412,6 +453,7 @@ class PostingConfig:
     pdf_hang: bool = False
     allow_posting_from: str | None = None
     allow_posting_to: str | None = None
+    invoice_discounts: dict[str, float] = field(default_factory=dict)
 
     def posting_from(self) -> date:
         if self.allow_posting_from:
@@ -422,7 +464,8 @@ class PostingConfig:
 @dataclass
 class PostingRecord:
     """One posting as the sandbox saw it: start and end (UTC ISO 8601), outcome ``posted``, ``error`` or
-    ``timeout`` (a hang that ended without posting)."""
+    ``timeout`` (a hang that ended without posting); for a posted document what it posted (``ship``,
+    ``invoice``: an order's choice, both for other documents) and its ``postingDate`` and ``vatDate``."""
 
     category: str
     entitySet: str
@@ -432,6 +475,44 @@ class PostingRecord:
     endedAt: str
     outcome: str
     message: str = ""
+    ship: bool | None = None
+    invoice: bool | None = None
+    postingDate: str | None = None
+    vatDate: str | None = None
+
+
+#: The custom API page of Sales/Purchase Headers for posting with Business Central's options (route
+#: ``api/cronus/integration/v1.0``), per category: see :meth:`Documents.posting_document`.
+POSTING_DOCUMENT_SETS = {"salesPostingDocuments": "sales", "purchasePostingDocuments": "purchase"}
+#: Header fields the page writes that API v2.0 does not show; kept in the stored body under these names.
+_SHIP, _RECEIVE, _INVOICE, _STATUS, _VAT_DATE, _VAT_DATE_WITH = (
+    "_ship",
+    "_receive",
+    "_invoice",
+    "_status",
+    "_vatDate",
+    "_vatDateWithPostingDate",
+)
+
+
+def vat_date(body: dict[str, Any]) -> str | None:
+    """The header's VAT Reporting Date: the one written through the posting page, else the posting date (General
+    Ledger Setup's default VAT Reporting Date usage, "Posting Date": validating the posting date sets it, so it
+    follows a posting date changed after it was written)."""
+    if body.get(_VAT_DATE) and body.get(_VAT_DATE_WITH) == body.get("postingDate"):
+        return str(body[_VAT_DATE])
+    return body.get("postingDate")
+
+
+def header_status(kind: Kind, body: dict[str, Any]) -> str:
+    """The Sales/Purchase Header's Status (Open, Released, Pending Approval). API v2.0 shows orders' as Draft
+    (Open), In Review (Pending Approval), Open (Released) (codeunit "Graph Mgt - Sales Order Buffer"); invoices
+    and credit memos show Draft until posted whatever their release status, kept here under ``_status``."""
+    if body.get("status") == "In Review":
+        return "Pending Approval"
+    if kind.entity.fields["status"].enum == _ORDER_STATUS:
+        return {"Open": "Released"}.get(str(body.get("status")), "Open")
+    return str(body.get(_STATUS) or "Open")
 
 
 class _State:
@@ -481,6 +562,14 @@ class Documents:
         match = _DOC_PATH.match(request.path)
         if match is None:
             return None
+        if match.group("set") in POSTING_DOCUMENT_SETS and api == CUSTOM_API:
+            if match.group("cid").strip("'").lower() != COMPANY_ID:
+                return None
+            self.ensure_seeded()
+            try:
+                return self.posting_document(request, match.group("set"), match.group("key"), match.group("rest"))
+            except ApiError as err:
+                return ApiResponse(err.status, error_body(err.code, err.message), err.headers)
         kind = KINDS.get(match.group("set"))
         key, rest = match.group("key"), match.group("rest")
         if kind is None or kind.api != api:
@@ -534,6 +623,7 @@ class Documents:
                 return ApiResponse(200, {"value": lines})
             if request.method == "POST":
                 header = self._get(kind.entity, record_id)
+                self._test_status_open(kind, header)
                 payload = request.json_body()
                 with self.store.transaction() as db:
                     row = self._add_line(db, kind, header.id, payload)
@@ -560,6 +650,203 @@ class Documents:
                 )
             return self._pdf(kind, header)
         raise _error(f"The request URI is not valid. The segment '{rest}' is unknown.", "BadRequest_NotFound", 404)
+
+    # -- the posting page (custom API) -------------------------------------------------------------------
+    def posting_document(self, request: ApiRequest, set_name: str, key: str | None, rest: str | None) -> ApiResponse:
+        """The custom API page ``salesPostingDocuments`` / ``purchasePostingDocuments`` (README, "Posting with
+        Business Central's options"): one Sales/Purchase Header of any document type by its id (the API v2.0 id).
+
+        - ``GET (<id>)``: ``id``, ``documentType``, ``number``, ``status`` (Open, Released, Pending Approval),
+          ``ship``, ``receive``, ``invoice``, ``postingDate``, ``documentDate``, ``vatDate``;
+        - ``PATCH (<id>)``: ``ship`` / ``receive`` / ``invoice`` (orders and return orders only: each order type
+          takes its own pair, e.g. a sales order ``ship`` and ``invoice``; an invoice or credit memo refuses
+          ``false``, as it always posts in full), ``vatDate``;
+        - ``POST (<id>)/Microsoft.NAV.release`` (codeunit "Release Sales Document": refuses a document with
+          nothing to release or pending approval; a released one is left as it is),
+          ``Microsoft.NAV.calculateInvoiceDiscount`` (codeunit "Sales-Calc. Discount": the party's Discount %
+          of ``invoice_discounts``), ``Microsoft.NAV.post`` (codeunit "Sales-Post" with the header's
+          Ship/Receive and Invoice), each 204.
+
+        Sandbox limits: no collection reads (405) and no ``$batch``; return orders post received (shipped) and
+        credited together only.
+        """
+        category = POSTING_DOCUMENT_SETS[set_name]
+        type_name = set_name[:-1]
+        if key is None:
+            raise _error(
+                f"'{request.method}' requests for '{set_name}' of EdmType 'Collection' are not allowed.",
+                "BadRequest_MethodNotAllowed",
+                405,
+            )
+        record_id = unquote(key).strip("'").lower()
+        found = next(
+            (
+                (kind, row)
+                for kind in KINDS.values()
+                if kind.category == category and (row := self.store.get(kind.entity, record_id)) is not None
+            ),
+            None,
+        )
+        if found is None:
+            display = "Sales Header" if category == "sales" else "Purchase Header"
+            raise _error(
+                f"The {display} does not exist. Identification fields and values: SystemId='{record_id}'",
+                "BadRequest_NotFound",
+                404,
+            )
+        kind, row = found
+        if rest is None and request.method == "GET":
+            return ApiResponse(200, self._render_posting_document(kind, row), {"ETag": bc_etag(row.version)})
+        if rest is None and request.method == "PATCH":
+            payload = request.json_body()
+            if not isinstance(payload, dict):
+                raise _error("Invalid Request Body: a JSON object is required.", "BadRequest")
+            changes = self._posting_changes(kind, type_name, payload)
+            with self.store.transaction() as db:
+                row = self._write_header(db, kind, self._get(kind.entity, record_id), changes)
+            return ApiResponse(200, self._render_posting_document(kind, row), {"ETag": bc_etag(row.version)})
+        if rest == "Microsoft.NAV.release" and request.method == "POST":
+            self._release(kind, record_id)
+            return ApiResponse(204)
+        if rest == "Microsoft.NAV.calculateInvoiceDiscount" and request.method == "POST":
+            self._calculate_invoice_discount(kind, record_id)
+            return ApiResponse(204)
+        if rest == "Microsoft.NAV.post" and request.method == "POST":
+            body = row.body
+            if (
+                kind.shipped_field is None
+                and kind.posted_set is not None
+                and not (body.get(f"_{kind.ship_flag}") and body.get(_INVOICE))
+            ):
+                raise _error(
+                    f"The sandbox posts a {kind.display} with {kind.ship_flag.title()} and Invoice together only.",
+                    "BadRequest",
+                )
+            if kind.posted_set is None:
+                return self.post(kind, record_id)
+            return self.post(
+                kind, record_id, ship=bool(body.get(f"_{kind.ship_flag}")), invoice=bool(body.get(_INVOICE))
+            )
+        if rest is not None and rest.startswith("Microsoft.NAV.") and request.method != "POST":
+            raise _error(f"'{request.method}' is not allowed on an action.", "BadRequest_MethodNotAllowed", 405)
+        raise _error(f"The request URI is not valid. The segment '{rest}' is unknown.", "BadRequest_NotFound", 404)
+
+    def _render_posting_document(self, kind: Kind, row: Row) -> dict[str, Any]:
+        body = row.body
+        date_field = kind.entity.fields.get("orderDate") or kind.entity.fields.get("documentDate")
+        date_name = (
+            date_field.name
+            if date_field
+            else ("invoiceDate" if "invoiceDate" in kind.entity.fields else "creditMemoDate")
+        )
+        is_order = kind.posted_set is not None
+        return {
+            "@odata.etag": bc_etag(row.version),
+            "id": row.id,
+            "documentType": kind.document_type,
+            "number": row.bkey,
+            "status": header_status(kind, body),
+            "ship": bool(body.get(_SHIP)) if is_order else True,
+            "receive": bool(body.get(_RECEIVE)) if is_order else True,
+            "invoice": bool(body.get(_INVOICE)) if is_order else True,
+            "postingDate": body.get("postingDate"),
+            "documentDate": body.get(date_name),
+            "vatDate": vat_date(body),
+        }
+
+    def _posting_changes(self, kind: Kind, type_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Validate a PATCH of the posting page; returns the stored body's changes."""
+        changes: dict[str, Any] = {}
+        read_only = ("id", "documentType", "number", "status", "postingDate", "documentDate")
+        for name, value in payload.items():
+            if name.startswith("@") or name in read_only:
+                continue
+            if name in ("ship", "receive", "invoice"):
+                if not isinstance(value, bool):
+                    raise _error(
+                        f"Cannot convert the literal '{value}' to the expected type 'Edm.Boolean'.", "BadRequest"
+                    )
+                if kind.posted_set is None:
+                    if not value:
+                        raise _error(
+                            f"A {kind.display} always posts in full: {name} cannot be false. Ship/Receive and Invoice "
+                            "are the posting choices of orders and return orders.",
+                            "BadRequest",
+                        )
+                    continue
+                if name != "invoice" and name != kind.ship_flag:
+                    raise _error(
+                        f"{name} does not apply to a {kind.display}: it posts with {kind.ship_flag} and invoice.",
+                        "BadRequest",
+                    )
+                changes[f"_{name}"] = value
+            elif name == "vatDate":
+                try:
+                    date.fromisoformat(str(value))
+                except ValueError as exc:
+                    raise _error(
+                        f"Cannot convert the literal '{value}' to the expected type 'Edm.Date'.", "BadRequest"
+                    ) from exc
+                changes[_VAT_DATE] = str(value)
+            else:
+                raise _error(
+                    f"The property '{name}' does not exist on type 'Microsoft.NAV.{type_name}'. "
+                    "Make sure to only use property names that are defined by the type.",
+                    "BadRequest",
+                )
+        return changes
+
+    def _write_header(self, db: sqlite3.Connection, kind: Kind, row: Row, changes: dict[str, Any]) -> Row:
+        body = {**row.body, **changes}
+        if _VAT_DATE in changes:
+            body[_VAT_DATE_WITH] = body.get("postingDate")
+        modified = timestamp()
+        body["lastModifiedDateTime"] = modified
+        self.store.update(db, kind.entity, row.id, row.bkey, self.store.next_version(db), modified, body)
+        return self._get(kind.entity, row.id)
+
+    def _release(self, kind: Kind, record_id: str) -> None:
+        """Release Sales/Purchase Document: Open -> Released, after its checks."""
+        with self.store.transaction() as db:
+            row = self._get(kind.entity, record_id)
+            status = header_status(kind, row.body)
+            if status == "Released":
+                return
+            if status == "Pending Approval":
+                raise _error("This document can only be released when the approval process is complete.")
+            lines = self._line_rows(kind, row.id, db)
+            if not any(line.body.get("lineType") != "Comment" and line.body.get("quantity") for line in lines):
+                raise _error(
+                    f"There is nothing to release for the document of type {kind.document_type} with the number "
+                    f"{row.bkey}."
+                )
+            ordered = kind.entity.fields["status"].enum == _ORDER_STATUS
+            self._write_header(db, kind, row, {"status": "Open"} if ordered else {_STATUS: "Released"})
+
+    def _calculate_invoice_discount(self, kind: Kind, record_id: str) -> None:
+        """Sales-Calc. Discount: the invoice discount of the party's terms on the lines' amount."""
+        with STATE.lock:
+            rates = dict(STATE.config.invoice_discounts)
+        with self.store.transaction() as db:
+            row = self._get(kind.entity, record_id)
+            rate = Decimal(str(rates.get(str(row.body.get(f"{kind.party}Number")), 0)))
+            # Decimal arithmetic rounded to the currency's 0.01, half up, as Business Central rounds amounts.
+            base = sum(
+                (Decimal(str(line.body.get("amountExcludingTax") or 0)) for line in self._line_rows(kind, row.id, db)),
+                Decimal(0),
+            )
+            discount = (base * rate / 100).quantize(Decimal("0.01"), ROUND_HALF_UP)
+            self._write_header(db, kind, row, {"discountAmount": float(discount)})
+            self._retotal(db, kind, row.id)
+
+    def _test_status_open(self, kind: Kind, header: Row) -> None:
+        """A released document's lines cannot change (the lines' TestStatusOpen)."""
+        status = header_status(kind, header.body)
+        if status != "Open":
+            raise _error(
+                f"Status must be equal to 'Open'  in {kind.entity.display}: Document Type={kind.document_type}, "
+                f"No.={header.bkey}. Current value is '{status}'."
+            )
 
     # -- drafts -----------------------------------------------------------------------------------------
     def _create(self, request: ApiRequest, kind: Kind) -> ApiResponse:
@@ -637,6 +924,8 @@ class Documents:
                     {**line.body, "amountExcludingTax": amount},
                 )
         header = self._get(kind.entity, document_id)
+        # The invoice discount (discountAmount) comes off the lines' amount before VAT.
+        total -= float(header.body.get("discountAmount") or 0)
         tax = round(total * VAT_RATE, 2)
         body = {
             **header.body,
@@ -660,9 +949,13 @@ class Documents:
         return row
 
     # -- posting ------------------------------------------------------------------------------------------
-    def post(self, kind: Kind, record_id: str) -> ApiResponse:
+    def post(self, kind: Kind, record_id: str, *, ship: bool = True, invoice: bool = True) -> ApiResponse:
         """Run a posting action: latency, optional hang, the checks, then the state change; recorded with its
-        start and end in the posting log."""
+        start and end in the posting log.
+
+        :param ship: an order ships (receives) what is left to ship; :param invoice: it invoices what is shipped
+            and not invoiced. The standard actions (``shipAndInvoice``, ``post``, ...) post with both.
+        """
         started = timestamp()
         with STATE.lock:
             config = PostingConfig(**asdict(STATE.config))
@@ -677,26 +970,67 @@ class Documents:
             with self.store.transaction() as db:
                 row = self._get(kind.entity, record_id)
                 number = str(row.bkey)
-                self._check(kind, row, config)
-                posted_number = self._apply(db, kind, row)
+                self._check(kind, row, config, ship=ship, invoice=invoice)
+                posted_number = self._apply(db, kind, row, ship=ship, invoice=invoice)
         except ApiError as err:
             self._log(kind, record_id, number, started, "error", err.message)
             raise
-        self._log(kind, record_id, number, started, "posted", posted_number)
+        self._log(
+            kind,
+            record_id,
+            number,
+            started,
+            "posted",
+            posted_number,
+            ship=ship,
+            invoice=invoice,
+            posting_date=row.body.get("postingDate"),
+            vat_date=vat_date(row.body),
+        )
         return ApiResponse(204)
 
-    def _log(self, kind: Kind, record_id: str, number: str, started: str, outcome: str, message: str) -> None:
+    def _log(
+        self,
+        kind: Kind,
+        record_id: str,
+        number: str,
+        started: str,
+        outcome: str,
+        message: str,
+        *,
+        ship: bool | None = None,
+        invoice: bool | None = None,
+        posting_date: str | None = None,
+        vat_date: str | None = None,
+    ) -> None:
         record = PostingRecord(
-            kind.category, kind.entity_set, record_id, number, started, timestamp(), outcome, message
+            kind.category,
+            kind.entity_set,
+            record_id,
+            number,
+            started,
+            timestamp(),
+            outcome,
+            message,
+            ship,
+            invoice,
+            posting_date,
+            vat_date,
         )
         with STATE.lock:
             STATE.postings.append(record)
 
-    def _check(self, kind: Kind, row: Row, config: PostingConfig) -> None:
+    def _check(self, kind: Kind, row: Row, config: PostingConfig, *, ship: bool, invoice: bool) -> None:
         """Business Central's checks before posting, in its order; the first failing one answers."""
         body = row.body
         if kind.draft_only_message and body.get("status") != "Draft":
             raise _error(kind.draft_only_message)
+        if not (ship or invoice):
+            raise _error(
+                'Please enter "Yes" in Ship and/or Invoice and/or Receive.'
+                if kind.category == "sales"
+                else 'Please enter "Yes" in Receive and/or Invoice and/or Ship.'
+            )
         parties = BC_SETS["customers" if kind.party == "customer" else "vendors"]
         party = self.store.get(parties, body.get(f"{kind.party}Id") or "")
         blocked = (party.body.get("blocked") or " ").strip() if party else ""
@@ -712,24 +1046,89 @@ class Documents:
         to = date.fromisoformat(config.allow_posting_to) if config.allow_posting_to else date.max
         if not config.posting_from() <= posting_date <= to:
             raise _error("Posting Date is not within your range of allowed posting dates.")
-        if kind.entity_set in ("purchaseInvoices", "purchaseOrders") and not body.get("vendorInvoiceNumber"):
+        if (
+            kind.entity_set in ("purchaseInvoices", "purchaseOrders")
+            and invoice
+            and not body.get("vendorInvoiceNumber")
+        ):
             raise _error(
                 "You need to enter the document number of the document from the vendor in the Vendor Invoice No. "
                 "field, so that this document stays linked to the original."
             )
         lines = self._line_rows(kind, row.id)
-        if not any(line.body.get("lineType") != "Comment" and line.body.get("quantity") for line in lines):
+        if not any(sum(self._to_post(kind, line, ship=ship, invoice=invoice)) for line in lines):
             raise _error("There is nothing to post.")
 
-    def _apply(self, db: sqlite3.Connection, kind: Kind, row: Row) -> str:
-        """Change state as posting does; returns the posted document's number."""
-        posted_number = f"{kind.posted_series}{100000 + self.store.next_number(db, kind.posted_series)}"
+    @staticmethod
+    def _to_post(kind: Kind, line: Row, *, ship: bool, invoice: bool) -> tuple[float, float]:
+        """(quantity to ship/receive, quantity to invoice) of a line posted with ``ship``/``invoice``: an order
+        ships what is left and invoices what is shipped and not yet invoiced; other documents post all."""
+        if line.body.get("lineType") == "Comment":
+            return 0.0, 0.0
+        quantity = float(line.body.get("quantity") or 0)
+        if kind.shipped_field is None:
+            return quantity, quantity
+        shipped = float(line.body.get(kind.shipped_field) or 0)
+        invoiced = float(line.body.get("invoicedQuantity") or 0)
+        to_ship = quantity - shipped if ship else 0.0
+        return to_ship, (shipped + to_ship - invoiced) if invoice else 0.0
+
+    def _apply(self, db: sqlite3.Connection, kind: Kind, row: Row, *, ship: bool, invoice: bool) -> str:
+        """Change state as posting does; returns the posted document's number.
+
+        An order posted with ``ship`` only stays, its lines shipped (``shippedQuantity``) and ``fullyShipped``
+        set; one with ``invoice`` gets a posted invoice of the quantities shipped and not invoiced, and is
+        deleted once every line is shipped and invoiced in full.
+        """
         if kind.posted_set is None:
+            posted_number = f"{kind.posted_series}{100000 + self.store.next_number(db, kind.posted_series)}"
             body = {**row.body, "number": posted_number, "status": "Open"}
             version, modified = self.store.next_version(db), timestamp()
             body["lastModifiedDateTime"] = modified
             self.store.update(db, kind.entity, row.id, posted_number, version, modified, body)
             return posted_number
+        lines = self._line_rows(kind, row.id, db)
+        quantities = [self._to_post(kind, line, ship=ship, invoice=invoice) for line in lines]
+        if not invoice:
+            series = "PS-SHP" if kind.category == "sales" else "PP-RCT"
+            posted_number = f"{series}{100000 + self.store.next_number(db, series)}"
+        else:
+            posted_number = self._post_invoice(db, kind, row, lines, [q[1] for q in quantities])
+        done = True
+        for line, (to_ship, to_invoice) in zip(lines, quantities, strict=True):
+            if kind.shipped_field is None:
+                self.store.delete(db, kind.line_entity, line.id, self.store.next_version(db))
+                continue
+            body = dict(line.body)
+            body[kind.shipped_field] = float(body.get(kind.shipped_field) or 0) + to_ship
+            body["invoicedQuantity"] = float(body.get("invoicedQuantity") or 0) + to_invoice
+            done = done and body["invoicedQuantity"] >= float(body.get("quantity") or 0)
+            self.store.update(db, kind.line_entity, line.id, None, self.store.next_version(db), timestamp(), body)
+        if kind.shipped_field is None or done:
+            for line in self._line_rows(kind, row.id, db):
+                self.store.delete(db, kind.line_entity, line.id, self.store.next_version(db))
+            self.store.delete(db, kind.entity, row.id, self.store.next_version(db))
+            return posted_number
+        header = self._get(kind.entity, row.id)
+        fully = all(
+            float(line.body.get(kind.shipped_field) or 0) >= float(line.body.get("quantity") or 0)
+            for line in self._line_rows(kind, row.id, db)
+            if line.body.get("lineType") != "Comment"
+        )
+        body = {**header.body, "lastModifiedDateTime": timestamp()}
+        if kind.fully_field:
+            body[kind.fully_field] = fully
+        self.store.update(
+            db, kind.entity, header.id, header.bkey, self.store.next_version(db), body["lastModifiedDateTime"], body
+        )
+        return posted_number
+
+    def _post_invoice(
+        self, db: sqlite3.Connection, kind: Kind, row: Row, lines: list[Row], to_invoice: list[float]
+    ) -> str:
+        """The posted invoice (credit memo) of an order (return order): its header and the invoiced quantities."""
+        assert kind.posted_set is not None
+        posted_number = f"{kind.posted_series}{100000 + self.store.next_number(db, kind.posted_series)}"
         target = KINDS[kind.posted_set]
         header = {
             name: value
@@ -742,7 +1141,9 @@ class Documents:
         if "orderId" in target.entity.fields:
             header.update({"orderId": row.id, "orderNumber": row.bkey})
         posted = self.bc.create(db, target.entity, header)
-        for line in self._line_rows(kind, row.id, db):
+        for line, quantity in zip(lines, to_invoice, strict=True):
+            if not quantity and line.body.get("lineType") != "Comment":
+                continue
             values = {
                 name: value
                 for name, value in line.body.items()
@@ -750,12 +1151,12 @@ class Documents:
                 and not target.line_entity.fields[name].read_only
                 and name not in ("id", "documentId")
             }
+            if line.body.get("lineType") != "Comment":
+                values["quantity"] = quantity
             if kind.cost_field in values:
                 values[target.cost_field] = values.pop(kind.cost_field)
             self._add_line(db, target, posted.id, values)
-            self.store.delete(db, kind.line_entity, line.id, self.store.next_version(db))
         self._retotal(db, target, posted.id)
-        self.store.delete(db, kind.entity, row.id, self.store.next_version(db))
         return posted_number
 
     # -- PDF ------------------------------------------------------------------------------------------------

@@ -23,12 +23,13 @@ def test_one_posting_dag_per_job_queue_category(monkeypatch: pytest.MonkeyPatch)
         drain = dag.task_dict["drain"]
         assert drain.upstream_task_ids == {"batch_post"}
         assert drain.pool == category and drain.category_code == category
-        assert drain.trigger_rule == "none_failed"  # a skipped Batch Post still drains
+        # A skipped Batch Post still drains, and so does one that failed for documents it could not release.
+        assert drain.trigger_rule == "all_done"
         assert [t.expression for t in dag.timetable.timetables] == ["*/2 * * * *", "0 18 * * *"]
         assert dag.max_active_runs == 1 and not dag.catchup
         assert set(dag.params) >= {
-            "document_types", "filter", "ship", "invoice", "posting_date", "replace_posting_date",
-            "replace_document_date", "calc_inv_discount", "print",
+            "document_types", "filter", "ship", "invoice", "posting_date", "vat_date", "replace_posting_date",
+            "replace_document_date", "replace_vat_date", "calc_inv_discount", "print",
         }  # fmt: skip
 
 
@@ -46,15 +47,17 @@ def test_manual_runs_batch_post_then_drain_each_category(airflow_env, state_stor
     }
     sales = airflow_env.dags_test("sales_background_posting", {"print": True, "user_id": "ALICE"}, extra_env=env)
     output = sales.stdout + sales.stderr
-    # The drain fails as an alert naming each failed document, its user and the reason; the rest posted.
-    assert "2 document(s) of SALESPOST could not be posted" in output, output[-3000:]
-    assert "(queued by ALICE): There is nothing to post." in output
+    # Batch Post queues what Business Central releases and fails naming the one it would not release; the drain
+    # still runs and fails as an alert naming each failed document, its user and the reason; the rest posted.
+    assert "1 could not be released and were not queued" in output, output[-3000:]
+    assert "There is nothing to release for the document of type Invoice" in output
+    assert "1 document(s) of SALESPOST could not be posted" in output, output[-3000:]
     assert "(queued by ALICE): Posting Date is not within your range of allowed posting dates." in output
     finished = queue.list_entries(state_store, category_code="SALESPOST", statuses=[Status.FINISHED])
     assert len(finished) == 11
     assert len(list((tmp_path / "printed").glob("sales-*.pdf"))) == 11
     # The run ends failed as Airflow shows it (list, home page count, alerts), after posting the others.
-    assert airflow_env.run_state("sales_background_posting") == ("failed", {"batch_post": "success", "drain": "failed"})
+    assert airflow_env.run_state("sales_background_posting") == ("failed", {"batch_post": "failed", "drain": "failed"})
 
     purchase = airflow_env.dags_test("purchase_background_posting", {"batch_post": "always"}, extra_env=env)
     output = purchase.stdout + purchase.stderr

@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any, ClassVar
 
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult, failure, roll_back
-from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError, MissingEndpointError
 from dynamics_jobqueue.hooks.microsoft import (
     MicrosoftApiHook,
     Page,
@@ -196,6 +196,21 @@ class BusinessCentralHook(MicrosoftApiHook):
         """The API route of ``entity_set``: ``extra.endpoints[entity_set]`` or ``api/v2.0``."""
         endpoints: dict[str, str] = self.extra.get("endpoints") or {}
         return endpoints.get(entity_set, STANDARD_ROUTE).strip("/")
+
+    def has_endpoint(self, entity_set: str) -> bool:
+        """Whether ``extra.endpoints`` routes ``entity_set`` to a custom API page."""
+        return bool((self.extra.get("endpoints") or {}).get(entity_set))
+
+    def require_endpoint(self, entity_set: str, needed_for: str) -> None:
+        """:raises MissingEndpointError: when ``extra.endpoints`` does not route ``entity_set``; the message names
+        it, what needs it (``needed_for``) and how to set it."""
+        if not self.has_endpoint(entity_set):
+            raise MissingEndpointError(
+                f"{needed_for} needs the custom API page '{entity_set}', which the standard API v2.0 lacks: publish "
+                f'it in Business Central (README, "Posting with Business Central\'s options") and set its route in '
+                f'the connection {self.conn_id!r}: extra.endpoints = {{"{entity_set}": '
+                f'"api/<publisher>/<group>/v1.0"}}.'
+            )
 
     @cached_property
     def company_id(self) -> str:

@@ -61,6 +61,11 @@ class ApiError(Exception):
         return False
 
 
+class MissingEndpointError(ValueError):
+    """An option needs an entity set that the standard API v2.0 lacks and the connection's ``extra.endpoints``
+    does not route to a custom API page; the message names the entity set, what needs it and how to set it."""
+
+
 class AuthenticationError(ApiError):
     """401/403 from an API, or the token endpoint refused the client credentials."""
 

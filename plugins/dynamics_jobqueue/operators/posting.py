@@ -33,7 +33,10 @@ class BatchPostOperator(BaseOperator):
     Runs when the run is the daily Batch Post run (its time in :class:`PostingSchedule`), or a manual run, or
     when the param ``batch_post`` is ``"always"``; otherwise (the frequent drain runs, or ``"never"``) it is
     skipped. The params mirror the reference's Batch Post request page (see
-    :class:`~dynamics_jobqueue.posting.batch.BatchPostOptions`).
+    :class:`~dynamics_jobqueue.posting.batch.BatchPostOptions`). Documents Business Central could not release
+    are not queued; the task queues the others, then fails with an alert naming each of them and the ERP's
+    message (the drain still runs: its trigger rule is ``all_done``). Options that need the posting page on a
+    connection without it fail the task before anything is queued, naming the missing endpoint.
 
     :param category_code: the job queue category (``SALESPOST`` / ``PURCHPOST``).
     :param schedule: the DAG's schedule (decides which scheduled run is the Batch Post run).
@@ -77,19 +80,31 @@ class BatchPostOperator(BaseOperator):
             options.validate()
         except ValueError as exc:
             raise AirflowFailException(f"Batch Post params: {exc}") from exc
+        from dynamics_jobqueue.hooks.errors import MissingEndpointError
         from dynamics_jobqueue.hooks.state import StateStoreHook
         from dynamics_jobqueue.posting.batch import batch_post
 
         user_id = str(params.get("user_id") or getattr(dag_run, "triggering_user_name", None) or "AIRFLOW")
-        result = batch_post(
-            StateStoreHook(state_conn_id=self.state_conn_id),
-            _bc(self.business_central_conn_id),
-            self.category_code,
-            options,
-            user_id=user_id,
-        )
+        try:
+            result = batch_post(
+                StateStoreHook(state_conn_id=self.state_conn_id),
+                _bc(self.business_central_conn_id),
+                self.category_code,
+                options,
+                user_id=user_id,
+            )
+        except MissingEndpointError as exc:
+            raise AirflowFailException(f"Batch Post params: {exc}") from exc
         for message in result.refused:
             self.log.info("Left alone: %s", message)
+        if result.not_released:
+            failure = AirflowFailException(
+                f"Batch Post queued {result.queued} document(s) of {self.category_code}; "
+                f"{len(result.not_released)} could not be released and were not queued:\n"
+                + "\n".join(f"- {line}" for line in result.not_released)
+            )
+            failure.queued_by = [user_id]  # type: ignore[attr-defined]
+            raise failure
         return {"found": result.found, "queued": result.queued, "already_scheduled": len(result.refused)}
 
 

@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument("--posting-date", help="YYYY-MM-DD")
     batch.add_argument("--replace-posting-date", action="store_true")
     batch.add_argument("--replace-document-date", action="store_true")
+    batch.add_argument("--vat-date", help="YYYY-MM-DD, for --replace-vat-date (default: the posting date)")
+    batch.add_argument("--replace-vat-date", action="store_true", help="with --replace-posting-date")
+    batch.add_argument("--no-ship", action="store_true", help="orders: invoice only what was shipped (received)")
+    batch.add_argument("--no-invoice", action="store_true", help="orders: ship (receive) only")
+    batch.add_argument("--no-calc-inv-discount", action="store_true", help="leave invoice discounts as they are")
     batch.add_argument("--print", action="store_true")
 
     commands.add_parser("create-pools", help="create the Airflow pools SALESPOST and PURCHPOST (one slot each)")
@@ -170,11 +175,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "posting_date": args.posting_date,
                     "replace_posting_date": args.replace_posting_date,
                     "replace_document_date": args.replace_document_date,
+                    "vat_date": args.vat_date,
+                    "replace_vat_date": args.replace_vat_date,
+                    "ship": not args.no_ship,
+                    "invoice": not args.no_invoice,
+                    "calc_inv_discount": not args.no_calc_inv_discount,
                     "print": args.print,
                 }
             )
             outcome = batch_post(store, _bc(args.bc_conn_id), args.category, batch_options, user_id=args.user)
-            print(json.dumps({"found": outcome.found, "queued": outcome.queued, "refused": outcome.refused}))
+            print(
+                json.dumps(
+                    {
+                        "found": outcome.found,
+                        "queued": outcome.queued,
+                        "refused": outcome.refused,
+                        "not_released": outcome.not_released,
+                    }
+                )
+            )
+            return 1 if outcome.not_released else 0
     except (queue.JobQueueError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -60,9 +60,32 @@ class DocumentType:
         """True for orders and return orders (Ship/Receive applies)."""
         return self.name.endswith("Order")
 
+    @property
+    def posting_documents(self) -> str:
+        """The entity set of the posting page (:data:`POSTING_DOCUMENTS`) that holds this document."""
+        return POSTING_DOCUMENTS[self.category_code]
+
+    @property
+    def ship_field(self) -> str:
+        """The posting page's field that ships or receives the order: ``ship`` for sales orders and purchase
+        return orders, ``receive`` for purchase orders and sales return orders (the Sales/Purchase Header's
+        Ship and Receive)."""
+        return "ship" if self.name in ("Sales Order", "Purchase Return Order") else "receive"
+
+    @property
+    def fully_shipped_field(self) -> str | None:
+        """API v2.0's field that shows an order shipped (received) in full: ``fullyShipped`` / ``fullyReceived``."""
+        return {"Sales Order": "fullyShipped", "Purchase Order": "fullyReceived"}.get(self.name)
+
 
 SALESPOST = "SALESPOST"
 PURCHPOST = "PURCHPOST"
+
+#: The custom API page that posts with Business Central's options (release, Ship/Invoice, VAT date, invoice
+#: discount), per category: one Sales/Purchase Header of any document type by its API v2.0 id. API v2.0 cannot do
+#: these; the page's contract is in the README ("Posting with Business Central's options") and its route is set in
+#: the connection's ``extra.endpoints``.
+POSTING_DOCUMENTS = {SALESPOST: "salesPostingDocuments", PURCHPOST: "purchasePostingDocuments"}
 
 #: The reference's posting document types (section 2, item 5), in the order the Batch Post reports list them.
 DOCUMENT_TYPES: dict[str, DocumentType] = {

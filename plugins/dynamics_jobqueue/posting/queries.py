@@ -23,6 +23,12 @@ INSERT_ENTRY_IF_NOT_SCHEDULED = (
     + " ON CONFLICT (document_type, document_id) WHERE status <> 'Finished' DO NOTHING"
 )
 
+# The documents of a Batch Post that are Scheduled for Posting or Posting (entries neither Finished nor in Error).
+SELECT_SCHEDULED_DOCUMENTS = """
+SELECT document_id FROM dynamics.job_queue_entries
+WHERE document_type = %s AND document_id = ANY(%s) AND status NOT IN ('Finished', 'Error')
+"""
+
 DELETE_ERROR_ENTRY_OF_DOCUMENT = """
 DELETE FROM dynamics.job_queue_entries WHERE document_type = %s AND document_id = %s AND status = 'Error'
 """
@@ -122,7 +128,8 @@ WITH next AS (
     SET status = 'In Process', attempts = attempts + 1, worker = %(worker)s, backend_pid = pg_backend_pid(),
         started_at = now(), heartbeat_at = now(), lease_expires_at = now() + make_interval(secs => %(lease_s)s),
         sent_at = CASE WHEN (e.posting_options ->> 'replace_posting_date')::boolean
-                          OR (e.posting_options ->> 'replace_document_date')::boolean THEN NULL ELSE now() END,
+                          OR (e.posting_options ->> 'replace_document_date')::boolean
+                          OR (e.posting_options ->> 'posting_page')::boolean THEN NULL ELSE now() END,
         ended_at = NULL, error_message = NULL, updated_at = now()
     FROM next WHERE e.id = next.id
     RETURNING e.*

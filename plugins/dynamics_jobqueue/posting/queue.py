@@ -20,6 +20,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from dynamics_jobqueue import settings
+from dynamics_jobqueue.hooks.errors import ApiError
 from dynamics_jobqueue.posting import queries
 from dynamics_jobqueue.posting.categories import DocumentType
 from dynamics_jobqueue.posting.categories import document_type as lookup_document_type
@@ -186,14 +187,29 @@ def enqueue_by_number(
 ) -> JobQueueEntry:
     """Queue a document named by its number, reading its id from Business Central.
 
+    An Open document is released first, as codeunit "Sales Post via Job Queue" does, when the connection routes
+    the posting page (:data:`~dynamics_jobqueue.posting.categories.POSTING_DOCUMENTS`); a released one is left as
+    it is.
+
     :param options: the other fields of :class:`EnqueueRequest`.
-    :raises JobQueueError: when no open document of that type and number exists.
+    :raises JobQueueError: when no open document of that type and number exists, or Business Central refuses to
+        release it (its message).
     :raises AlreadyScheduledError: see :func:`enqueue`.
     """
     doc_type = lookup_document_type(document_type)
     found = bc.find_by(doc_type.entity_set, "number", document_number, select=["id", "number"])
     if not found:
         raise JobQueueError(f"{doc_type.name} {document_number} does not exist.")
+    if bc.has_endpoint(doc_type.posting_documents):
+        status = document_job_queue_status(store, doc_type.name, uuid.UUID(found[0]["id"]))
+        if status not in (JobQueueStatus.SCHEDULED_FOR_POSTING, JobQueueStatus.POSTING):
+            try:
+                bc.post_action(doc_type.posting_documents, found[0]["id"], "Microsoft.NAV.release")
+            except ApiError as exc:
+                if exc.status is None or exc.is_systemic:
+                    raise
+                head, _, _ = exc.message.partition("CorrelationId:")
+                raise JobQueueError(head.strip()) from exc
     return enqueue(
         store,
         EnqueueRequest(

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import requests
 
-from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
+from dynamics_jobqueue.hooks.errors import ApiError, MissingEndpointError, NotFoundError
 from dynamics_jobqueue.posting import queries
 from dynamics_jobqueue.posting.categories import DocumentType, PostedEvidence, document_type
 from dynamics_jobqueue.posting.entries import JobQueueEntry, LogStatus, Status
@@ -485,6 +485,14 @@ class PostingRunner:
     def _run(self, conn: psycopg.Connection, entry: JobQueueEntry) -> _Outcome:
         doc_type = document_type(entry.document_type)
         deadline = time.monotonic() + entry.timeout_s
+        through_page = bool(entry.posting_options.get("posting_page"))
+        if through_page and not self.bc.has_endpoint(doc_type.posting_documents):
+            try:
+                self.bc.require_endpoint(
+                    doc_type.posting_documents, f"{entry.describe()}, queued with {_page_options(entry)},"
+                )
+            except MissingEndpointError as exc:
+                return _Outcome(Status.ERROR, error_message=str(exc))  # nothing was sent
         try:
             if entry.sent_at is None:  # the claim marked it sent unless options are written first
                 self._apply_posting_options(entry, doc_type, deadline)
@@ -492,7 +500,12 @@ class PostingRunner:
             self._crash_point("sending")
             timeout = self._call_timeout(deadline)
             self._crash_point("in_flight")
-            self.bc.post_action(doc_type.entity_set, str(entry.document_id), doc_type.action, timeout=timeout)
+            if through_page:  # the posting page posts with the Ship/Receive and Invoice just written
+                self.bc.post_action(
+                    doc_type.posting_documents, str(entry.document_id), "Microsoft.NAV.post", timeout=timeout
+                )
+            else:
+                self.bc.post_action(doc_type.entity_set, str(entry.document_id), doc_type.action, timeout=timeout)
             self._crash_point("posted")
         except (ApiError, _JobTimeout) as exc:
             outcome = self._after_failed_post(entry, doc_type, exc)
@@ -503,7 +516,9 @@ class PostingRunner:
         return self._print(entry, doc_type, deadline)
 
     def _apply_posting_options(self, entry: JobQueueEntry, doc_type: DocumentType, deadline: float) -> None:
-        """Batch Post's Replace Posting Date / Replace Document Date: write the date before posting."""
+        """Batch Post's Replace Posting Date / Replace Document Date (API v2.0), then on the posting page an
+        order's Ship/Receive and Invoice and Replace VAT Date, in Business Central's order: the posting date is
+        validated first (it moves the VAT date with it), the VAT date is replaced after it."""
         options = entry.posting_options
         posting_date = options.get("posting_date")
         changes: dict[str, Any] = {}
@@ -513,6 +528,18 @@ class PostingRunner:
             changes[doc_type.document_date_field] = posting_date
         if changes:
             self.bc.update(doc_type.entity_set, str(entry.document_id), changes, timeout=self._call_timeout(deadline))
+        if not options.get("posting_page"):
+            return
+        page: dict[str, Any] = {}
+        if doc_type.is_order:
+            page[doc_type.ship_field] = bool(options.get("ship", True))
+            page["invoice"] = bool(options.get("invoice", True))
+        if options.get("replace_vat_date") and options.get("vat_date"):
+            page["vatDate"] = options["vat_date"]
+        if page:
+            self.bc.update(
+                doc_type.posting_documents, str(entry.document_id), page, timeout=self._call_timeout(deadline)
+            )
 
     def _after_failed_post(self, entry: JobQueueEntry, doc_type: DocumentType, exc: Exception) -> _Outcome | None:
         """Decide what a failed posting means; ``None`` when the ERP shows the document posted after all."""
@@ -565,6 +592,10 @@ class PostingRunner:
             return None
         if doc_type.evidence is PostedEvidence.STATUS:
             return record.get("status") not in ("Draft", "In Review")
+        options = entry.posting_options
+        if doc_type.fully_shipped_field and options.get("posting_page") and not options.get("invoice", True):
+            # Shipped (received) only: the order stays, shipped in full.
+            return bool(record.get(doc_type.fully_shipped_field))
         return False
 
     def _posted_from_order(self, doc_type: DocumentType, order_id: str) -> dict[str, Any] | None:
@@ -631,6 +662,17 @@ class PostingRunner:
             raise _JobTimeout()
         self._job_limited_timeout = remaining < self.bc.settings.timeout
         return remaining
+
+
+def _page_options(entry: JobQueueEntry) -> str:
+    """The options of ``entry`` that need the posting page, named as Batch Post names them."""
+    options = entry.posting_options
+    named = []
+    if not (options.get("ship", True) and options.get("invoice", True)):
+        named.append("Ship/Receive only" if options.get("ship", True) else "Invoice only")
+    if options.get("replace_vat_date"):
+        named.append("Replace VAT Date")
+    return " and ".join(named) or "posting page options"
 
 
 def _run_with_deadline(func: Any, deadline: float) -> Any:

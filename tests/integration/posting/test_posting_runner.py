@@ -21,11 +21,18 @@ def test_batch_post_and_drain_post_the_cronus_documents_and_fail_the_designed_on
         "Sales Credit Memo": 1,
         "Sales Return Order": 0,
     }
+    # As Business Central's Batch Post, an Open document is released before it is queued; one that cannot be
+    # released is left out with Business Central's message.
+    assert queued.queued == 12
+    assert queued.not_released == [
+        "Sales Invoice S-INV1008: There is nothing to release for the document of type Invoice with the number "
+        "S-INV1008."
+    ]
     result = PostingRunner(state_store, posting.bc, "SALESPOST").drain()
 
     assert result.posted == 11
     reasons = sorted(f.reason for f in result.failed)
-    assert reasons == ["Posting Date is not within your range of allowed posting dates.", "There is nothing to post."]
+    assert reasons == ["Posting Date is not within your range of allowed posting dates."]
     assert all(f.user_id == "ALICE" for f in result.failed)
     # The ERP really changed: drafts left are the two designed to fail; orders became posted invoices.
     drafts = posting.documents("salesInvoices", "status eq 'Draft'") + posting.documents("salesCreditMemos")
@@ -37,7 +44,7 @@ def test_batch_post_and_drain_post_the_cronus_documents_and_fail_the_designed_on
     assert {e.job_queue_status for e in errors} == {JobQueueStatus.ERROR}
     assert len(queue.list_entries(state_store, statuses=[Status.FINISHED])) == 11
     log = queue.list_log_entries(state_store)
-    assert sorted(item.status for item in log) == ["Error"] * 2 + ["Success"] * 11
+    assert sorted(item.status for item in log) == ["Error"] + ["Success"] * 11
     assert all(item.ended_at is not None and "CorrelationId" not in (item.error_message or "") for item in log)
     assert overlaps(posting.postings()) == []
 

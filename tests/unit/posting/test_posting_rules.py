@@ -50,16 +50,37 @@ def test_batch_post_options_from_params_and_validation() -> None:
     assert options.posting_date == date(2026, 11, 30)
     assert options.filter is None
     options.validate()
-    assert options.posting_options() == {
+    invoice, order = document_type("Sales Invoice"), document_type("Sales Order")
+    assert options.posting_options(invoice) == {
         "posting_date": "2026-11-30",
         "replace_posting_date": True,
         "replace_document_date": False,
+        "vat_date": None,
+        "replace_vat_date": False,
+        "ship": True,
+        "invoice": True,
+        "posting_page": False,  # the defaults post through API v2.0's own actions
     }
     with pytest.raises(ValueError, match="Enter the posting date"):
         BatchPostOptions(replace_document_date=True).validate()
-    with pytest.raises(ValueError, match="Ship/Receive and Invoice together"):
-        BatchPostOptions(document_types=("Order",), invoice=False).validate()
-    BatchPostOptions(document_types=("Invoice",), invoice=False).validate()
+    # Ship-only is Business Central's choice too; neither is Sales-Post's refusal, given before queueing.
+    ship_only = BatchPostOptions(document_types=("Order", "Invoice"), invoice=False)
+    ship_only.validate()
+    assert ship_only.posting_options(order)["posting_page"] and not ship_only.posting_options(invoice)["posting_page"]
+    with pytest.raises(ValueError, match='Please enter "Yes" in Ship and/or Invoice'):
+        BatchPostOptions(document_types=("Order",), ship=False, invoice=False).validate()
+    BatchPostOptions(document_types=("Invoice",), ship=False, invoice=False).validate()  # orders only
+    with pytest.raises(ValueError, match="Return orders post received"):
+        BatchPostOptions(document_types=("Return Order",), ship=False).validate()
+    # Replace VAT Date works with Replace Posting Date, as Business Central's; its date defaults to the posting date.
+    with pytest.raises(ValueError, match="only with Replace Posting Date"):
+        BatchPostOptions(replace_vat_date=True, posting_date=date(2026, 11, 30)).validate()
+    vat = BatchPostOptions.from_params(
+        {"posting_date": "2026-11-30", "replace_posting_date": True, "replace_vat_date": True, "vat_date": None}
+    )
+    vat.validate()
+    assert vat.posting_options(invoice)["vat_date"] == "2026-11-30" and vat.posting_options(invoice)["posting_page"]
+    BatchPostOptions(calc_inv_discount=False).validate()  # an option, not always on
     with pytest.raises(ValueError, match="unknown document types"):
         BatchPostOptions(document_types=("Quote",)).validate()
 
