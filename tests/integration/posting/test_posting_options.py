@@ -221,3 +221,11 @@ def test_the_batch_post_operator_queues_ship_only_and_alerts_on_documents_it_cou
     assert "Batch Post queued 7 document(s) of SALESPOST; 1 could not be released" in str(alert.value)
     assert "- Sales Invoice S-INV1008: There is nothing to release for the document of type Invoice" in str(alert.value)
     assert len(queue.list_entries(state_store, statuses=[Status.READY])) == 11
+
+
+def test_post_via_job_queue_by_number_releases_the_document_first(posting, state_store) -> None:
+    entry = queue.enqueue_by_number(state_store, posting.bc, "Sales Invoice", "S-INV1001", user_id="ALICE")
+    assert _page(posting, "salesPostingDocuments", str(entry.document_id))["status"] == "Released"
+    with pytest.raises(queue.JobQueueError, match="There is nothing to release for the document of type Invoice"):
+        queue.enqueue_by_number(state_store, posting.bc, "Sales Invoice", "S-INV1008", user_id="ALICE")
+    assert [e.document_number for e in queue.list_entries(state_store)] == ["S-INV1001"]
