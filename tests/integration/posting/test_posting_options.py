@@ -229,3 +229,19 @@ def test_post_via_job_queue_by_number_releases_the_document_first(posting, state
     with pytest.raises(queue.JobQueueError, match="There is nothing to release for the document of type Invoice"):
         queue.enqueue_by_number(state_store, posting.bc, "Sales Invoice", "S-INV1008", user_id="ALICE")
     assert [e.document_number for e in queue.list_entries(state_store)] == ["S-INV1001"]
+
+
+def test_a_ship_only_posting_whose_answer_is_lost_is_recognised_from_the_order_shipped_in_full(
+    posting, state_store
+) -> None:
+    options = BatchPostOptions(document_types=("Order",), filter="number eq 'S-ORD1001'", invoice=False)
+    batch_post(state_store, posting.bc, "SALESPOST", options, user_id="ALICE")
+    [entry] = queue.list_entries(state_store)
+    # The ERP ships the order, then the connection drops before the answer (a POST is not retried).
+    posting.sandbox.admin("faults", {"rate_drop_after": 1.0, "route": "POST bc/salesPostingDocuments"})
+    result = _drain(posting, state_store)
+    assert (result.posted, result.failed, result.waiting_for) == (1, [], [])
+    assert posting.entry(entry.id).status is Status.FINISHED
+    assert [(p["number"], p["outcome"], p["ship"], p["invoice"]) for p in posting.postings()] == [
+        ("S-ORD1001", "posted", True, False)
+    ]
