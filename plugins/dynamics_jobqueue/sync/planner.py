@@ -41,6 +41,10 @@ MODIFIED = "_modified"
 MODIFIED_ON = "_modifiedon"
 #: Reason of an UNCHANGED record whose two sides both changed, to the same values.
 BOTH_SAME = "both sides hold the same values"
+#: Reason of an IGNOREd record that has not changed since its last sync (the sync's own write echoed back).
+NOT_MODIFIED = "not modified since its last sync"
+#: Reason of an IGNOREd pair of a full sync whose CRM side alone changed since the last sync.
+CRM_SIDE_CHANGED = "only the CRM side changed since the last sync: the CRM->ERP pass brings its change"
 #: Reason of a SKIP for a record marked Skipped (its error state stays until reset).
 MARKED_SKIPPED = "marked Skipped after repeated errors; reset it to sync again"
 
@@ -193,6 +197,8 @@ class PageInput:
         current values of the ``TO_CRM`` target fields (:func:`current_values`), and :data:`MODIFIED_ON`.
     :param deferred: ERP->CRM pass only: records left to the write-back after the CRM->ERP pass (pairs created
         from the CRM that still owe the CRM their to-CRM fields), IGNOREd here.
+    :param owed: ERP->CRM pass only: pairs created from the CRM that still owe the CRM their to-CRM fields
+        (``write_back_pending``), whether or not they are deferred.
     """
 
     source: pd.DataFrame
@@ -204,14 +210,18 @@ class PageInput:
     record_state: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["skipped", "handled"]))
     counterpart: pd.DataFrame | None = None
     deferred: pd.Series | None = None
+    owed: pd.Series | None = None
 
 
-def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore_echoes: bool = True) -> pd.DataFrame:
+def plan_page(
+    mapping: TableMapping, flow: Direction, page: PageInput, *, ignore_echoes: bool = True, write_back: bool = False
+) -> pd.DataFrame:
     """Decide the :class:`Action` of every record of a page.
 
     :param mapping: the table mapping. :param flow: ``TO_CRM`` or ``FROM_CRM``.
     :param ignore_echoes: treat records not modified since their last sync as echoes (off when the runner
-        deliberately replays records, e.g. to write back fields of records it has just created).
+        deliberately replays records: a full sync, or the write-back of fields of records it has just created).
+    :param write_back: the page writes back the to-CRM fields of pairs just created from the CRM.
     :return: a frame indexed like ``page.source`` with ``action``, ``reason``, ``kind`` (an
         :class:`ErrorKind` for FAIL), ``dest_id``, ``hash`` (fingerprint of the mapped values), and for the
         ERP->CRM pass of a bidirectional mapping ``dest_changed`` (the CRM side changed too) and ``consumed``
@@ -243,10 +253,11 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
     if page.deferred is not None:
         deferred = page.deferred.reindex(index).astype("boolean").fillna(False).astype(bool)
         decide(deferred, Action.IGNORE, "its to-CRM fields are written back after the CRM->ERP pass")
+    synced_at = couplings["source_synced_at"]
+    # The source has not changed since the pair's last sync (its marker is the one the sync last wrote or read).
+    echo = (coupled & synced_at.notna() & (page.source[MODIFIED] <= synced_at).fillna(False)).astype(bool)
     if ignore_echoes:
-        synced_at = couplings["source_synced_at"]
-        echo = coupled & synced_at.notna() & (page.source[MODIFIED] <= synced_at).fillna(False).astype(bool)
-        decide(echo, Action.IGNORE, "not modified since its last sync")
+        decide(echo, Action.IGNORE, NOT_MODIFIED)
     skipped = state["skipped"].astype("boolean").fillna(False).astype(bool)
     decide(skipped, Action.SKIP, MARKED_SKIPPED)
     if not page.problems.empty:
@@ -269,11 +280,20 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
         counterpart = page.counterpart.reindex(dest_id.where(coupled, None).tolist())
         counterpart.index = index
         counterpart = mask_omitted_lookups(mapping, counterpart, page.values.reindex(index))
+        owed = pd.Series(False, index=index, dtype=bool)
+        if page.owed is not None:
+            owed = page.owed.reindex(index).astype("boolean").fillna(False).astype(bool)
+            counterpart = fill_owed_fields(mapping, counterpart, page.values.reindex(index), owed)
         present = counterpart[MODIFIED].notna()
         dest_synced = couplings["dest_synced_at"]
         newer = (counterpart[MODIFIED] > dest_synced).fillna(False).astype(bool)
         crm_changed = present & (dest_synced.isna() | newer)
         dest_changed = (crm_changed & coupled).astype(bool)
+        if not write_back:
+            # A full sync reads every ERP record, changed or not. One unchanged since the pair's last sync while
+            # the CRM record changed is no update conflict and must not overwrite the CRM's edit: the CRM->ERP
+            # pass of the same run brings that edit to the ERP (an update conflict is both sides changing).
+            decide(dest_changed & echo, Action.IGNORE, CRM_SIDE_CHANGED)
         # Compare with the CRM record as it is whenever it was read (changed since the last sync, or every
         # record of a full sync): equal values are Unchanged whatever the stored fingerprint says (it may hold
         # a default the CRM filled in, which masking leaves out).
@@ -281,7 +301,11 @@ def plan_page(mapping: TableMapping, flow: Direction, page: PageInput, *, ignore
         equal = pd.Series(False, index=index)
         if compared.any():
             equal[compared] = fingerprint_rows(counterpart[compared], columns) == fingerprint[compared]
-            decide(equal, Action.UNCHANGED, BOTH_SAME)
+            # A pair owing its write-back is written even when both sides agree: the CRM still lacks the
+            # to-CRM fields (the equality above counts them as delivered).
+            decide(equal & ~owed, Action.UNCHANGED, BOTH_SAME)
+            decide(equal & owed, Action.UPDATE, "the to-CRM fields owed since the create are written back")
+            consumed |= equal & owed & (action == Action.UPDATE.value)
         both = dest_changed & action.isna()
         if both.any():
             # BC (codeunit 5345 "Integration Rec. Synch. Invoke", SynchRecord): both sides changed is a conflict only
@@ -389,6 +413,25 @@ def _when(value: Any) -> str:
     if isinstance(value, pd.Timestamp) and not pd.isna(value):
         return value.strftime("%Y-%m-%d %H:%M:%S UTC")
     return "?"
+
+
+def fill_owed_fields(
+    mapping: TableMapping, current: pd.DataFrame, values: pd.DataFrame, owed: pd.Series
+) -> pd.DataFrame:
+    """For pairs created from the CRM that still owe the CRM their write-back, take the fields that flow to the
+    CRM only (the number, the credit limit, the owner) from ``values``: the CRM never received them, so their
+    difference is owed, not an edit that conflicts with the ERP's.
+
+    :param current: CRM values (:func:`current_values`) aligned with ``values``. :param owed: per row.
+    """
+    if not owed.any():
+        return current
+    current = current.copy()
+    for f in mapping.fields_for(Direction.TO_CRM):
+        target = str(f.target(Direction.TO_CRM))
+        if not f.flows(Direction.FROM_CRM) and target in current.columns and target in values.columns:
+            current[target] = current[target].astype(object).where(~owed, values[target])
+    return current
 
 
 def mask_omitted_lookups(mapping: TableMapping, current: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:

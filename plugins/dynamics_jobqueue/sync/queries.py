@@ -97,6 +97,7 @@ SELECT direction, source_id, skipped, last_job_id = ANY(%s) AS handled
  WHERE mapping = %s
    AND ((direction = 'to_crm' AND source_id = ANY(%s)) OR (direction = 'from_crm' AND source_id = ANY(%s)))
 """
+ERRORED_IDS = "SELECT source_id FROM dynamics.sync_record_error WHERE mapping = %s AND direction = %s"
 RETRY_IDS = """
 SELECT source_id FROM dynamics.sync_record_error
  WHERE mapping = %s AND direction = %s AND NOT skipped ORDER BY source_id

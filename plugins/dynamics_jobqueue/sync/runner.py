@@ -332,7 +332,10 @@ class MappingRunner:
     def _write_back_owed(self, result: PassResult) -> None:
         """Write back the to-CRM fields of pairs created from the CRM that a crash or an error left owing them
         (the write-back of this run's creates happens page by page; this catches the rest)."""
-        owed = self.store.write_back_pending()
+        # A pair whose ERP->CRM pass failed (an update conflict, say) is that pass's to settle: the write-back
+        # would only fail it a second time in the same run.
+        failing = self.store.errored_ids(Direction.TO_CRM.value)
+        owed = [erp_id for erp_id in self.store.write_back_pending() if erp_id not in failing]
         if not owed:
             return
         select = self.mapping.read_fields(Side.ERP)
@@ -537,6 +540,9 @@ class MappingRunner:
             other_hash = pd.Series(None, index=source.index, dtype=object)
 
         deferred = None
+        owed_pairs = None
+        if flow is Direction.TO_CRM and bidirectional and not couplings.empty:
+            owed_pairs = couplings["write_back_pending"].astype("boolean").fillna(False).astype(bool)
         if flow is Direction.TO_CRM and bidirectional and not write_back and not couplings.empty:
             # A pair created from the CRM whose write-back is owed: while the ERP record still holds what the
             # create wrote, its to-CRM fields go by the write-back after the CRM->ERP pass (a CRM edit made
@@ -558,9 +564,11 @@ class MappingRunner:
                 record_state=record_state,
                 counterpart=counterpart,
                 deferred=deferred,
+                owed=owed_pairs,
             ),
             # A full sync compares every record (BC's Full Synch. Review reports them Unchanged).
             ignore_echoes=not (write_back or self.full_sync),
+            write_back=write_back,
         )
         own = state[state["direction"] == flow.value]
         errored = {str(i) for i in own["source_id"]}

@@ -227,6 +227,11 @@ class SyncStore:
         with self.conn.transaction():
             return [r[0] for r in self.conn.execute(q.RETRY_IDS, (self.mapping, direction)).fetchall()]
 
+    def errored_ids(self, direction: str) -> set[str]:
+        """Source ids of records with an error state in ``direction`` (failing or Skipped)."""
+        with self.conn.transaction():
+            return {r[0] for r in self.conn.execute(q.ERRORED_IDS, (self.mapping, direction)).fetchall()}
+
     def clear_errors(self, direction: str, source_ids: Sequence[str]) -> None:
         """Forget the error state of records that no longer need a retry."""
         with self.conn.transaction(), self.conn.cursor() as cur:

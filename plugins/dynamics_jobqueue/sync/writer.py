@@ -32,6 +32,7 @@ from dynamics_jobqueue.sync.planner import (
     BOTH_SAME,
     MARKED_SKIPPED,
     MODIFIED,
+    NOT_MODIFIED,
     Action,
     ErrorKind,
     current_values,
@@ -230,6 +231,12 @@ class PageWriter:
 
     def _settle_without_writes(self, page: Page, outcome: PageOutcome) -> None:
         plan = page.plan
+        if page.errored:
+            # A record that failed before (an update conflict, say) and has not changed since its pair's last
+            # sync owes nothing any more: the other side's change settled it, so its error state goes.
+            echoes = plan.index[(plan["action"] == Action.IGNORE.value) & (plan["reason"] == NOT_MODIFIED)]
+            for source_id in echoes:
+                self._clear_error(page, outcome, str(source_id))
         settled = plan[plan["action"].isin([Action.SKIP.value, Action.FAIL.value, Action.UNCHANGED.value])]
         for source_id, action, kind, reason, dest_id in zip(
             settled.index, settled["action"], settled["kind"], settled["reason"], settled["dest_id"], strict=True

@@ -156,16 +156,28 @@ def test_6_a_connection_dropped_after_erp_creates_says_what_may_have_been_writte
 
 def test_4a_a_full_sync_after_crm_edits_reports_the_pairs_unchanged_not_in_conflict(sync) -> None:
     sync.run(run_id="first")
-    accounts = sync.crm("accounts")  # five from the ERP, two created in the CRM (default currency and owner)
+    # Dataverse gives an account created without a currency the organization's base currency
+    # (transactioncurrencyid; https://learn.microsoft.com/powerapps/developer/data-platform/transaction-currency-currency-entity):
+    # every account here has one, while the customers' blank currency (LCY) is left out by the sync.
+    accounts = sync.crm("accounts", "customertypecode eq 3")
+    assert all(a["_transactioncurrencyid_value"] for a in accounts)
     for account in accounts:
         sync.crm_user.upsert("accounts", account["accountid"], {"telephone1": "+1 555"}, mode="update")
-    sync.run("CUSTOMER", run_id="incremental")  # the edits go CRM->ERP
+    sync.run("CUSTOMER", run_id="incremental")  # the edits go CRM->ERP: the pairs' last sync went CRM->ERP
     result = sync.run("CUSTOMER", run_id="full", full_sync=True)["CUSTOMER"]
     counts = sync.counts({"CUSTOMER": result})
     assert counts["CUSTOMER to CRM"] == {"unchanged": len(sync.erp("customers"))}, result.describe()
     assert sync.record_errors("CUSTOMER") == []
+    # A CRM edit after that sync, then a full sync: the ERP side did not change, so the CRM's edit reaches the
+    # ERP (no update conflict, nothing reverted).
+    for account in accounts:
+        sync.crm_user.upsert("accounts", account["accountid"], {"address1_city": "CRM city"}, mode="update")
+    result = sync.run("CUSTOMER", run_id="full-after-edit", full_sync=True)["CUSTOMER"]
+    assert sync.record_errors("CUSTOMER") == [], result.describe()
+    assert {c["city"] for c in sync.erp("customers")} == {"CRM city"}
+    assert {a["address1_city"] for a in sync.crm("accounts", "customertypecode eq 3")} == {"CRM city"}
     assert {c["phoneNumber"] for c in sync.erp("customers")} == {"+1 555"}
-    assert {a["telephone1"] for a in sync.crm("accounts")} == {"+1 555"}
+    agree(sync)
 
 
 def test_4b_a_full_sync_keeps_an_erp_edit_made_after_a_crm_edit_was_synced(sync) -> None:
@@ -178,4 +190,37 @@ def test_4b_a_full_sync_keeps_an_erp_edit_made_after_a_crm_edit_was_synced(sync)
     sync.run("CUSTOMER", run_id="full", full_sync=True)
     assert sync.customer("40000")["city"] == "ERP city"
     assert sync.account("40000")["address1_city"] == "ERP city"
+    agree(sync)
+
+
+@pytest.mark.parametrize("point", ["from_crm.commit.after", "write_back.batch.before"])
+def test_edits_on_both_sides_before_a_crashed_write_back_are_reported_and_settle(sync, point) -> None:
+    """A pair created from the CRM, the run killed before the account got its number back, then a user edit on
+    each side: an update conflict on the fields the users changed (not on the number the CRM was still owed),
+    both edits kept where they were made; once the users make the records agree, the number arrives."""
+    sync.run("CURRENCY", "SALESPEOPLE", run_id="first")
+    sync.crash("CUSTOMER", point=point)
+    account = sync.only(sync.crm("accounts"), name="Northwind Traders")
+    customer = sync.only(sync.erp("customers"), displayName="Northwind Traders")
+    assert not account.get("accountnumber")
+    sync.erp_user.update("customers", customer["id"], {"city": "ERP city"})
+    sync.crm_user.upsert("accounts", account["accountid"], {"telephone1": "+44 CRM"}, mode="update")
+    sync.run("CUSTOMER", run_id="recovery")
+    [error] = sync.record_errors("CUSTOMER")
+    assert error["kind"] == "conflict" and "address1_city" in error["message"], error
+    assert "accountnumber" not in error["message"]
+    assert sync.only(sync.erp("customers"), id=customer["id"])["city"] == "ERP city"
+    assert sync.only(sync.crm("accounts"), accountid=account["accountid"])["telephone1"] == "+44 CRM"
+    # The users settle it: each side gets the other's edit.
+    sync.erp_user.update("customers", customer["id"], {"phoneNumber": "+44 CRM"})
+    sync.crm_user.upsert("accounts", account["accountid"], {"address1_city": "ERP city"}, mode="update")
+    sync.run("CUSTOMER", run_id="settled")
+    account = sync.only(sync.crm("accounts"), accountid=account["accountid"])
+    customer = sync.only(sync.erp("customers"), id=customer["id"])
+    assert (account["accountnumber"], account["address1_city"], account["telephone1"]) == (
+        customer["number"],
+        "ERP city",
+        "+44 CRM",
+    )
+    assert (customer["city"], customer["phoneNumber"]) == ("ERP city", "+44 CRM")
     agree(sync)
