@@ -15,6 +15,10 @@ ON CONFLICT (mapping, direction) DO UPDATE
        version = GREATEST(dynamics.sync_watermark.version, EXCLUDED.version), updated_at = now()
 """
 CLEAR_WATERMARKS = "DELETE FROM dynamics.sync_watermark WHERE mapping = %s"
+CLEAR_READ_OVERLAP_OF_MAPPING = "DELETE FROM dynamics.sync_read_overlap WHERE mapping = %s"
+READ_OVERLAP = "SELECT source_id, digest FROM dynamics.sync_read_overlap WHERE mapping = %s AND direction = %s"
+CLEAR_READ_OVERLAP = "DELETE FROM dynamics.sync_read_overlap WHERE mapping = %s AND direction = %s"
+COPY_READ_OVERLAP = "COPY dynamics.sync_read_overlap (mapping, direction, source_id, marker, digest) FROM STDIN"
 
 # A job still 'running' while this run holds the mapping's lock belongs to a worker that died.
 INTERRUPT_STALE_JOBS = """

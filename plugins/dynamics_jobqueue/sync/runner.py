@@ -22,6 +22,8 @@ record (authentication, throttling or an outage after the hook's retries) stops 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import queue
 import threading
@@ -410,6 +412,8 @@ class MappingRunner:
         newest = since
         label = f"{self.mapping.name} {flow.label}"
         done = 0
+        #: records read after the cap: source id -> (marker, digest), kept for the next run (ERP side only)
+        overlap: dict[str, tuple[str, str]] | None = None
         try:
             if flow is Direction.FROM_CRM and self.mapping.direction is Direction.BIDIRECTIONAL:
                 total = store.count_staged()
@@ -433,6 +437,10 @@ class MappingRunner:
                     self._finish(self._prepare(flow, records, result), result, store, self.writer)
                     log.info("%s: %d record(s) that failed before retried", label, len(records))
                 extra = self._not_by_integration_user if flow is Direction.FROM_CRM else None
+                if source_side is Side.ERP:
+                    # The last pass's overlap is read again (the watermark rule); a full sync handles it all.
+                    overlap = {}
+                    seen_before = {} if self.full_sync else store.read_overlap(flow.value)
                 total = None
                 pages = endpoint.read_changed(
                     self.mapping.side(source_side),
@@ -445,6 +453,8 @@ class MappingRunner:
                     for number, (records, count) in enumerate(pages, start=1):
                         total = count if count is not None else total
                         newest = _latest(newest, (_marker(source_side, r) for r in records))
+                        if overlap is not None:
+                            records = self._read_again(records, cap, seen_before, overlap)
                         for start in range(0, len(records), SLICE):
                             pipeline.submit(self._prepare(flow, records[start : start + SLICE], result))
                         done += len(records)
@@ -460,7 +470,14 @@ class MappingRunner:
         if result.counts["failed"]:
             message = MappingRunResult(self.mapping.name, [result]).describe()
         self.checkpoint(f"{flow.value}.pass.before_finish")
-        store.finish_job(job_id, status=status, message=message, direction=flow.value, watermark=newest)
+        store.finish_job(
+            job_id,
+            status=status,
+            message=message,
+            direction=flow.value,
+            watermark=newest,
+            overlap=None if overlap is None else [(i, m, d) for i, (m, d) in overlap.items()],
+        )
         self.checkpoint(f"{flow.value}.pass.finished")
         log.info(
             "%s: %s%s",
@@ -469,6 +486,34 @@ class MappingRunner:
             " (idle)" if result.idle else "",
         )
         return result
+
+    def _read_again(
+        self,
+        records: list[dict[str, Any]],
+        cap: datetime,
+        seen_before: dict[str, str],
+        overlap: dict[str, tuple[str, str]],
+    ) -> list[dict[str, Any]]:
+        """The records of a page to process: without those the last pass read in its overlap, unchanged.
+
+        The watermark rule reads the last second before the last pass's start again, so a record changed then is
+        read twice; read unchanged (same digest) it was handled (or is retried by id when it failed) and is
+        neither processed nor counted again. Records changed after ``cap`` go into ``overlap`` for the next run.
+        """
+        id_field = self.mapping.erp.id_field
+        kept = []
+        for record in records:
+            source_id = str(record[id_field]).lower()
+            marker = _parse_time(record.get("lastModifiedDateTime"))
+            digest = None
+            if marker is not None and marker > cap:
+                digest = _digest(record)
+                overlap[source_id] = (str(record.get("lastModifiedDateTime")), digest)
+            before = seen_before.get(source_id)
+            if before is not None and before == (digest or _digest(record)):
+                continue
+            kept.append(record)
+        return kept
 
     # -- one page ---------------------------------------------------------------------------------------------
     def _prepare(
@@ -673,6 +718,12 @@ def _frame(records: list[dict[str, Any]], id_field: str, side: Side) -> pd.DataF
 def _marker(side: Side, record: dict[str, Any]) -> datetime | int | None:
     """A record's change marker: ERP lastModifiedDateTime, CRM versionnumber."""
     return _parse_time(record.get("lastModifiedDateTime")) if side is Side.ERP else _version(record)
+
+
+def _digest(record: dict[str, Any]) -> str:
+    """BLAKE2b (16 bytes, hex) of a record as read: two reads of an unchanged record give the same digest."""
+    payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
 
 
 def _version(record: dict[str, Any]) -> int | None:

@@ -192,17 +192,37 @@ class SyncStore:
         return int(row[0])
 
     def finish_job(
-        self, job_id: int, *, status: str, message: str | None, direction: str, watermark: datetime | int | None
+        self,
+        job_id: int,
+        *,
+        status: str,
+        message: str | None,
+        direction: str,
+        watermark: datetime | int | None,
+        overlap: Sequence[tuple[str, str, str]] | None = None,
     ) -> None:
         """Close the job and move the pass's watermark, in one transaction.
 
         The watermark only moves forward (``GREATEST``), so a full sync never moves it back.
+
+        :param overlap: ``(source_id, marker, digest)`` of the records read after the new watermark (the next run
+            reads them again); replaces the pass's previous set (:meth:`read_overlap`). ``None`` keeps it.
         """
-        with self.conn.transaction():
+        with self.conn.transaction(), self.conn.cursor() as cur:
             if watermark is not None:
                 modified, version = (None, watermark) if isinstance(watermark, int) else (watermark, None)
-                self.conn.execute(q.SET_WATERMARK, (self.mapping, direction, modified, version))
-            self.conn.execute(q.FINISH_JOB, (status, message, job_id))
+                cur.execute(q.SET_WATERMARK, (self.mapping, direction, modified, version))
+                if overlap is not None:
+                    cur.execute(q.CLEAR_READ_OVERLAP, (self.mapping, direction))
+                    with cur.copy(q.COPY_READ_OVERLAP) as copy:
+                        for source_id, marker, digest in overlap:
+                            copy.write_row((self.mapping, direction, source_id, marker, digest))
+            cur.execute(q.FINISH_JOB, (status, message, job_id))
+
+    def read_overlap(self, direction: str) -> dict[str, str]:
+        """What the last pass read after its watermark: source id -> digest of the record as read."""
+        with self.conn.transaction():
+            return dict(self.conn.execute(q.READ_OVERLAP, (self.mapping, direction)).fetchall())
 
     # -- page state -------------------------------------------------------------------------------------------
     def couplings(self, by: str, values: Sequence[str], mapping: str | None = None) -> pd.DataFrame:
@@ -466,3 +486,4 @@ def clear_watermarks(hook: StateStoreHook, mapping: str) -> None:
     """Forget ``mapping``'s watermarks: its next run reads every record again (couplings keep it cheap)."""
     with hook.transaction() as cur:
         cur.execute(q.CLEAR_WATERMARKS, (mapping,))
+        cur.execute(q.CLEAR_READ_OVERLAP_OF_MAPPING, (mapping,))

@@ -242,3 +242,15 @@ def mappings_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def sync(sandbox, state_store, mappings_dir, monkeypatch, crash_server) -> SyncHarness:
     """The sandbox reset to CRONUS, an empty migrated state store, and the harness over both."""
     return SyncHarness(sandbox, state_store, mappings_dir, monkeypatch, crash_server)
+
+
+@pytest.fixture
+def wide_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every record a run reads lies inside its watermark overlap: the ERP watermark is capped an hour before the
+    pass's start instead of 999 ms, so the next run reads again everything changed since (the seed included),
+    on purpose and whatever the machine's speed."""
+    from datetime import timedelta
+
+    from dynamics_jobqueue.sync import runner
+
+    monkeypatch.setattr(runner, "ERP_OVERLAP", timedelta(hours=1))
