@@ -23,12 +23,27 @@ from typing import Any
 import pandas as pd
 
 _GUID = re.compile(r"^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+_is_guid = _GUID.match
+# One encoder for every fingerprint: json.dumps with options builds a new JSONEncoder on each call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False)
 
 
 def canonical(value: Any) -> Any:
     """The canonical form of one value (see the module docstring)."""
-    if value is None:
-        return None
+    # Exact types first: a page has hundreds of thousands of cells, nearly all plain str, int, bool or None.
+    kind = type(value)
+    if kind is str:
+        if not value:
+            return None
+        if len(value) == 36 and _is_guid(value):
+            return value.lower()
+        return value
+    if value is None or kind is int or kind is bool:
+        return value
+    return _canonical_other(value)
+
+
+def _canonical_other(value: Any) -> Any:
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -39,11 +54,7 @@ def canonical(value: Any) -> Any:
         rounded = round(value, 9)
         return int(rounded) if rounded.is_integer() else rounded
     if isinstance(value, str):
-        if value == "":
-            return None
-        if len(value) == 36 and _GUID.match(value):
-            return value.lower()
-        return value
+        return canonical(str(value))
     if value is pd.NA or value is pd.NaT:
         return None
     if hasattr(value, "item"):  # numpy scalars
@@ -58,7 +69,10 @@ def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
     ``None`` of a blank value back into NaN (and ints into numpy ints, which JSON cannot encode).
     """
     return pd.DataFrame(
-        {c: pd.Series([canonical(v) for v in frame[c]], index=frame.index, dtype=object) for c in frame.columns},
+        {
+            c: pd.Series([canonical(v) for v in frame[c].tolist()], index=frame.index, dtype=object)
+            for c in frame.columns
+        },
         index=frame.index,
         columns=frame.columns,
     )
@@ -74,12 +88,17 @@ def fingerprint_rows(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
         return pd.Series([], index=frame.index, dtype=object)
     present = [c if c in frame.columns else None for c in columns]
     data = frame.reindex(columns=[c for c in present if c is not None]).itertuples(index=False, name=None)
+    encode = _ENCODER.encode
+    blake2b = hashlib.blake2b
     digests = []
-    for row in data:
-        values = iter(row)
-        ordered = [canonical(next(values)) if c is not None else None for c in present]
-        payload = json.dumps(ordered, separators=(",", ":"), default=str, ensure_ascii=False)
-        digests.append(hashlib.blake2b(payload.encode(), digest_size=16).hexdigest())
+    if None not in present:
+        for row in data:
+            digests.append(blake2b(encode([canonical(v) for v in row]).encode(), digest_size=16).hexdigest())
+    else:
+        for row in data:
+            values = iter(row)
+            ordered = [canonical(next(values)) if c is not None else None for c in present]
+            digests.append(blake2b(encode(ordered).encode(), digest_size=16).hexdigest())
     return pd.Series(digests, index=frame.index, dtype=object)
 
 
