@@ -65,6 +65,8 @@ DUPLICATE_ALTERNATE_KEY = "0x80060892"
 DUPLICATE_RECORD = "0x80040237"
 VERSION_MISMATCH = "0x80060882"
 LENGTH_EXCEEDED = "0x80044331"
+#: A choice (option set) value that is not one of the column's options.
+OUT_OF_RANGE = "0x8004431a"
 EXPIRED_VERSION_STAMP = "0x80044352"
 
 _SET_PATH = re.compile(r"^(?P<set>[A-Za-z_]+)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$")
@@ -549,6 +551,16 @@ class Dataverse:
                 continue
             values[name] = self._coerce(entity, spec.name, spec.type, spec.maxlen, value)
             self.option_sets.check(entity.type_name, name, values[name])
+            if spec.options is not None and values[name] is not None and values[name] not in spec.options:
+                # Dataverse's message, e.g. "A validation error occurred. The value 5 of 'msdyn_paymentterms' on
+                # record of type 'msdyn_projectcontractsplitbillingrule' is outside the valid range. Accepted
+                # Values: 1,2,3,192350001" (Project Operations docs, payment terms option set).
+                raise _bad(
+                    f"A validation error occurred. The value {values[name]} of '{name}' on record of type "
+                    f"'{entity.type_name}' is outside the valid range. Accepted Values: "
+                    f"{','.join(str(o) for o in spec.options)}",
+                    OUT_OF_RANGE,
+                )
         return values, binds
 
     @staticmethod

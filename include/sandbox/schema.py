@@ -32,6 +32,9 @@ class Field:
     :param default: value of a new record when the client does not send one.
     :param required: Dataverse ``RequiredLevel`` SystemRequired: a create without a value, or an update to
         null, is refused as the service refuses it.
+    :param options: the values of a Dataverse choice (option set) column, from its table's column reference
+        (learn.microsoft.com/power-apps/developer/data-platform/reference/entities/<table>, "Choices/Options");
+        any other value is refused as Dataverse refuses it (0x8004431a, "... is outside the valid range").
     """
 
     name: str
@@ -41,6 +44,7 @@ class Field:
     enum: tuple[str, ...] | None = None
     default: object = None
     required: bool = False
+    options: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,34 @@ BC_SETS: dict[str, EntitySet] = {
             S("symbol", 10),
             S("amountDecimalPlaces", 5, default="2:2"),
             N("amountRoundingPrecision", default=0.01),
+        ),
+        _bc(
+            # API v2.0 page 30085 "APIV2- Currency Exchange Rates": read-only (InsertAllowed/ModifyAllowed false).
+            "currencyExchangeRates",
+            "currencyExchangeRate",
+            "Currency Exchange Rate",
+            None,
+            C("currencyCode", 10),
+            Field("startingDate", "date", default="0001-01-01"),
+            N("exchangeRateAmount"),
+            C("relationalCurrencyCode", 10),
+            N("relationalExchangeRateAmount"),
+            read_only=True,
+        ),
+        _bc(
+            # API v2.0 "companyInformation": one record per company; currencyCode is the LCY code (General
+            # Ledger Setup). The real page also allows PATCH; the sandbox serves it read-only.
+            "companyInformation",
+            "companyInformation",
+            "Company Information",
+            None,
+            S("displayName", 100),
+            S("addressLine1", 100),
+            S("city", 30),
+            C("country", 10),
+            C("postalCode", 20),
+            C("currencyCode", 10),
+            read_only=True,
         ),
         _bc(
             "salespeoplePurchasers",
@@ -352,6 +384,7 @@ BC_SETS: dict[str, EntitySet] = {
             N("netWeight"),
             N("unitVolume"),
             C("vendorNumber", 20),
+            S("vendorItemNumber", 50),
         ),
     )
 }
@@ -384,6 +417,7 @@ BC_CUSTOM_SETS: dict[str, EntitySet] = {
         S("jobTitle", 30),
         N("capacity"),
         B("blocked"),
+        C("vendorNumber", 20),
     ),
 }
 
@@ -426,8 +460,18 @@ def DN(name: str, type_: str = "decimal", default: object = None, **kw: object) 
     return Field(name, type_, default=default, **kw)  # type: ignore[arg-type]
 
 
-def _state(default_status: int = 1) -> tuple[Field, Field]:
-    return DN("statecode", "int", 0), DN("statuscode", "int", default_status)
+def DO(name: str, options: tuple[int, ...], default: object = None, **kw: object) -> Field:
+    """A Dataverse choice (option set) column: an int that must be one of ``options``."""
+    return Field(name, "int", default=default, options=options, **kw)  # type: ignore[arg-type]
+
+
+def _state(
+    default_status: int = 1,
+    states: tuple[int, ...] = (0, 1),
+    statuses: tuple[int, ...] = (1, 2),
+    default_state: int = 0,
+) -> tuple[Field, Field]:
+    return DO("statecode", states, default_state), DO("statuscode", statuses, default_status)
 
 
 _ADDRESS1 = (
@@ -451,13 +495,12 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             "transactioncurrency",
             "transactioncurrencyid",
             "isocurrencycode",
-            # RequiredLevel and MaxLength of Dataverse's TransactionCurrency reference. exchangerate is
-            # SystemRequired too, but still defaults here: the CURRENCY mapping does not write it yet (issue 11).
+            # RequiredLevel and MaxLength of Dataverse's TransactionCurrency reference: all five SystemRequired.
             DS("isocurrencycode", 5, required=True),
             DS("currencyname", 100, required=True),
             DS("currencysymbol", 10, required=True),
             DN("currencyprecision", "int", required=True),
-            DN("exchangerate", default=1.0),
+            DN("exchangerate", required=True),
             *_state(),
         ),
         _dv(
@@ -514,7 +557,9 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DS("websiteurl", 200),
             DS("telephone1", 50),
             DN("creditlimit"),
-            DN("customertypecode", "int"),
+            # Relationship Type's choices (Account reference); the three columns below are choice columns whose
+            # options a client may add (sandbox.optionsets checks them).
+            DO("customertypecode", tuple(range(1, 13))),
             DN("paymenttermscode", "int"),
             DN("address1_shippingmethodcode", "int"),
             DN("address1_freighttermscode", "int"),
@@ -566,15 +611,49 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DN("currentcost"),
             DN("quantityonhand"),
             DN("quantitydecimal", "int", 2),
-            DN("producttypecode", "int", 1),
+            # Product reference: Product Type 1 Sales Inventory, 2 Miscellaneous Charges, 3 Services, 4 Flat
+            # Fees; Status 0 Active, 1 Retired, 2 Draft, 3 Under Revision (Status Reason 1, 2, 0, 3).
+            DO("producttypecode", (1, 2, 3, 4), 1),
             DN("stockweight"),
             DN("stockvolume"),
             DS("vendorname", 100),
-            *_state(),
+            DS("vendorid", 100),
+            DS("vendorpartnumber", 100),
+            *_state(statuses=(0, 1, 2, 3), states=(0, 1, 2, 3)),
             lookups=(
                 _CURRENCY,
                 Lookup("defaultuomid", {"defaultuomid": "uoms"}),
                 Lookup("defaultuomscheduleid", {"defaultuomscheduleid": "uomschedules"}),
+                Lookup("pricelevelid", {"pricelevelid": "pricelevels"}),
+            ),
+        ),
+        _dv(
+            # Price List (pricelevel): Name is SystemRequired, MaxLength 100.
+            "pricelevels",
+            "pricelevel",
+            "pricelevelid",
+            None,
+            DS("name", 100, required=True),
+            *_state(statuses=(100001, 100002)),
+            lookups=(_CURRENCY,),
+        ),
+        _dv(
+            # Price List Item (productpricelevel): Pricing Method 1 Currency Amount .. 6 Percent Margin -
+            # Standard Cost; Quantity Selling Option 1 No Control, 2 Whole, 3 Whole and Fractional.
+            "productpricelevels",
+            "productpricelevel",
+            "productpricelevelid",
+            None,
+            DN("amount"),
+            DO("pricingmethodcode", (1, 2, 3, 4, 5, 6), 1),
+            DO("quantitysellingcode", (1, 2, 3), 1),
+            DS("productnumber", 100, read_only=True),
+            lookups=(
+                _CURRENCY,
+                Lookup("pricelevelid", {"pricelevelid": "pricelevels"}),
+                Lookup("productid", {"productid": "products"}),
+                Lookup("uomid", {"uomid": "uoms"}),
+                Lookup("uomscheduleid", {"uomscheduleid": "uomschedules"}),
             ),
         ),
     )
@@ -583,7 +662,12 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
 #: Sets whose rows Dataverse assigns to an owner (user-owned tables).
 DATAVERSE_OWNED = frozenset({"accounts", "contacts"})
 #: Products need a unit group and a default unit (Dataverse refuses a product without them).
-DATAVERSE_REQUIRED_LOOKUPS: dict[str, tuple[str, ...]] = {"products": ("defaultuomscheduleid", "defaultuomid")}
+DATAVERSE_REQUIRED_LOOKUPS: dict[str, tuple[str, ...]] = {
+    "products": ("defaultuomscheduleid", "defaultuomid"),
+    # Price lists need a currency; price list items a price list, a product and a unit (SystemRequired).
+    "pricelevels": ("transactioncurrencyid",),
+    "productpricelevels": ("pricelevelid", "productid", "uomid"),
+}
 
 
 def all_sets() -> list[EntitySet]:

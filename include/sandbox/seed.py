@@ -11,6 +11,7 @@ contacts that exist only in the CRM (invented names, see the README).
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,17 @@ def seed(store: Store, bc: BusinessCentral, dataverse: Dataverse) -> None:
         bc.seeding = dataverse.seeding = False
 
 
+#: The LCY of CRONUS UK Ltd. (General Ledger Setup, see SOURCE.md).
+LCY_CODE = "GBP"
+
+
+def _insert_read_only(db: Any, bc: BusinessCentral, set_name: str, key: str, values: dict[str, Any]) -> None:
+    """A row of a set the API serves read-only, written as Business Central itself would."""
+    entity = BC_SETS[set_name]
+    body = {**{n: s.default for n, s in entity.fields.items()}, **values, "id": stable_id(set_name, key)}
+    bc._write(db, entity, body, None)
+
+
 #: The CRONUS payment terms, shipment methods and shipping agents (Code, Description/Name).
 PAYMENT_TERMS = {
     "10 DAYS": "Net 10 days",
@@ -111,6 +123,15 @@ def _seed_bc(db: Any, bc: BusinessCentral) -> None:
         bc.create(db, BC_SETS["shipmentMethods"], {"code": code, "displayName": description})
     for code, name in SHIPPING_AGENTS.items():
         bc.create(db, BC_CUSTOM_SETS["shippingAgents"], {"code": code, "displayName": name})
+    _insert_read_only(
+        db,
+        bc,
+        "companyInformation",
+        "CRONUS UK Ltd.",
+        {"displayName": "CRONUS UK Ltd.", "country": "GB", "currencyCode": LCY_CODE},
+    )
+    # The demo's starting date formula <CY-3Y+1D> relative to the work date (today): 1 January, two years ago.
+    starting = f"{datetime.now(UTC).year - 2}-01-01"
     for c in _load("currencies"):
         bc.create(
             db,
@@ -122,6 +143,20 @@ def _seed_bc(db: Any, bc: BusinessCentral) -> None:
                 "amountRoundingPrecision": c["amount_rounding_precision"],
             },
         )
+        rate = c.get("exchange_rate")
+        if rate:
+            _insert_read_only(
+                db,
+                bc,
+                "currencyExchangeRates",
+                f"{c['code']}:{starting}",
+                {
+                    "currencyCode": c["code"],
+                    "startingDate": starting,
+                    "exchangeRateAmount": rate["exchange_rate_amount"],
+                    "relationalExchangeRateAmount": rate["relational_exch_rate_amount"],
+                },
+            )
     for s in _load("salespeople"):
         bc.create(
             db,
@@ -202,6 +237,7 @@ def _seed_bc(db: Any, bc: BusinessCentral) -> None:
                 "netWeight": item["net_weight"],
                 "unitVolume": item["unit_volume"],
                 "vendorNumber": item.get("vendor_number", ""),
+                "vendorItemNumber": item.get("vendor_item_number", ""),
             },
         )
     for resource in _load("resources"):

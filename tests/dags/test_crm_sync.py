@@ -130,7 +130,9 @@ def test_crm_sync_runs_end_to_end_and_a_second_run_writes_only_the_changes(airfl
         "CUSTOMER",
         "CONTACT",
         "RESOURCE-PRODUCT",
+        "RESOURCE-PRICE LIST ITEM",
         "ITEM-PRODUCT",
+        "ITEM-PRICE LIST ITEM",
     ]
     assert summary["inserted"].to_dict() == {
         "CURRENCY": 47,
@@ -139,7 +141,9 @@ def test_crm_sync_runs_end_to_end_and_a_second_run_writes_only_the_changes(airfl
         "CUSTOMER": 7,
         "CONTACT": 7,
         "RESOURCE-PRODUCT": 4,
+        "RESOURCE-PRICE LIST ITEM": 4,
         "ITEM-PRODUCT": 20,
+        "ITEM-PRICE LIST ITEM": 20,
     }
     assert int(summary["failed"].sum()) == 0
 
@@ -171,7 +175,9 @@ def test_crm_sync_runs_end_to_end_and_a_second_run_writes_only_the_changes(airfl
         "CUSTOMER": 1,
         "CONTACT": 1,
         "RESOURCE-PRODUCT": 0,
+        "RESOURCE-PRICE LIST ITEM": 0,
         "ITEM-PRODUCT": 0,
+        "ITEM-PRICE LIST ITEM": 0,
     }
     writes = {route: n for route, n in sandbox.admin("stats")["by_route"].items() if not route.startswith("GET")}
     assert writes == {"POST dataverse/$batch": 1, "POST bc/$batch": 1}

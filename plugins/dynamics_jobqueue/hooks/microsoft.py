@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, ClassVar
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin
 
 import msal
 import requests
@@ -519,11 +519,20 @@ def in_filter(field_name: str, values: Sequence[Any]) -> str:
     return " or ".join(eq_filter(field_name, v) for v in values)
 
 
+#: Characters an alternate key literal keeps unencoded in a URL path segment (RFC 3986 ``pchar``: unreserved,
+#: sub-delims, ``:`` and ``@``), so ``emailaddress1='a@b.com'`` reads as Microsoft's examples write it.
+QUOTE_SAFE = "-._~!$&'()*+,;=:@"
+
+
 def key_segment(key: str | Mapping[str, Any]) -> str:
-    """The key part of a record URL: ``<guid>`` or an alternate key ``accountnumber='10000'``."""
+    """The key part of a record URL: ``<guid>`` or an alternate key ``accountnumber='10000'``.
+
+    An alternate key's value is percent-encoded (``name='NAV%20PCS'``): a ``$batch`` part carries the URL in its
+    request line, where a space would end the URL, and ``#``, ``?`` or ``/`` would change what it names.
+    """
     if isinstance(key, str):
         return key
-    return ",".join(f"{name}={odata_literal(value)}" for name, value in key.items())
+    return ",".join(f"{name}={quote(odata_literal(value), safe=QUOTE_SAFE)}" for name, value in key.items())
 
 
 def record_path(entity_set: str, key: str | Mapping[str, Any]) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dynamics_jobqueue.sync.computed import ComputeCache
 from dynamics_jobqueue.sync.fingerprint import canonical
 from dynamics_jobqueue.sync.mapping import Direction, FieldMapping, Lookup, TableMapping, Via
 from dynamics_jobqueue.sync.planner import LookupResolution
@@ -43,6 +44,7 @@ class LookupResolver:
         self.crm = crm
         self.mappings = mappings
         self.integration_user = integration_user
+        self.computed = ComputeCache(erp, crm)
 
     def resolve(self, mapping: TableMapping, flow: Direction, values: pd.DataFrame) -> dict[str, LookupResolution]:
         """Resolve every lookup field that ``flow`` writes.
@@ -52,13 +54,18 @@ class LookupResolver:
         """
         resolutions: dict[str, LookupResolution] = {}
         for f in mapping.fields_for(flow):
-            if f.lookup is None:
+            if f.lookup is None and f.compute is None:
                 continue
             target = str(f.target(flow))
             distinct = [v for v in pd.unique(values[target].dropna()) if v is not None]
             if not distinct:
                 resolutions[target] = LookupResolution()
                 continue
+            if f.compute is not None:
+                computed = self.computed.compute(f.compute, distinct)
+                resolutions[target] = LookupResolution(found=computed.found, missing=computed.missing)
+                continue
+            assert f.lookup is not None
             if flow is Direction.TO_CRM:
                 resolution = self._to_crm(mapping, f, f.lookup, distinct)
             else:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from dynamics_jobqueue.sync.computed import COMPUTATIONS
 from dynamics_jobqueue.sync.transformations import Transformation, parse_transformations
 
 
@@ -170,6 +171,8 @@ class FieldMapping:
         same priority must all match.
     :param insert_only: written when a record is created, never on updates (e.g. a derived business key).
     :param label: how messages name this entry (``fields[3] displayName -> name``).
+    :param compute: a computation of :mod:`.computed` (``exchange_rate``): the value written to the CRM is
+        computed from the ERP field (or from nothing), as Business Central's integration subscribers do.
     """
 
     erp: str | None
@@ -183,6 +186,18 @@ class FieldMapping:
     match_priority: int | None = None
     insert_only: bool = False
     label: str = ""
+    compute: str | None = None
+
+    @property
+    def binds(self) -> bool:
+        """True when the CRM field is a lookup attribute: written with ``@odata.bind``, read as
+        ``_<attribute>_value`` (a :class:`Lookup`, or a computation that binds a record)."""
+        return self.lookup is not None or self.bind_set is not None
+
+    @property
+    def bind_set(self) -> str | None:
+        """The CRM entity set a computed field binds to, if it binds one."""
+        return COMPUTATIONS[self.compute].bind_set if self.compute else None
 
     def flows(self, flow: Direction) -> bool:
         """True when this pair writes in ``flow`` (``TO_CRM`` or ``FROM_CRM``)."""
@@ -195,7 +210,7 @@ class FieldMapping:
         return self.crm if flow is Direction.TO_CRM else self.erp
 
     def source(self, flow: Direction) -> str | None:
-        """The field read in ``flow`` (``None`` for a constant)."""
+        """The field read in ``flow`` (``None`` for a constant or a computation that reads no field)."""
         if self.has_constant:
             return None
         return self.erp if flow is Direction.TO_CRM else self.crm
@@ -288,9 +303,11 @@ class TableMapping:
             name = f.erp if side is Side.ERP else f.crm
             if name is None:
                 continue
-            if side is Side.CRM and f.lookup is not None:
+            if side is Side.CRM and f.binds:
                 name = f"_{name}_value"
             names.append(name)
+            flow = Direction.TO_CRM if side is Side.ERP else Direction.FROM_CRM
+            names.extend(str(t.argument) for t in f.transformations(flow) if t.name == "default_from")
         return list(dict.fromkeys(names))
 
 
@@ -311,7 +328,17 @@ _MAPPING_KEYS = {
 }
 _ERP_KEYS = {"entity_set", "key", "filter", "new_key_prefix"}
 _CRM_KEYS = {"entity_set", "key", "filter", "id", "alternate_key"}
-_FIELD_KEYS = {"erp", "crm", "direction", "constant", "transform", "lookup", "match_priority", "insert_only"}
+_FIELD_KEYS = {
+    "erp",
+    "crm",
+    "direction",
+    "constant",
+    "transform",
+    "lookup",
+    "match_priority",
+    "insert_only",
+    "compute",
+}
 _LOOKUP_KEYS = {"mapping", "bind", "erp_via", "crm_via", "on_missing"}
 _VIA_KEYS = {"entity_set", "match", "value", "filter", "on_missing"}
 
@@ -478,13 +505,29 @@ def _build_field(raw: Any, index: int, mapping_direction: Direction, fail: Any) 
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise fail(f"{side_name} must be a field name", label)
     has_constant = "constant" in raw
+    compute = raw.get("compute")
     if erp is None and crm is None:
         raise fail("a field mapping names an erp field, a crm field, or both", label)
-    if not has_constant and (erp is None or crm is None):
-        raise fail("a field mapping needs both erp and crm, unless it has a constant", label)
+    if compute is not None:
+        if compute not in COMPUTATIONS:
+            raise fail(f"unknown computation {compute!r}; available: {', '.join(sorted(COMPUTATIONS))}", label)
+        if has_constant or raw.get("lookup") is not None or raw.get("match_priority") is not None:
+            raise fail("a computed field has no constant, lookup or match_priority", label)
+        if crm is None:
+            raise fail("a computed field names the crm field it writes", label)
+        if COMPUTATIONS[compute].needs_source and erp is None:
+            raise fail(f"computation {compute} reads an erp field: name it with erp", label)
+        if not COMPUTATIONS[compute].needs_source and erp is not None:
+            raise fail(f"computation {compute} reads no erp field", label)
+        if not mapping_direction.includes(Direction.TO_CRM) or raw.get("direction", "to_crm") != "to_crm":
+            raise fail("a computed field flows to_crm", label)
+    elif not has_constant and (erp is None or crm is None):
+        raise fail("a field mapping needs both erp and crm, unless it has a constant or a computation", label)
     direction = mapping_direction
     if "direction" in raw:
         direction = _enum(Direction, raw["direction"], lambda m: fail(m, label), "direction")
+    if compute is not None:
+        direction = Direction.TO_CRM
     if has_constant:
         if erp is not None and crm is not None:
             raise fail("a constant names only the field it is written to (erp or crm)", label)
@@ -546,6 +589,7 @@ def _build_field(raw: Any, index: int, mapping_direction: Direction, fail: Any) 
         match_priority=match_priority,
         insert_only=insert_only,
         label=label,
+        compute=compute,
     )
 
 

@@ -60,6 +60,9 @@ class FieldSpec(_Model):
     lookup: Name | LookupSpec | None = None
     match_priority: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="match-based coupling, 1 first")
     insert_only: StrictBool = False
+    compute: Literal["exchange_rate", "vendor_name", "lcy_currency", "default_price_list"] | None = Field(
+        None, description="a value Business Central's subscribers compute (dynamics_jobqueue.sync.computed), to CRM"
+    )
 
 
 class ErpEndpoint(_Model):

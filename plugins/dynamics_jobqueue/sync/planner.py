@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from dynamics_jobqueue.sync.computed import NO_SOURCE
 from dynamics_jobqueue.sync.fingerprint import canonical, canonical_frame, fingerprint_rows
 from dynamics_jobqueue.sync.mapping import Direction, FieldMapping, TableMapping, UpdateConflictResolution
 from dynamics_jobqueue.sync.transformations import apply_all
@@ -82,8 +83,8 @@ def lookup_value_field(f: FieldMapping, flow: Direction) -> str | None:
 def mapped_values(mapping: TableMapping, flow: Direction, records: pd.DataFrame) -> pd.DataFrame:
     """The values ``flow`` would write, computed from source records: one column per target field.
 
-    Constants are filled in and transformations applied; lookup columns still hold the *source* value (a
-    salesperson code, a CRM GUID), which :func:`apply_lookups` replaces.
+    Constants are filled in and transformations applied; lookup and computed columns still hold the *source*
+    value (a salesperson code, a CRM GUID, a currency code), which :func:`apply_lookups` replaces.
 
     :param records: source records, one row per record (index: source id).
     :return: canonical values, index aligned with ``records``.
@@ -95,9 +96,12 @@ def mapped_values(mapping: TableMapping, flow: Direction, records: pd.DataFrame)
         if f.has_constant:
             columns[target] = pd.Series([f.constant] * len(records), index=records.index, dtype=object)
             continue
+        if f.compute is not None and f.erp is None:
+            columns[target] = pd.Series([NO_SOURCE] * len(records), index=records.index, dtype=object)
+            continue
         source = lookup_value_field(f, flow)
         series = records[source] if source in records.columns else pd.Series(None, index=records.index)
-        columns[target] = apply_all(series.astype(object), f.transformations(flow))
+        columns[target] = apply_all(series.astype(object), f.transformations(flow), records)
     return canonical_frame(pd.DataFrame(columns, index=records.index))
 
 
@@ -112,7 +116,7 @@ def current_values(mapping: TableMapping, flow: Direction, records: pd.DataFrame
     for f in mapping.fields_for(flow):
         target = f.target(flow)
         assert target is not None
-        name = f"_{target}_value" if flow is Direction.TO_CRM and f.lookup is not None else target
+        name = f"_{target}_value" if flow is Direction.TO_CRM and f.binds else target
         columns[target] = (
             records[name].astype(object) if name in records.columns else pd.Series(None, index=records.index)
         )
@@ -153,7 +157,7 @@ def apply_lookups(
     problem_action = pd.Series(None, index=values.index, dtype=object)
     problem_reason = pd.Series(None, index=values.index, dtype=object)
     for f in mapping.fields_for(flow):
-        if f.lookup is None:
+        if f.lookup is None and f.compute is None:
             continue
         target = str(f.target(flow))
         resolution = resolutions.get(target, LookupResolution())
@@ -163,7 +167,8 @@ def apply_lookups(
         )
         skip = column.map(lambda v, r=resolution: v is not None and v in r.out_of_scope)
         missing = column.map(lambda v, r=resolution: v is not None and v not in r.found and v not in r.out_of_scope)
-        on_missing = f.lookup.on_missing
+        on_missing = f.lookup.on_missing if f.lookup is not None else "fail"
+        looked_up = f.lookup.mapping if f.lookup is not None else str(f.compute)
         if on_missing == "skip":
             skip |= missing
         elif on_missing == "fail":
@@ -173,7 +178,7 @@ def apply_lookups(
             problem_reason[unset] = reasons[unset]
         problem_action[skip] = Action.SKIP.value
         problem_reason[skip] = column[skip].map(
-            lambda v, r=resolution, m=f.lookup.mapping: r.missing.get(v) or f"{v!r} is outside the {m} mapping"
+            lambda v, r=resolution, m=looked_up: r.missing.get(v) or f"{v!r} is outside the {m} mapping"
         )
         values[target] = resolved
     problems = pd.DataFrame({"action": problem_action, "reason": problem_reason}).dropna(subset=["action"])
@@ -443,7 +448,7 @@ def mask_omitted_lookups(mapping: TableMapping, current: pd.DataFrame, values: p
     current = current.copy()
     for f in mapping.fields_for(Direction.TO_CRM):
         target = str(f.target(Direction.TO_CRM))
-        if f.lookup is not None and target in current.columns and target in values.columns:
+        if f.binds and target in current.columns and target in values.columns:
             omitted = values[target].isna()
             current[target] = current[target].astype(object).where(~omitted, None)
     return current

@@ -59,6 +59,18 @@ def _map(series: pd.Series, table: Any) -> pd.Series:
     return series.map(lambda v: table.get(v, v) if isinstance(v, str | int | float | bool) else v)
 
 
+def _prefix(series: pd.Series, text: Any) -> pd.Series:
+    return _strings(series, lambda s: str(text) + s)
+
+
+def _minimum(series: pd.Series, floor: Any) -> pd.Series:
+    return series.map(lambda v: floor if _is_number(v) and v < floor else v)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
 def _default(series: pd.Series, value: Any) -> pd.Series:
     return series.map(lambda v: value if v is None or v == "" or (isinstance(v, float) and math.isnan(v)) else v)
 
@@ -82,6 +94,10 @@ _RULES: dict[str, _Rule] = {
     "round": _Rule(_round, True, lambda a: isinstance(a, int) and not isinstance(a, bool) and a >= 0, "digits >= 0"),
     "map": _Rule(_map, True, lambda a: isinstance(a, Mapping) and bool(a), "a non-empty {from: to} mapping"),
     "default": _Rule(_default, True, lambda a: a is not None, "a value"),
+    # Filled from the record's own field by apply_all (it needs the record, not only the value).
+    "default_from": _Rule(_default, True, lambda a: isinstance(a, str) and a != "", "a field name"),
+    "prefix": _Rule(_prefix, True, lambda a: isinstance(a, str) and a != "", "a non-empty text"),
+    "minimum": _Rule(_minimum, True, lambda a: _is_number(a), "a number"),
 }
 
 #: Names of the available rules, for documentation and error messages.
@@ -94,7 +110,11 @@ class Transformation:
 
     ``upper``/``lower``/``trim``: text case and spaces; ``truncate: n``: at most n characters (BC Code and Text
     lengths); ``email_local_part``: ``JO@contoso.com`` -> ``JO``; ``round: n``: n decimals; ``map: {a: b}``:
-    replace listed values (others pass); ``default: v``: v when blank.
+    replace listed values (others pass); ``default: v``: v when blank; ``prefix: t``: t before the text
+    (``NAV `` + ``PCS``: Business Central's unit group names, codeunit 5342 ``GetUnitGroupName``);
+    ``default_from: field``: the record's ``field`` when blank (see :func:`apply_all`);
+    ``minimum: n``: numbers below n become n (negative inventory -> 0, 5342
+    ``UpdateCRMProductQuantityOnHandIfNegative``).
     """
 
     name: str
@@ -136,8 +156,19 @@ def parse_transformations(raw: Any) -> tuple[Transformation, ...]:
     return tuple(parsed)
 
 
-def apply_all(series: pd.Series, rules: tuple[Transformation, ...]) -> pd.Series:
-    """Apply ``rules`` left to right."""
+def apply_all(series: pd.Series, rules: tuple[Transformation, ...], records: pd.DataFrame | None = None) -> pd.Series:
+    """Apply ``rules`` left to right.
+
+    :param records: the source records ``series`` comes from (same index), for ``default_from: field`` (a blank
+        value takes the record's ``field``: a currency without a Symbol gets its code, codeunit 7205
+        ``SetDefaultSymbolOnCRMTransactioncurrencyIfEmpty``). Without them the rule leaves blanks alone.
+    """
     for rule in rules:
+        if rule.name == "default_from":
+            if records is not None and rule.argument in records.columns:
+                fallback = records[rule.argument].astype(object)
+                blank = series.map(lambda v: v is None or v == "" or (isinstance(v, float) and math.isnan(v)))
+                series = series.astype(object).where(~blank, fallback)
+            continue
         series = rule.apply(series)
     return series

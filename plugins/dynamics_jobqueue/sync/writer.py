@@ -194,10 +194,11 @@ class PageWriter:
             if insert and value is None:
                 continue
             if flow is Direction.TO_CRM:
-                if f.lookup is not None:
+                if f.binds:
                     if value is not None:
-                        entity_set = self.lookups.crm_bind_set(f.lookup)
-                        body.update(bind(f.lookup.bind or target, entity_set, value))
+                        entity_set = self.lookups.crm_bind_set(f.lookup) if f.lookup else str(f.bind_set)
+                        bind_name = f.lookup.bind if f.lookup and f.lookup.bind else target
+                        body.update(bind(bind_name, entity_set, value))
                     continue
                 body[target] = value
             else:

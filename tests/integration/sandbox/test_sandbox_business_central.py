@@ -48,6 +48,18 @@ def test_cronus_seed_is_served(bc, bc_api):
     assert resources[0]["unitPrice"] == 100
 
 
+def test_exchange_rates_and_company_information_are_served_read_only(bc):
+    """API v2.0 currencyExchangeRates (page 30085, read-only) carries the CRONUS rates; companyInformation the
+    LCY code."""
+    rates = bc.get("currencyExchangeRates", params={"$filter": "currencyCode eq 'EUR'"}).json()["value"]
+    assert [(r["exchangeRateAmount"], r["relationalExchangeRateAmount"]) for r in rates] == [(1, 0.6458)]
+    assert rates[0]["startingDate"].endswith("-01-01")
+    assert len(bc.get("currencyExchangeRates").json()["value"]) == 47
+    assert bc.get("companyInformation").json()["value"][0]["currencyCode"] == "GBP"
+    refused = bc.post("currencyExchangeRates", json={"currencyCode": "EUR", "exchangeRateAmount": 1})
+    assert refused.status_code == 405
+
+
 def test_seeded_contacts_are_numbered_as_bc_creates_them(bc):
     contacts = {c["number"]: c for c in bc.get("contacts").json()["value"]}
     adatum, robert = contacts["CT000001"], contacts["CT000002"]

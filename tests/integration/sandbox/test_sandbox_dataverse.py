@@ -129,9 +129,15 @@ def test_if_match_and_if_none_match_rules(dv):
 
 
 def test_system_required_columns_are_refused_when_missing(dv):
-    """TransactionCurrency's currencyname, currencyprecision, currencysymbol and isocurrencycode are
+    """TransactionCurrency's currencyname, currencyprecision, currencysymbol, exchangerate and isocurrencycode are
     SystemRequired (Dataverse table reference): a create without one, or an update to null, fails."""
-    euro = {"isocurrencycode": "EUR", "currencyname": "Euro", "currencysymbol": "€", "currencyprecision": 2}
+    euro = {
+        "isocurrencycode": "EUR",
+        "currencyname": "Euro",
+        "currencysymbol": "€",
+        "currencyprecision": 2,
+        "exchangerate": 1.15,
+    }
     for missing in euro:
         refused = dv.post("transactioncurrencies", json={k: v for k, v in euro.items() if k != missing})
         assert refused.status_code == 400, missing
@@ -139,7 +145,7 @@ def test_system_required_columns_are_refused_when_missing(dv):
             "code": "0x80040203",
             "message": f"Required field '{missing}' is missing for 'transactioncurrency'.",
         }
-    created = dv.post("transactioncurrencies", json={**euro, "exchangerate": 1.15})
+    created = dv.post("transactioncurrencies", json=euro)
     assert created.status_code == 204
     cleared = dv.patch(f"transactioncurrencies({_id_of(created)})", json={"currencysymbol": None})
     assert cleared.status_code == 400 and cleared.json()["error"]["code"] == "0x80040203"
@@ -177,6 +183,39 @@ def test_odata_bind_writes_and_reads_lookups(dv):
     assert wrong_nav.status_code == 400
     direct = dv.post("contacts", json={"lastname": "X", "_parentcustomerid_value": account_id})
     assert direct.status_code == 400
+
+
+def test_too_long_text_and_unknown_choice_values_are_refused_as_dataverse_refuses_them(dv):
+    """MaxLength and choice (option set) values of the Product reference: name is at most 100 characters,
+    producttypecode is 1, 2, 3 or 4. Dataverse answers 400 with its error codes and messages."""
+    schedule = dv.post(
+        "uomschedules", json={"name": "NAV BOX", "baseuomname": "BOX"}, headers={"Prefer": "return=representation"}
+    ).json()
+    unit = dv.get("uoms", params={"$filter": f"_uomscheduleid_value eq {schedule['uomscheduleid']}"}).json()["value"]
+    product = {
+        "productnumber": "LONG-1",
+        "defaultuomscheduleid@odata.bind": f"/uomschedules({schedule['uomscheduleid']})",
+        "defaultuomid@odata.bind": f"/uoms({unit[0]['uomid']})",
+    }
+    too_long = dv.post("products", json={**product, "name": "x" * 101})
+    assert too_long.status_code == 400
+    assert too_long.json()["error"] == {
+        "code": "0x80044331",
+        "message": "A validation error occurred. The length of the 'name' attribute of the 'product' entity "
+        "exceeded the maximum allowed length of '100'.",
+    }
+    bad_choice = dv.post("products", json={**product, "name": "Box", "producttypecode": 9})
+    assert bad_choice.status_code == 400
+    assert bad_choice.json()["error"] == {
+        "code": "0x8004431a",
+        "message": "A validation error occurred. The value 9 of 'producttypecode' on record of type 'product' is "
+        "outside the valid range. Accepted Values: 1,2,3,4",
+    }
+    account = dv.post("accounts", json={"name": "Fabrikam", "customertypecode": 3})
+    assert account.status_code == 204
+    refused = dv.patch(f"accounts({_id_of(account)})", json={"customertypecode": 13})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "0x8004431a"
+    assert dv.post("products", json={**product, "name": "x" * 100, "producttypecode": 4}).status_code == 204
 
 
 def test_unit_groups_and_products(dv):

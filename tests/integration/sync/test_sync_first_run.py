@@ -15,7 +15,11 @@ FIRST_RUN = {
     "CONTACT to CRM": {"inserted": 5, "skipped": 5},  # the 5 vendor contacts are outside CONTACT
     "CONTACT from CRM": {"inserted": 2, "skipped": 1},  # Dana's parent (Proseware) is not a customer
     "RESOURCE-PRODUCT to CRM": {"inserted": 4},
+    "RESOURCE-PRODUCT from CRM": {},  # bidirectional (5334); the CRONUS CRM has no products of its own
+    "RESOURCE-PRICE LIST ITEM to CRM": {"inserted": 4},
     "ITEM-PRODUCT to CRM": {"inserted": 20},
+    "ITEM-PRODUCT from CRM": {},
+    "ITEM-PRICE LIST ITEM to CRM": {"inserted": 20},
 }
 
 
@@ -67,7 +71,7 @@ def test_contacts_keep_their_parent_company_both_ways(sync, first_run) -> None:
 
 def test_products_carry_the_unit_group_and_base_unit(sync, first_run) -> None:
     desk = sync.only(sync.crm("products"), productnumber="1896-S")
-    pcs = sync.only(sync.crm("uomschedules"), name="PCS")
+    pcs = sync.only(sync.crm("uomschedules"), name="NAV PCS")
     base_unit = sync.only(sync.crm("uoms", f"_uomscheduleid_value eq {pcs['uomscheduleid']}"), isschedulebaseuom=True)
     assert desk["name"] == "ATHENS Desk" and desk["price"] == pytest.approx(649.4)
     assert desk["standardcost"] == pytest.approx(506.6) and desk["producttypecode"] == 1
@@ -119,7 +123,9 @@ def test_a_second_run_without_changes_writes_nothing(sync, wide_overlap, first_r
         "CUSTOMER",
         "CONTACT",
         "RESOURCE-PRODUCT",
+        "RESOURCE-PRICE LIST ITEM",
         "ITEM-PRODUCT",
+        "ITEM-PRICE LIST ITEM",
     ]
     assert int(summary[["inserted", "modified", "failed"]].to_numpy().sum()) == 0
     # Every job of the run did nothing (BC's HaveJobsBeenIdle: no record inserted, modified, deleted or failed).

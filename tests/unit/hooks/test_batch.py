@@ -62,3 +62,13 @@ def test_answer_parts_decode_in_order_with_nested_change_sets() -> None:
     assert failed.error is not None
     assert failed.error.code == "0x80040217"
     assert "Does Not Exist" in str(failed.error)
+
+
+def test_alternate_key_values_are_percent_encoded_where_a_url_needs_it() -> None:
+    """A unit group "NAV PCS" addressed by its name: the space would end the URL in a $batch part's request line."""
+    from dynamics_jobqueue.hooks.microsoft import record_path
+
+    assert record_path("uomschedules", {"name": "NAV PCS"}) == "uomschedules(name='NAV%20PCS')"
+    assert record_path("contacts", {"emailaddress1": "b@x"}) == "contacts(emailaddress1='b@x')"
+    assert record_path("accounts", {"accountnumber": "A/1#?"}) == "accounts(accountnumber='A%2F1%23%3F')"
+    assert record_path("accounts", {"name": "O'Neil"}) == "accounts(name='O''Neil')"

@@ -28,10 +28,34 @@ def test_map_round_default_and_trim() -> None:
     assert apply_all(pd.Series(["  a b "], dtype=object), parse_transformations(["trim", "lower"])).tolist() == ["a b"]
 
 
+def test_prefix_minimum_and_default_from_the_record() -> None:
+    """Business Central's unit group names ("NAV " + code), negative inventory written as 0, and a blank
+    currency symbol that becomes the currency's code (5342, 7205)."""
+    assert apply_all(
+        pd.Series(["PCS", "", None], dtype=object), parse_transformations([{"prefix": "NAV "}])
+    ).tolist() == ["NAV PCS", "", None]
+    assert apply_all(
+        pd.Series([-8, 3.5, None, "x"], dtype=object), parse_transformations([{"minimum": 0}])
+    ).tolist() == [0, 3.5, None, "x"]
+    records = pd.DataFrame({"symbol": ["$", "", None], "code": ["USD", "EUR", "DKK"]}, dtype=object)
+    rules = parse_transformations([{"default_from": "code"}])
+    assert apply_all(records["symbol"], rules, records).tolist() == ["$", "EUR", "DKK"]
+    assert apply_all(records["symbol"], rules).tolist() == ["$", "", None]  # no records: blanks stay
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [([{"prefix": ""}], "non-empty text"), ([{"minimum": "zero"}], "a number"), ([{"default_from": 3}], "field")],
+)
+def test_bad_arguments_of_the_new_rules(raw, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_transformations(raw)
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        (["shout"], "unknown transformation 'shout'; available: default, email_local_part"),
+        (["shout"], "unknown transformation 'shout'; available: default, default_from, email_local_part"),
         (["truncate"], "needs an argument"),
         ([{"upper": 1}], "takes no argument"),
         ([{"truncate": -1}], "a length >= 1"),
