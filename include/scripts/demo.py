@@ -155,7 +155,7 @@ def run_steps(env: dict[str, str]) -> int:
 
 
 def crm_sync(env: dict[str, str]) -> int:
-    """The main job: ERP<->CRM synchronization of the seven default table mappings."""
+    """The main job: ERP<->CRM synchronization of the default table mappings (include/mappings)."""
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.sync.summary import run_summary
 

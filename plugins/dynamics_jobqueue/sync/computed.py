@@ -28,9 +28,13 @@ most one read per computation and distinct source value.
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from dynamics_jobqueue.hooks.errors import ConflictError
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint
@@ -45,6 +49,8 @@ EXCHANGE_RATE_MISSING = (
 #: Name of the default price list (5342 ``DefaultNAVPriceListNameTxt`` '%1 Default Price List' with
 #: ``PRODUCTNAME.Short()``).
 DEFAULT_PRICE_LIST_NAME = "Business Central Default Price List"
+#: Namespace of the id of the default price list the sync creates (uuid5 of its name and currency).
+PRICE_LIST_NAMESPACE = uuid.UUID("0d6f8a52-3f0e-4f7c-9d7a-6c2b9e0f4a13")
 #: Digits Dataverse keeps of ``transactioncurrency.exchangerate`` (its Precision is 10).
 EXCHANGE_RATE_DIGITS = 10
 
@@ -173,8 +179,14 @@ class ComputeCache:
             )
             if named:
                 return str(named[0]["pricelevelid"]).lower(), None
-        created = self.crm.hook.create(
-            "pricelevels",
-            {"name": name, "transactioncurrencyid@odata.bind": f"/transactioncurrencies({currency})"},
-        )
-        return str(created).lower(), None
+        # Created with an id derived from the name, so that two mappings running at once (RESOURCE-PRODUCT and
+        # ITEM-PRODUCT are independent tasks) or a run repeated after a crash make one price list, not two.
+        price_list_id = str(uuid.uuid5(PRICE_LIST_NAMESPACE, f"{name}:{currency}"))
+        with contextlib.suppress(ConflictError):  # the other task created it first
+            self.crm.hook.upsert(
+                "pricelevels",
+                price_list_id,
+                {"name": name, "transactioncurrencyid@odata.bind": f"/transactioncurrencies({currency})"},
+                mode="create",
+            )
+        return price_list_id, None

@@ -112,3 +112,23 @@ def test_only_active_products_come_back(sync, review) -> None:
     back = counts.get("ITEM-PRODUCT from CRM", {})
     assert not {"modified", "inserted"} & back.keys()
     assert sync.only(sync.erp("items"), number="1900-S")["displayName"] != "Retired chair"
+
+
+def test_two_tasks_at_once_make_one_default_price_list(sync) -> None:
+    """RESOURCE-PRODUCT and ITEM-PRODUCT are independent tasks: both may look for the price list at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.sync.computed import ComputeCache
+    from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint
+
+    def price_list(_: int) -> str:
+        cache = ComputeCache(ErpEndpoint(BusinessCentralHook()), CrmEndpoint(DataverseHook()))
+        return cache.compute("default_price_list", ["*"]).found["*"]
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = set(pool.map(price_list, range(4)))
+    assert len(ids) == 1
+    [only] = sync.crm("pricelevels")
+    assert only["pricelevelid"] == ids.pop() and only["name"] == "Business Central Default Price List"
