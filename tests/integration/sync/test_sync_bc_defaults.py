@@ -56,7 +56,7 @@ def test_unit_groups_are_named_and_matched_as_business_central_names_them(sync) 
     """A tenant that already ran Business Central's integration has "NAV PCS": it is coupled, not duplicated."""
     existing = sync.crm_user.create("uomschedules", {"name": "NAV PCS", "baseuomname": "PCS"})
     counts = sync.counts(sync.run("UNIT OF MEASURE", run_id="units", full_sync=True))
-    assert counts == {"UNIT OF MEASURE to CRM": {"inserted": 18, "modified": 1}}
+    assert counts == {"UNIT OF MEASURE to CRM": {"inserted": 18, "modified": 1, "coupled": 1}}
     groups = sync.crm("uomschedules", "startswith(name,'NAV ')")
     assert len(groups) == 19 and len(sync.crm("uomschedules", "name eq 'NAV PCS'")) == 1
     assert not sync.crm("uomschedules", "name eq 'PCS'")
