@@ -4,7 +4,12 @@ The tasks are the table mappings of ``include/mappings`` (currencies, salespeopl
 contacts, resources and items as products) and the edges are their dependencies, so a mapping starts as soon as
 the mappings it looks up have synced and independent ones run in parallel - BC's Full Synch. Review as a DAG.
 Every 30 minutes by default (setting ``crm_sync_schedule``: a cron expression, or ``none`` for manual runs
-only).
+only) **or** as soon as a table a mapping reads changed (``AssetOrTimeSchedule``): each mapping's Business Central
+entity set and Dataverse table is an Asset (:mod:`dynamics_jobqueue.sync.assets`) whose events come from Business
+Central webhooks (the receiver in the api-server; subscriptions kept by the ``bc_subscriptions`` DAG) and from a
+Dataverse change-tracking watcher in the triggerer (every ``crm_change_poll_interval_s`` seconds). A run started
+by such events syncs only the mappings reading a changed table and those depending on them (the others end
+skipped); the 30-minute schedule stays the safety net for anything a notification missed.
 
 Scheduled runs sync coupled records only (every default mapping has *Synch. Only Coupled Records*, as in
 Business Central): an uncoupled record is coupled to its match, never created. The first synchronization is a
@@ -23,20 +28,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from dynamics_jobqueue import settings
 from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.operators.watcher import watch
+from dynamics_jobqueue.sync.assets import mapping_assets
 from dynamics_jobqueue.sync.loader import load_mappings
 
 MAPPINGS = load_mappings()
 SCHEDULE = settings.get("crm_sync_schedule")
+ASSETS = mapping_assets(MAPPINGS, poll_interval_s=int(settings.get("crm_change_poll_interval_s")))
 
 with DAG(
     dag_id="crm_sync",
-    schedule=None if SCHEDULE.strip().lower() in ("", "none") else SCHEDULE,
+    schedule=None
+    if SCHEDULE.strip().lower() in ("", "none")
+    else AssetOrTimeSchedule(timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=AssetAny(*ASSETS)),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

@@ -55,6 +55,28 @@ OPTIONS: dict[str, Option] = {
         "string", "*/30 * * * *", "Cron expression of the crm_sync DAG, or none for manual runs only."
     ),
     "crm_sync_pool": Option("string", "default_pool", "Airflow pool of the crm_sync tasks."),
+    "webhook_notification_url": Option(
+        "string",
+        "",
+        "Public https URL of the Business Central webhook receiver (the api-server's "
+        "/dynamics-webhooks/business-central); empty: no webhook subscriptions, crm_sync waits for its schedule or "
+        "the CRM change watcher.",
+    ),
+    "bc_subscriptions_schedule": Option(
+        "string",
+        "*/10 * * * *",
+        "Cron of the bc_subscriptions DAG that creates, renews (before expiry) and recreates lost Business Central "
+        "webhook subscriptions.",
+    ),
+    "bc_subscription_renew_before_s": Option(
+        "integer", "86400", "Renew a Business Central webhook subscription this many seconds before it expires."
+    ),
+    "crm_change_poll_interval_s": Option(
+        "integer",
+        "30",
+        "Seconds between two Dataverse change-tracking reads of each CRM table the mappings sync (one request per "
+        "table when nothing changed); 0 turns the CRM change watcher off.",
+    ),
     "posting_drain_cron": Option("string", "*/2 * * * *", "How often the posting DAGs drain the job queue (cron)."),
     "batch_post_time": Option("string", "18:00", "Time of the daily Batch Post run, HH:MM."),
     "batch_post_timezone": Option("string", "Europe/London", "IANA time zone of batch_post_time."),

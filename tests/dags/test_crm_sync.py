@@ -61,10 +61,56 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
     assert {task.trigger_rule for task in dag.task_dict.values()} == {"all_done"}
     assert customer.retries == 3 and customer.retry_exponential_backoff
     assert customer.retry_delay == timedelta(seconds=30)
-    assert dag.timetable.expression == "*/30 * * * *"
+    assert dag.timetable.timetable.expression == "*/30 * * * *"
     assert dag.max_active_runs == 1 and not dag.catchup
     assert dag.params["full_sync"] is False and dag.params["mappings"] == []
     assert dag.params["full_synch_review"] is False
+
+
+def test_the_schedule_is_the_cron_or_any_table_a_mapping_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk import AssetAny, AssetOrTimeSchedule
+
+    from dynamics_jobqueue.triggers.dataverse_changes import DataverseChangesTrigger
+
+    dag = load_dag(monkeypatch, AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S="15").dags["crm_sync"]
+    assert isinstance(dag.timetable, AssetOrTimeSchedule) and isinstance(dag.timetable.asset_condition, AssetAny)
+    assets = {a.name: a for a in dag.timetable.asset_condition.objects}
+    assert set(assets) == {
+        *(f"business_central/{s}" for s in ("currencies", "salespeoplePurchasers", "unitsOfMeasure", "customers")),
+        *(f"business_central/{s}" for s in ("contacts", "resources", "items")),
+        *(f"dataverse/{t}" for t in ("transactioncurrencies", "systemusers", "uomschedules", "accounts")),
+        *(f"dataverse/{t}" for t in ("contacts", "products")),
+    }
+    assert assets["business_central/customers"].uri == "x-dynamics-bc://business_central_default/customers"
+    assert assets["business_central/customers"].watchers == []  # its events come from the webhook receiver
+    (watcher,) = assets["dataverse/accounts"].watchers
+    assert isinstance(watcher.trigger, DataverseChangesTrigger)
+    assert watcher.trigger.serialize()[1] == {
+        "entity_set": "accounts",
+        "conn_id": "dataverse_default",
+        "interval_s": 15,
+        "refresh_s": 86_400,
+    }
+    off = load_dag(monkeypatch, AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S="0").dags["crm_sync"]
+    assert all(not a.watchers for a in off.timetable.asset_condition.objects)
+
+
+def test_an_asset_triggered_run_syncs_the_changed_tables_mappings_and_their_dependents() -> None:
+    from dynamics_jobqueue.sync.assets import affected_mappings
+    from dynamics_jobqueue.sync.loader import load_mappings
+
+    mappings = load_mappings()
+    assert affected_mappings(mappings, ["business_central/customers"]) == {"CUSTOMER", "CONTACT"}
+    assert affected_mappings(mappings, ["dataverse/contacts"]) == {"CONTACT"}
+    assert affected_mappings(mappings, ["dataverse/transactioncurrencies"]) == {
+        "CURRENCY",
+        "CUSTOMER",
+        "CONTACT",
+        "RESOURCE-PRODUCT",
+        "ITEM-PRODUCT",
+    }
+    assert affected_mappings(mappings, ["dataverse/products"]) == {"RESOURCE-PRODUCT", "ITEM-PRODUCT"}
+    assert affected_mappings(mappings, ["somewhere/else"]) == set()
 
 
 def test_every_topological_order_agrees_with_the_recommended_order(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,7 +136,7 @@ def test_every_topological_order_agrees_with_the_recommended_order(monkeypatch: 
 
 def test_the_schedule_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
     dag = load_dag(monkeypatch, DYNAMICS_CRM_SYNC_SCHEDULE="*/5 * * * *").dags["crm_sync"]
-    assert dag.timetable.expression == "*/5 * * * *"
+    assert dag.timetable.timetable.expression == "*/5 * * * *"
     manual = load_dag(monkeypatch, DYNAMICS_CRM_SYNC_SCHEDULE="none").dags["crm_sync"]
     assert manual.schedule is None
 

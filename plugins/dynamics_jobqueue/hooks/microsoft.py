@@ -225,6 +225,15 @@ class MicrosoftApiHook(BaseHook):
         except ValueError as exc:
             raise AuthenticationError(f"connection {self.conn_id!r} has an invalid field: {exc}") from exc
 
+    async def aload_connection(self) -> None:
+        """Read the connection asynchronously, for use in a trigger: the triggerer's event loop must not block on
+        a synchronous connection lookup. Later calls (run in a thread) use it."""
+        conn = await self.aget_connection(self.conn_id)
+        try:
+            self.settings = ConnectionSettings.from_connection(conn)
+        except ValueError as exc:
+            raise AuthenticationError(f"connection {self.conn_id!r} has an invalid field: {exc}") from exc
+
     @property
     def extra(self) -> Mapping[str, Any]:
         """The connection's extra fields (read-only)."""

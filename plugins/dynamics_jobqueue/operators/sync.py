@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from dynamics_jobqueue.sync.assets import affected_mappings
 from dynamics_jobqueue.sync.loader import load_mappings
 
 # The runner (pandas, psycopg, requests) is imported in execute(): the dag-processor parses the DAG file every
@@ -24,7 +25,9 @@ class CrmSyncOperator(BaseOperator):
     The run's params decide the details: ``full_sync`` (bool) ignores the watermarks; ``full_synch_review``
     (bool) is BC's Full Synch. Review, the first synchronization: every record is read, and uncoupled records
     that match nothing are created and coupled even in mappings with ``synch_only_coupled_records``;
-    ``mappings`` (list of mapping names or task ids) runs only those, the other tasks end skipped.
+    ``mappings`` (list of mapping names or task ids) runs only those, the other tasks end skipped. A run started
+    by asset events (:mod:`dynamics_jobqueue.sync.assets`) runs only the mappings that read a changed table and
+    those depending on them; the others end skipped.
 
     Outcomes: every record that can sync is committed. When records failed, the task fails *without* an
     Airflow retry (the next scheduled run retries exactly those records, and an immediate retry would count
@@ -73,6 +76,10 @@ class CrmSyncOperator(BaseOperator):
         selected = [str(name) for name in params.get("mappings") or []]
         if selected and mapping.name not in selected and mapping.slug not in selected:
             raise AirflowSkipException(f"{mapping.name} is not in this run's mappings ({', '.join(selected)})")
+        # A run started by asset events (a table changed) syncs the mappings reading that table and their dependents.
+        changed = sorted({asset.name for asset in context.get("triggering_asset_events") or {}})
+        if changed and not selected and mapping.name not in affected_mappings(mappings, changed):
+            raise AirflowSkipException(f"{mapping.name} reads none of the changed tables ({', '.join(changed)})")
         erp_hook = BusinessCentralHook(self.business_central_conn_id)
         crm_hook = DataverseHook(self.dataverse_conn_id)
         try:  # a misspelt entity set or field fails here, named, instead of as an HTTP 400 per record

@@ -1,0 +1,81 @@
+"""Operator that keeps the Business Central webhook subscriptions of crm_sync's entity sets alive."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+from dynamics_jobqueue import settings
+from dynamics_jobqueue.sync.loader import load_mappings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class BusinessCentralSubscriptionsOperator(BaseOperator):
+    """Create, renew (before expiry), recreate (when lost) and delete the webhook subscriptions of the Business
+    Central entity sets the table mappings read (:func:`dynamics_jobqueue.webhooks.subscriptions.ensure_subscriptions`).
+
+    Settings: ``webhook_notification_url`` (empty: every subscription held is deleted and the task ends skipped)
+    and ``bc_subscription_renew_before_s``.
+
+    :return: the entity sets per outcome (``created``, ``renewed``, ``kept``, ``recovered``, ``deleted``,
+        ``unsupported``).
+    """
+
+    ui_color = "#fdf2d0"
+
+    def __init__(
+        self,
+        *,
+        mappings_dir: str | None = None,
+        state_conn_id: str = "dynamics_state",
+        business_central_conn_id: str = "business_central_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mappings_dir = mappings_dir
+        self.state_conn_id = state_conn_id
+        self.business_central_conn_id = business_central_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+        from dynamics_jobqueue.hooks.state import StateStoreHook
+        from dynamics_jobqueue.webhooks.subscriptions import delete_all, ensure_subscriptions
+
+        hook = BusinessCentralHook(self.business_central_conn_id)
+        store = StateStoreHook(state_conn_id=self.state_conn_id)
+        url = settings.get("webhook_notification_url").strip()
+        if not url:
+            deleted = delete_all(hook, store)
+            raise AirflowSkipException(
+                f"webhook_notification_url is not set: no subscriptions ({len(deleted)} deleted)"
+            )
+        entity_sets = [m.erp.entity_set for m in load_mappings(self.mappings_dir)]
+        outcome = ensure_subscriptions(
+            hook,
+            store,
+            entity_sets,
+            url,
+            renew_before=timedelta(seconds=int(settings.get("bc_subscription_renew_before_s"))),
+        )
+        self.log.info(
+            "subscriptions: created %s, renewed %s, kept %s, recovered %s, deleted %s, without webhooks %s",
+            outcome.created,
+            outcome.renewed,
+            outcome.kept,
+            outcome.recovered,
+            outcome.deleted,
+            sorted(outcome.unsupported),
+        )
+        return {
+            "created": outcome.created,
+            "renewed": outcome.renewed,
+            "kept": outcome.kept,
+            "recovered": outcome.recovered,
+            "deleted": outcome.deleted,
+            "unsupported": sorted(outcome.unsupported),
+        }

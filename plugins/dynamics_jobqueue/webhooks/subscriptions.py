@@ -1,0 +1,185 @@
+"""The Business Central webhook subscriptions of this deployment: one per entity set the mappings read.
+
+Rules ("Working with webhooks in Dynamics 365 Business Central",
+https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference/v2.0/dynamics-subscriptions):
+a subscription expires three days after it was created or renewed, so :func:`ensure_subscriptions` renews it
+``renew_before`` ahead; one the service dropped (expired, or deleted after the receiver answered an error other
+than 408/429/5xx) is missing from ``GET subscriptions`` and is created again; entity sets that the service refuses
+(not webhook-enabled, e.g. ``contacts``) are reported and left to the schedule. The ``clientState`` is a fresh
+random secret per subscription; the state store keeps only its SHA-256, which the receiver compares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook, Subscription
+    from dynamics_jobqueue.hooks.state import StateStoreHook
+
+LOG = logging.getLogger(__name__)
+
+
+def client_state_hash(client_state: str) -> str:
+    """SHA-256 (hex) of a clientState, as stored."""
+    return hashlib.sha256(client_state.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredSubscription:
+    subscription_id: str
+    entity_set: str
+    client_state_sha256: str
+    expires_at: datetime
+
+
+@dataclass
+class Outcome:
+    """What one :func:`ensure_subscriptions` call did, by entity set."""
+
+    created: list[str] = field(default_factory=list)
+    renewed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+def stored_subscriptions(store: StateStoreHook) -> dict[str, StoredSubscription]:
+    """The subscriptions in the state store, by subscription id."""
+    with store.transaction() as cur:
+        cur.execute(
+            "SELECT subscription_id, entity_set, client_state_sha256, expires_at FROM dynamics.bc_webhook_subscriptions"
+        )
+        return {row[0]: StoredSubscription(*row) for row in cur.fetchall()}
+
+
+def _save(store: StateStoreHook, sub: Subscription, entity_set: str, client_state: str | None) -> None:
+    with store.transaction() as cur:
+        if client_state is None:
+            cur.execute(
+                "UPDATE dynamics.bc_webhook_subscriptions SET expires_at = %s, etag = %s, renewed_at = now()"
+                " WHERE subscription_id = %s",
+                (sub.expires, sub.etag, sub.subscription_id),
+            )
+            return
+        cur.execute("DELETE FROM dynamics.bc_webhook_subscriptions WHERE entity_set = %s", (entity_set,))
+        cur.execute(
+            "INSERT INTO dynamics.bc_webhook_subscriptions (subscription_id, entity_set, resource, notification_url,"
+            " client_state_sha256, expires_at, etag) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                sub.subscription_id,
+                entity_set,
+                sub.resource,
+                sub.notification_url,
+                client_state_hash(client_state),
+                sub.expires,
+                sub.etag,
+            ),
+        )
+
+
+def _forget(store: StateStoreHook, subscription_id: str) -> None:
+    with store.transaction() as cur:
+        cur.execute("DELETE FROM dynamics.bc_webhook_subscriptions WHERE subscription_id = %s", (subscription_id,))
+
+
+def ensure_subscriptions(
+    hook: BusinessCentralHook,
+    store: StateStoreHook,
+    entity_sets: Iterable[str],
+    notification_url: str,
+    *,
+    renew_before: timedelta = timedelta(days=1),
+    now: datetime | None = None,
+) -> Outcome:
+    """Make Business Central hold exactly one live subscription per entity set, to ``notification_url``.
+
+    One ``GET subscriptions`` per API route; then per entity set nothing (valid long enough), a renewal (PATCH),
+    or a creation (POST, when none exists or the one we stored was lost). Subscriptions to ``notification_url``
+    that we do not hold (a crash between create and save, a removed mapping) are deleted.
+
+    :raises ApiError: typed, when Business Central cannot be read or refuses for another reason than an
+        entity set without webhooks (400 on create).
+    """
+    now = now or datetime.now(UTC)
+    wanted = list(dict.fromkeys(entity_sets))
+    outcome = Outcome()
+    live: dict[str, Subscription] = {}
+    for route in sorted({hook.route(entity_set) for entity_set in wanted} | {"api/v2.0"}):
+        live.update((s.subscription_id, s) for s in hook.subscriptions(route))
+    stored = stored_subscriptions(store)
+    by_set = {s.entity_set: s for s in stored.values()}
+    for entity_set in wanted:
+        mine = by_set.get(entity_set)
+        current = live.get(mine.subscription_id) if mine else None
+        if current is not None and current.notification_url == notification_url:
+            if current.expires - now > renew_before:
+                outcome.kept.append(entity_set)
+                continue
+            try:
+                _save(store, hook.renew_subscription(current), entity_set, None)
+                outcome.renewed.append(entity_set)
+                continue
+            except NotFoundError:
+                LOG.warning("subscription to %s expired while renewing it; creating a new one", entity_set)
+        elif current is not None:  # the receiver moved: subscribe the new URL, drop the old subscription
+            _delete(hook, current)
+        if mine is not None:
+            _forget(store, mine.subscription_id)
+            if current is None:
+                LOG.warning("subscription to %s was lost (expired or dropped by the service); recreating", entity_set)
+                outcome.recovered.append(entity_set)
+        client_state = secrets.token_urlsafe(32)
+        try:
+            created = hook.create_subscription(entity_set, notification_url, client_state)
+        except ApiError as exc:
+            if exc.status != 400:
+                raise
+            outcome.unsupported[entity_set] = str(exc)
+            LOG.info("no webhook for %s (%s): the schedule syncs it", entity_set, exc)
+            continue
+        _save(store, created, entity_set, client_state)
+        if entity_set not in outcome.recovered:
+            outcome.created.append(entity_set)
+    held = {s.subscription_id for s in stored_subscriptions(store).values()}
+    for sub in live.values():
+        if sub.notification_url == notification_url and sub.subscription_id not in held:
+            _delete(hook, sub)
+            outcome.deleted.append(sub.entity_set)
+    for sub_id, row in stored.items():
+        if row.entity_set not in wanted:
+            if sub_id in live:
+                _delete(hook, live[sub_id])
+            _forget(store, sub_id)
+            outcome.deleted.append(row.entity_set)
+    return outcome
+
+
+def _delete(hook: BusinessCentralHook, sub: Subscription) -> None:
+    with contextlib.suppress(NotFoundError):  # already gone: what we wanted
+        hook.delete_subscription(sub)
+
+
+def delete_all(hook: BusinessCentralHook, store: StateStoreHook) -> list[str]:
+    """Unsubscribe everything this deployment holds (webhooks turned off). :return: the entity sets."""
+    routes = {"api/v2.0"}
+    stored = stored_subscriptions(store)
+    live: dict[str, Subscription] = {}
+    for route in routes | {hook.route(s.entity_set) for s in stored.values()}:
+        live.update((s.subscription_id, s) for s in hook.subscriptions(route))
+    for sub_id in stored:
+        if sub_id in live:
+            _delete(hook, live[sub_id])
+        _forget(store, sub_id)
+    return sorted(s.entity_set for s in stored.values())
