@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 export PYTHONPATH := $(CURDIR)/include:$(PYTHONPATH)
 
-.PHONY: demo demo-ui demo-reset test chaos lint typecheck system-deps sandbox sandbox-reset bench lock clean
+.PHONY: demo demo-ui demo-reset test chaos lint typecheck system-deps sandbox sandbox-reset bench lock clean console-ui
 
 $(STAMP): requirements.txt pyproject.toml
 	@echo ">> creating $(VENV) with $$(command -v $(PYTHON) || command -v python3)"
@@ -76,6 +76,11 @@ bench: $(STAMP) system-deps
 	@$(BIN)/python include/scripts/bench.py
 
 ## Re-resolve requirements.in into the pinned requirements.txt.
+## The console's React app (ui/console, npm registry packages): rebuilds the bundle the package ships
+## (plugins/dynamics_jobqueue/console/static/console.js). Users need no Node.js; developers need Node.js 20+.
+console-ui:
+	cd ui/console && npm ci --no-audit --no-fund && npm run build
+
 lock:
 	@test -x $(BIN)/uv || { $$(command -v $(PYTHON) || command -v python3) -m venv $(VENV) && $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"; }
 	@$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt

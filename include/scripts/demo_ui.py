@@ -92,22 +92,23 @@ def ui_port(requested: int) -> int:
 
 
 def check(base_url: str, users: dict[str, str]) -> None:
-    """Smoke test: anonymous refused, the admin served every page.
+    """Smoke test: anonymous refused, the admin served the console's API lists and its React app's bundle.
 
     :raises SystemExit: when the console misbehaves.
     """
     console = f"{base_url}/dynamics"
-    anonymous = requests.get(f"{console}/job-queue", timeout=30).status_code
+    anonymous = requests.get(f"{console}/api/job-queue-entries", timeout=30).status_code
     if anonymous not in (401, 403):
         raise SystemExit(f"anonymous request answered {anonymous}")
     token = requests.post(
         f"{base_url}/auth/token", json={"username": "admin", "password": users["admin"]}, timeout=30
     ).json()["access_token"]
-    for page in ("job-queue", "documents", "log", "sync", "mailboxes"):
+    pages = ("job-queue-entries", "documents-to-handle", "job-queue-log-entries", "sync/couplings", "mailboxes")
+    for page in (*(f"api/{p}" for p in pages), "ui/console.js"):
         status = requests.get(f"{console}/{page}", cookies={"_token": token}, timeout=30).status_code
         if status != 200:
             raise SystemExit(f"{page} answered {status}")
-    say("console check passed: anonymous refused, every page served")
+    say("console check passed: anonymous refused, every list and the React app served")
 
 
 def main() -> int:
@@ -194,7 +195,7 @@ def serve(env: dict[str, str], base_url: str, users: dict[str, str], *, check_on
         server = mail.server
         print(
             f"\nAirflow UI:       {base_url}/  (trigger crm_sync, the posting DAGs and mailbox_sync here)"
-            f"\nOperator console: {base_url}/dynamics/job-queue  (in the Airflow UI under the Dynamics menu)"
+            f"\nOperator console: {base_url}/plugin/dynamics-job-queue  (in the Airflow UI under the Dynamics menu)"
             f"\nSandbox (Business Central + Dataverse): {sandbox.base_url}  (admin: /_sandbox/stats)"
             f"\nMail servers: IMAP {server.host}:{server.imap_port}, POP3 {server.host}:{server.pop3_port},"
             f" SMTP {server.host}:{server.smtp_port}"

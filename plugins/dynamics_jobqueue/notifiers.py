@@ -238,7 +238,7 @@ def _console_url(dag_id: str) -> str:
     if not page:
         return ""
     base = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
-    return f"{base}/dynamics/{page}"
+    return f"{base}/plugin/dynamics-{page}"  # the console's page in the Airflow UI (react_apps)
 
 
 def _log_url(dag_id: str, run_id: str, task_id: str | None, map_index: int, try_number: int | None) -> str:

@@ -109,7 +109,14 @@ def test_airflow_lists_the_provider_its_config_and_the_plugin(installed: dict[st
     [plugin] = [p for p in _json_line(plugins.stdout) if p["name"] == "dynamics_jobqueue"]
     assert "EntryPoint(name='dynamics_jobqueue'" in plugin["source"]
     assert plugin["fastapi_apps"][0]["url_prefix"] == "/dynamics"
-    assert {view["name"] for view in plugin["external_views"]} >= {"Job Queue Entries", "Integration Sync"}
+    assert {app["name"] for app in plugin["react_apps"]} >= {"Job Queue Entries", "Integration Sync", "Trends"}
+    # The React app's built bundle ships inside the package: a user needs no Node.js.
+    bundle = (
+        "import importlib.resources as r\n"
+        "print((r.files('dynamics_jobqueue') / 'console/static/console.js').read_text()[:400])"
+    )
+    shipped = _in_venv(installed, str(installed["python"]), "-c", bundle)
+    assert shipped.returncode == 0 and "AirflowPlugin" in shipped.stdout, shipped.stderr[-2000:]
 
     config = _in_venv(installed, airflow, "config", "get-value", "dynamics_jobqueue", "embedded_state_store")
     assert config.returncode == 0 and config.stdout.strip().splitlines()[-1] == "False", config.stderr[-2000:]

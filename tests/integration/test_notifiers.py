@@ -128,7 +128,7 @@ def test_posting_alert_goes_to_the_dag_recipients_and_the_users_who_queued(
     ):
         assert expected in body, expected
     # background_posting is not one of the project's DAG ids, so no console page is linked.
-    assert "/dynamics/" not in body
+    assert "/plugin/dynamics-" not in body
     # Only max_error_lines lines of the error are in the mail; the rest is in the log.
     assert "Sales Order 101005" not in body
 
@@ -152,7 +152,7 @@ def test_mapped_mailbox_alert_names_the_mailbox_and_uses_the_default_recipients(
     body = _body(message)
     assert "fix: correct the login/password in the Airflow connection &#x27;mail_sales&#x27;" in body
     assert "/tasks/sync_mailbox/mapped/3?try_number=2" in body
-    assert "/dynamics/mailboxes" in body  # the console page where the mailbox is fixed and re-tested
+    assert "/plugin/dynamics-mailboxes" in body  # the console page where the mailbox is fixed and re-tested
 
 
 def test_dag_callback_alert_carries_the_reason(outbox: Outbox) -> None:

@@ -1,14 +1,15 @@
-"""The operator console: server-rendered pages and a JSON API over the state store, mounted in Airflow's
-api-server by :mod:`dynamics_jobqueue.plugin` (under ``/dynamics``).
+"""The operator console's JSON API over the state store, mounted in Airflow's api-server by
+:mod:`dynamics_jobqueue.plugin` (under ``/dynamics``), and the bundle of its React app.
 
-Pages (Jinja2, autoescaped): Job Queue Entries (and My Job Queue), Show Error, Documents to handle, Job Queue
-Log Entries, Integration Sync (runs with a chart of their counts, errors, couplings), Mailboxes. Every listing
-and action is also a JSON endpoint under ``/api`` (OpenAPI at ``/openapi.json``, Swagger UI at ``/docs``).
-Every route needs a signed-in Airflow user; actions need edit permission and a CSRF token
-(:mod:`dynamics_jobqueue.console.security`). Form actions answer with a redirect (303) back to the page with a
-``notice`` or ``error`` message. Actions only write the state store; one that does work (Test & Enable talks
-to mail servers and the CRM) triggers a DAG run with conf instead (:mod:`dynamics_jobqueue.console.runs`) and
-links to it.
+The pages are a React app the Airflow UI renders itself (``react_apps``; source in ``ui/console``, built into
+``static/console.js``, served at ``/ui/console.js``): Job Queue Entries (and My Job Queue), Show Error, Documents
+to handle, Job Queue Log Entries, Integration Sync, Mailboxes and Trends. They call the JSON API under ``/api``
+(OpenAPI at ``/openapi.json``, Swagger UI at ``/docs``, ReDoc at ``/redoc``). Every route needs a signed-in
+Airflow user; actions need edit permission and a CSRF token or a bearer token
+(:mod:`dynamics_jobqueue.console.security`), and each is recorded in Airflow's Audit Log. Lists are paged, sorted
+and filtered on the server (:mod:`dynamics_jobqueue.console.listing`). Actions only write the state store; one
+that does work (Test & Enable talks to mail servers and the CRM) triggers a DAG run with conf instead
+(:mod:`dynamics_jobqueue.console.runs`) and links to it.
 """
 
 from __future__ import annotations
@@ -17,22 +18,20 @@ import functools
 import importlib.resources
 import uuid
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
-import jinja2
 from airflow.api_fastapi.logging.decorators import action_logging
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 
 from dynamics_jobqueue import __version__
 from dynamics_jobqueue.console import labels, records, runs, service
 from dynamics_jobqueue.console import queries as q
+from dynamics_jobqueue.console.links import console_url
 from dynamics_jobqueue.console.listing import PageOf, PageRequest, Period, page_request, period
 from dynamics_jobqueue.console.models import (
     ActionResult,
@@ -53,6 +52,7 @@ from dynamics_jobqueue.console.models import (
     MappingOut,
     PostingTrendOut,
     RemapBody,
+    SessionOut,
     SyncErrorOut,
     SyncRecordBody,
     SyncRunOut,
@@ -63,10 +63,8 @@ from dynamics_jobqueue.console.security import (
     ReadUser,
     can_edit,
     check_api_csrf,
-    check_form_csrf,
     csrf_token,
     edit_user,
-    set_csrf_cookie,
 )
 from dynamics_jobqueue.hooks.state import StateStoreHook
 from dynamics_jobqueue.mailbox.records import MailboxAlreadyMappedError, get_mailbox, map_user
@@ -75,7 +73,6 @@ from dynamics_jobqueue.posting import queue
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
 from dynamics_jobqueue.sync.store import reset_skipped
 
-TEMPLATES = Path(__file__).with_name("templates")
 ENTRY_STATUSES = [str(s) for s in Status]
 LOG_STATUSES = ["In Process", "Success", "Error"]
 
@@ -92,23 +89,6 @@ def get_store() -> StateStoreHook:
 
 
 Store = Annotated[StateStoreHook, Depends(get_store)]
-
-
-def _utc(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-def _templates() -> Jinja2Templates:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,  # names, subjects and error messages come from users and mail: always text
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["utc"] = _utc
-    return Jinja2Templates(env=env)
-
-
-templates = _templates()
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
@@ -198,15 +178,6 @@ USER_ERRORS = (queue.JobQueueError, service.ConsoleActionError, runs.TriggerRefu
 CHECK_ERRORS = (records.RecordNotFoundError, records.SystemUnavailableError)
 
 
-def _optional_date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"not a date (YYYY-MM-DD): {value}") from exc
-
-
 # -- JSON API ----------------------------------------------------------------------------------------------------
 api = APIRouter(prefix="/api", tags=["console API"])
 
@@ -240,6 +211,14 @@ Search = Annotated[str | None, Query(description="case-insensitive substring")]
 
 def _page(items: list[Any], total: int, sort: str, request: PageRequest) -> dict[str, Any]:
     return {"items": items, "total": total, "offset": request.offset, "limit": request.limit, "sort": sort}
+
+
+@api.get("/session", response_model=SessionOut, responses=_responses())
+def api_session(request: Request, response: Response, user: ReadUser) -> SessionOut:
+    """Who is signed in, whether they may act, and the CSRF token a browser client repeats in ``X-CSRF-Token``
+    (the ``dynamics_csrf`` cookie is HttpOnly; a foreign site cannot read this same-origin answer)."""
+    token = csrf_token(request, response)
+    return SessionOut(user=user.get_name(), can_edit=can_edit(user), csrf_token=token)
 
 
 @api.get("/job-queue-entries", response_model=PageOf[JobQueueEntryOut], responses=_responses(422))
@@ -678,324 +657,18 @@ def api_remap(mailbox_id: int, body: RemapBody, store: Store, user: EditUser) ->
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
 
 
-# -- pages -------------------------------------------------------------------------------------------------------
-pages = APIRouter(include_in_schema=False)
-#: What a page shows of a list (the JSON API pages through all of it).
-PAGE_ROWS = PageRequest(limit=500)
-
-
-def _form(event: str) -> list[Any]:
-    """Dependencies of a form post: edit permission, the form's CSRF token, the Airflow Audit Log entry."""
-    return [Depends(edit_user), Depends(check_form_csrf), Depends(action_logging(event=f"{AUDIT_PREFIX}.{event}"))]
-
-
 def _base(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
-
-
-def render(request: Request, user: Any, template: str, active: str, **context: Any) -> HTMLResponse:
-    """Render a page; the CSRF cookie is issued with the first page a browser gets."""
-    probe = Response()
-    token = csrf_token(request, probe)
-    response = templates.TemplateResponse(
-        request,
-        template,
-        {
-            "base": _base(request),
-            "active": active,
-            "user_name": user.get_name(),
-            "can_edit": can_edit(user),
-            "csrf_token": token,
-            "notice": request.query_params.get("notice"),
-            "error": request.query_params.get("error"),
-            "dag_run": _dag_run_link(request),
-            **context,
-        },
-    )
-    if "set-cookie" in probe.headers:
-        set_csrf_cookie(response, token, _base(request) or "/")
-    return response
-
-
-def _dag_run_link(request: Request) -> dict[str, str] | None:
-    """The DAG run a notice is about (``dag_id`` and ``dag_run_id`` parameters), with its Airflow UI URL."""
-    dag_id, run_id = request.query_params.get("dag_id"), request.query_params.get("dag_run_id")
-    if not dag_id or not run_id:
-        return None
-    return {"dag_id": dag_id, "run_id": run_id, "url": runs.run_url(dag_id, run_id)}
-
-
-def back(
-    request: Request, path: str, *, notice: str | None = None, error: str | None = None, **params: Any
-) -> Response:
-    """303 to a console page with a message for the user."""
-    query = {k: v for k, v in {**params, "notice": notice, "error": error}.items() if v}
-    return RedirectResponse(f"{_base(request)}{path}?{urlencode(query)}", status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _do(request: Request, path: str, action: Callable[[], str], **params: Any) -> Response:
-    try:
-        return back(request, path, notice=action(), **params)
-    except (*USER_ERRORS, *CHECK_ERRORS, MailboxAlreadyMappedError) as exc:
-        return back(request, path, error=str(exc), **params)
-
-
-@pages.get("/", response_class=HTMLResponse)
-def index(request: Request, user: ReadUser) -> Response:
-    return RedirectResponse(f"{_base(request)}/job-queue", status_code=status.HTTP_303_SEE_OTHER)
-
-
-@pages.get("/job-queue", response_class=HTMLResponse)
-def job_queue_page(
-    request: Request,
-    store: Store,
-    user: ReadUser,
-    category: str | None = None,
-    entry_status: Annotated[str | None, Query(alias="status")] = None,
-    mine: bool = False,
-) -> Response:
-    entries = queue.list_entries(
-        store,
-        category_code=category or None,
-        statuses=[Status(entry_status)] if entry_status else None,
-        user_id=user.get_name() if mine else None,
-    )
-    return render(
-        request,
-        user,
-        "job_queue.html",
-        "my-job-queue" if mine else "job-queue",
-        entries=entries,
-        categories=service.categories(store),
-        statuses=ENTRY_STATUSES,
-        category=category or "",
-        status=entry_status or "",
-        mine=mine,
-    )
-
-
-@pages.get("/job-queue/{entry_id}", response_class=HTMLResponse)
-def entry_page(request: Request, entry_id: uuid.UUID, store: Store, user: ReadUser) -> Response:
-    entry = queue.get_entry(store, entry_id)
-    if entry is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job queue entry {entry_id}")
-    return render(
-        request, user, "entry.html", "job-queue", entry=entry, log_entries=queue.list_log_entries(store, entry_id)
-    )
-
-
-@pages.post("/job-queue/{entry_id}/remove", dependencies=_form("remove_from_job_queue"))
-def remove_form(request: Request, entry_id: uuid.UUID, store: Store, user: EditUser) -> Response:
-    return _do(request, "/job-queue", lambda: remove_entry(store, entry_id))
-
-
-@pages.post("/job-queue/{entry_id}/set-ready", dependencies=_form("set_status_to_ready"))
-def set_ready_form(
-    request: Request, entry_id: uuid.UUID, store: Store, user: EditUser, next_page: Annotated[str, Form()] = ""
-) -> Response:
-    def action() -> str:
-        entry = set_entry_ready(store, entry_id)
-        return f"{entry.describe()} is Ready and will be posted again."
-
-    return _do(request, "/documents" if next_page == "documents" else "/job-queue", action)
-
-
-@pages.get("/documents", response_class=HTMLResponse)
-def documents_page(request: Request, store: Store, user: ReadUser) -> Response:
-    documents = service.documents_to_handle(store, PAGE_ROWS)[0]
-    return render(request, user, "documents.html", "documents", documents=documents)
-
-
-@pages.get("/log", response_class=HTMLResponse)
-def log_page(
-    request: Request,
-    store: Store,
-    user: ReadUser,
-    category: str | None = None,
-    log_status: Annotated[str | None, Query(alias="status")] = None,
-    user_id: str | None = None,
-    date_from: str | None = None,
-    date_to: str | None = None,
-) -> Response:
-    filters = service.LogFilter(
-        category or None, log_status or None, user_id or None, _optional_date(date_from), _optional_date(date_to)
-    )
-    return render(
-        request,
-        user,
-        "log.html",
-        "log",
-        entries=service.log_entries(store, filters, PAGE_ROWS)[0],
-        categories=service.categories(store),
-        statuses=LOG_STATUSES,
-        filters=filters,
-    )
-
-
-@pages.get("/sync", response_class=HTMLResponse)
-def sync_page(
-    request: Request, store: Store, user: ReadUser, mapping: str | None = None, search: str | None = None
-) -> Response:
-    runs = service.sync_runs(store, PageRequest(limit=50), mapping=mapping)[0]
-    return render(
-        request,
-        user,
-        "sync.html",
-        "sync",
-        mappings=service.mappings(store),
-        mapping=mapping or "",
-        search=search or "",
-        runs=runs,
-        chart=chart_bars(runs),
-        series=CHART_SERIES,
-        errors=service.sync_errors(store, PAGE_ROWS, mapping=mapping)[0],
-        couplings=service.couplings(store, PAGE_ROWS, mapping=mapping, search=search)[0],
-    )
-
-
-#: Counts of a run in the order the chart stacks them, with their colours.
-CHART_SERIES = [
-    ("inserted", "#2e7d32"),
-    ("modified", "#1565c0"),
-    ("deleted", "#6d4c41"),
-    ("unchanged", "#9e9e9e"),
-    ("skipped", "#f9a825"),
-    ("failed", "#c62828"),
-]
-
-
-def chart_bars(runs: list[dict[str, Any]], width: int = 600) -> list[dict[str, Any]]:
-    """Horizontal stacked bars of the runs' counts, oldest first, scaled to the largest run.
-
-    :param width: pixels of the largest bar.
-    :return: per run its label and the segments (series name, count, x offset and width in pixels, colour).
-    """
-    ordered = list(reversed(runs[:20]))
-    largest = max((sum(run[name] for name, _ in CHART_SERIES) for run in ordered), default=0) or 1
-    bars = []
-    for run in ordered:
-        x = 0.0
-        segments = []
-        for name, colour in CHART_SERIES:
-            size = run[name] * width / largest
-            if run[name]:
-                segments.append({"name": name, "count": run[name], "x": x, "width": max(size, 1), "colour": colour})
-            x += size
-        label = f"{run['mapping']} {run['direction']} {_utc(run['started_at'])}"
-        bars.append({"label": label, "segments": segments})
-    return bars
-
-
-@pages.post("/sync/errors/{action}", dependencies=_form("sync_record"))
-def record_form(
-    request: Request,
-    action: str,
-    store: Store,
-    user: EditUser,
-    mapping: Annotated[str, Form()],
-    direction: Annotated[str, Form()],
-    source_id: Annotated[str, Form()],
-) -> Response:
-    if action not in RECORD_ACTIONS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no action {action}")
-    try:
-        body = SyncRecordBody(mapping=mapping, direction=direction, source_id=source_id)
-    except ValueError as exc:
-        return back(request, "/sync", error=str(exc), mapping=mapping)
-    return _do(request, "/sync", lambda: RECORD_ACTIONS[action](store, body), mapping=mapping)
-
-
-@pages.post("/sync/couplings/uncouple", dependencies=_form("uncouple"))
-def uncouple_form(
-    request: Request,
-    store: Store,
-    user: EditUser,
-    mapping: Annotated[str, Form()],
-    erp_id: Annotated[str, Form()],
-) -> Response:
-    def action() -> str:
-        crm_id = service.uncouple(store, mapping, erp_id)
-        return f"{mapping}: {erp_id} is no longer coupled to {crm_id}."
-
-    return _do(request, "/sync", action, mapping=mapping)
-
-
-@pages.post("/sync/couplings/couple", dependencies=_form("couple"))
-def couple_form(
-    request: Request,
-    store: Store,
-    user: EditUser,
-    mapping: Annotated[str, Form()],
-    erp_id: Annotated[str, Form()],
-    crm_id: Annotated[str, Form()],
-) -> Response:
-    def action() -> str:
-        return couple_records(store, mapping, erp_id, crm_id)
-
-    return _do(request, "/sync", action, mapping=mapping)
-
-
-@pages.get("/mailboxes", response_class=HTMLResponse)
-def mailboxes_page(request: Request, store: Store, user: ReadUser) -> Response:
-    boxes = service.mailboxes(store)
-    for box in boxes:
-        box["messages"] = service.mailbox_messages(store, PageRequest(limit=20), mailbox_id=box["mailbox_id"])[0]
-    return render(request, user, "mailboxes.html", "mailboxes", mailboxes=boxes)
-
-
-@pages.post("/mailboxes/{mailbox_id}/test-and-enable", dependencies=_form("test_and_enable"))
-def test_and_enable_form(request: Request, mailbox_id: int, store: Store, user: EditUser) -> Response:
-    try:
-        run = test_and_enable(store, mailbox_id, user, from_api=False)
-    except USER_ERRORS as exc:
-        return back(request, "/mailboxes", error=str(exc))
-    return back(request, "/mailboxes", notice=run.message, dag_id=run.dag_id, dag_run_id=run.dag_run_id)
-
-
-@pages.post("/mailboxes/{mailbox_id}/sync-now", dependencies=_form("sync_now"))
-def sync_now_form(request: Request, mailbox_id: int, store: Store, user: EditUser) -> Response:
-    return _do(
-        request,
-        "/mailboxes",
-        lambda: f"{service.sync_now(store, mailbox_id)} workloads of mailbox {mailbox_id} are due now.",
-    )
-
-
-@pages.post("/mailboxes/{mailbox_id}/remap", dependencies=_form("remap"))
-def remap_form(
-    request: Request,
-    mailbox_id: int,
-    store: Store,
-    user: EditUser,
-    crm_user_id: Annotated[str, Form()],
-    confirm: Annotated[str, Form()] = "",
-) -> Response:
-    """Remap; when it would break a mapping and is not confirmed yet, a page asks for explicit confirmation."""
-    try:
-        target = uuid.UUID(crm_user_id.strip())
-    except ValueError:
-        return back(request, "/mailboxes", error=f"Not a CRM user id (GUID): {crm_user_id}")
-    try:
-        result = remap(store, mailbox_id, target, confirm == "yes", user.get_name())
-    except MailboxAlreadyMappedError as exc:
-        return render(
-            request,
-            user,
-            "remap_confirm.html",
-            "mailboxes",
-            mailbox_id=mailbox_id,
-            crm_user_id=target,
-            conflict=str(exc),
-        )
-    except (*USER_ERRORS, *CHECK_ERRORS) as exc:
-        return back(request, "/mailboxes", error=str(exc))
-    return back(request, "/mailboxes", notice=" ".join([result.message, *result.details]))
 
 
 # -- the app -----------------------------------------------------------------------------------------------------
 #: Swagger UI and ReDoc assets, served from the fastapi-offline package (no CDN: the docs work offline).
 DOCS_ASSETS = Path(str(importlib.resources.files("fastapi_offline") / "static"))
 DOCS_FILES = {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
+
+
+#: The React app plugin's bundle (UMD, registering ``globalThis.AirflowPlugin``).
+UI_BUNDLE = Path(__file__).with_name("static") / "console.js"
 
 
 def create_app() -> FastAPI:
@@ -1015,7 +688,11 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     app.include_router(api)
-    app.include_router(pages)
+
+    @app.get("/", include_in_schema=False)
+    def index(request: Request, user: ReadUser) -> RedirectResponse:
+        # The console's pages are the Airflow UI's (react_apps); its mount point leads there.
+        return RedirectResponse(console_url("job-queue"), status_code=status.HTTP_303_SEE_OTHER)
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi(request: Request, user: ReadUser) -> JSONResponse:
@@ -1049,6 +726,15 @@ def create_app() -> FastAPI:
             redoc_js_url=f"{base}/docs-assets/redoc.standalone.js",
             redoc_favicon_url=f"{base}/docs-assets/favicon.png",
             with_google_fonts=False,
+        )
+
+    @app.get("/ui/console.js", include_in_schema=False)
+    def ui_bundle(user: ReadUser) -> FileResponse:
+        # The React app's bundle (built by `make console-ui`, shipped in the package); the Airflow UI imports it.
+        return FileResponse(
+            UI_BUNDLE,
+            media_type="text/javascript",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     @app.get("/docs-assets/{name}", include_in_schema=False)

@@ -16,6 +16,7 @@ class JobQueueEntryOut(BaseModel):
     """A Job Queue Entry: one document queued for posting."""
 
     id: uuid.UUID
+    entry_no: int | None = Field(None, description="the entry's number (Entry No.)")
     category_code: str
     document_type: str
     document_id: uuid.UUID
@@ -273,6 +274,14 @@ class MailboxTrendOut(BaseModel):
     tracked: int
     filtered: int
     quarantined: int
+
+
+class SessionOut(BaseModel):
+    """The signed-in user as the console sees them."""
+
+    user: str
+    can_edit: bool = Field(description="may use the actions (Airflow's edit permission on DAGs)")
+    csrf_token: str = Field(description="repeat it in the X-CSRF-Token header of every write")
 
 
 class ErrorOut(BaseModel):

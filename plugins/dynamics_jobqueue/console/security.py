@@ -6,10 +6,10 @@ header or the ``_token`` cookie the Airflow UI sets (``airflow.api_fastapi.core_
 token gives 401, an invalid one 403. Reading needs the auth manager's read access to DAGs (GET), acting needs
 edit access to DAGs (PUT): with the simple auth manager a Viewer reads and a User, Op or Admin acts.
 
-Form posts are protected against cross-site request forgery with a double-submit token: a random token in the
-``dynamics_csrf`` cookie (SameSite=Strict, HttpOnly) that each form repeats in the ``csrf_token`` field; JSON
-calls repeat it in the ``X-CSRF-Token`` header unless they authenticate with a bearer token (which a foreign
-site cannot send).
+Writes are protected against cross-site request forgery with a double-submit token: a random token in the
+``dynamics_csrf`` cookie (SameSite=Strict, HttpOnly), which the console's React app reads from ``GET
+/api/session`` (same-origin: a foreign site cannot read it) and repeats in the ``X-CSRF-Token`` header; a client
+that authenticates with a bearer token (which a foreign site cannot send) needs none.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
 
 CSRF_COOKIE = "dynamics_csrf"
-CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
 
@@ -90,16 +89,6 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     cookie = request.cookies.get(CSRF_COOKIE)
     if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "CSRF token missing or invalid")
-
-
-async def check_form_csrf(request: Request) -> None:
-    """Dependency of every form post: the form's ``csrf_token`` field must match the cookie.
-
-    :raises HTTPException: 403 when it does not.
-    """
-    form = await request.form()
-    submitted = form.get(CSRF_FIELD)
-    check_csrf(request, submitted if isinstance(submitted, str) else None)
 
 
 def check_api_csrf(request: Request) -> None:

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from dynamics_jobqueue.console.links import MailboxConsoleLink
+
 # The domain modules (psycopg, requests, imaplib ...) are imported in execute(): the dag-processor parses
 # the DAG file every 30 s and pays for every import made at module level (issue 7: <= 0.3 s per file).
 if TYPE_CHECKING:
@@ -72,6 +74,7 @@ class MailboxSyncOperator(BaseOperator):
     :param dataverse_conn_id: the CRM connection.
     """
 
+    operator_extra_links = (MailboxConsoleLink(),)
     template_fields: Sequence[str] = ("mailbox_ids",)
 
     def __init__(

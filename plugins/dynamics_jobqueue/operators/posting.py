@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from dynamics_jobqueue.console.links import PostingConsoleLink
+
 # The runner, the hooks and psycopg are imported in execute(): the dag-processor parses the DAG file every 30 s
 # and pays for every import made at module level (issue 7: <= 0.3 s per file).
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ class BatchPostOperator(BaseOperator):
     :param state_conn_id: the state store connection. :param business_central_conn_id: the ERP connection.
     """
 
+    operator_extra_links = (PostingConsoleLink(),)
     template_fields: Sequence[str] = ("category_code",)
 
     def __init__(
@@ -126,6 +129,7 @@ class DrainJobQueueOperator(BaseOperator):
     :param lock_wait_s: how long to wait for another runner of the category (seconds).
     """
 
+    operator_extra_links = (PostingConsoleLink(),)
     template_fields: Sequence[str] = ("category_code", "print_destination")
 
     def __init__(

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from dynamics_jobqueue.console.links import SyncConsoleLink
 from dynamics_jobqueue.sync.assets import affected_mappings
 from dynamics_jobqueue.sync.loader import load_mappings
 
@@ -41,6 +42,7 @@ class CrmSyncOperator(BaseOperator):
     :param dataverse_conn_id: the CRM connection.
     """
 
+    operator_extra_links = (SyncConsoleLink(),)
     template_fields: Sequence[str] = ("mapping_name",)
     ui_color = "#e8f1fb"
 
