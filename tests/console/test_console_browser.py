@@ -124,6 +124,10 @@ def test_every_page_renders_inside_the_airflow_ui(
             assert page.locator("a[href$='/dags']").count() >= 1
             assert ("dark" in (page.locator("html").get_attribute("class") or "")) is (theme == "dark")
             page.wait_for_load_state("networkidle")
+            if key == "trends":  # charts of the last 14 days, every day shown (zero where nothing happened)
+                for chart in ("trend-sync", "trend-posting", "trend-mailbox"):
+                    page.locator(f"[data-testid={chart}] canvas").wait_for()
+                assert page.locator("[data-testid=trend-sync]").inner_text().endswith("12 in the period")
             user.shot(f"page-{key}-{theme}")
         assert user.dialogs == []
     finally:

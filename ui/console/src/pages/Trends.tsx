@@ -37,22 +37,52 @@ const COLOURS: Record<string, string> = {
 const cssColour = (token: string, fallback: string) =>
   getComputedStyle(document.documentElement).getPropertyValue(`--chakra-colors-${token}`).trim() || fallback;
 
-function TrendChart({ id, title, rows, series }: { id: string; title: string; rows: Row[]; series: string[] }) {
+/** Every bucket of the period (ISO instants, UTC), so days or hours without activity show as zero. */
+export function periodBuckets(bucket: string, dateFrom: string, dateTo: string): string[] {
+  const step = bucket === "hour" ? 3_600_000 : 86_400_000;
+  const start = Date.parse(`${dateFrom}T00:00:00Z`);
+  const end = Date.parse(`${dateTo}T00:00:00Z`) + 86_400_000;
+  if (!(end > start) || (end - start) / step > 744) return [];
+  const out: string[] = [];
+  for (let t = start; t < end; t += step) out.push(new Date(t).toISOString());
+  return out;
+}
+
+function TrendChart({
+  id,
+  title,
+  rows,
+  series,
+  buckets,
+}: {
+  id: string;
+  title: string;
+  rows: Row[];
+  series: string[];
+  buckets: string[];
+}) {
   const text = cssColour("fg-muted", "#666");
   const grid = cssColour("border", "#ddd");
   const data: ChartData<"bar"> = useMemo(() => {
-    const buckets = [...new Set(rows.map((r) => r.bucket))].sort();
-    const label = (b: string) => b.replace("T", " ").slice(0, b.endsWith("T00:00:00Z") ? 10 : 16);
+    const daily = buckets.length < 2 || Date.parse(buckets[1]) - Date.parse(buckets[0]) >= 86_400_000;
+    const label = (b: string) => b.replace("T", " ").slice(0, daily ? 10 : 16);
+    const sums = new Map<string, Record<string, number>>();
+    for (const row of rows) {
+      const key = new Date(row.bucket).toISOString();
+      const sum = sums.get(key) ?? {};
+      for (const name of series) sum[name] = (sum[name] ?? 0) + Number(row[name] ?? 0);
+      sums.set(key, sum);
+    }
     return {
       labels: buckets.map(label),
       datasets: series.map((name) => ({
         label: name,
         backgroundColor: COLOURS[name] ?? "#888",
-        data: buckets.map((b) => rows.filter((r) => r.bucket === b).reduce((sum, r) => sum + Number(r[name] ?? 0), 0)),
+        data: buckets.map((b) => sums.get(b)?.[name] ?? 0),
         stack: "all",
       })),
     };
-  }, [rows, series]);
+  }, [rows, series, buckets]);
   const total = rows.reduce((sum, r) => sum + series.reduce((s, name) => s + Number(r[name] ?? 0), 0), 0);
   return (
     <Box borderWidth="1px" borderRadius="md" p={3} bg="bg.panel" data-testid={id}>
@@ -111,6 +141,7 @@ export function TrendsPage() {
   const posting = useTrend("/job-queue-trends", { ...period, category });
   const mail = useTrend("/mailbox-trends", period);
   const perMapping = [...new Set(sync.map((r) => String(r.mapping)))];
+  const buckets = periodBuckets(bucket, dateFrom, dateTo);
   return (
     <Stack gap={4}>
       <HStack gap={4} align="end" wrap="wrap">
@@ -126,7 +157,7 @@ export function TrendsPage() {
         />
         <Select label="Category" name="category" value={category} onChange={setCategory} options={categories} />
       </HStack>
-      <TrendChart id="trend-sync" title="Integration sync: inserted, modified, failed" rows={sync} series={["inserted", "modified", "failed"]} />
+      <TrendChart id="trend-sync" title="Integration sync: inserted, modified, failed" rows={sync} series={["inserted", "modified", "failed"]} buckets={buckets} />
       {mapping === "" && perMapping.length > 1 ? (
         <SimpleGrid columns={{ base: 1, lg: 2 }} gap={4}>
           {perMapping.map((name) => (
@@ -136,13 +167,14 @@ export function TrendsPage() {
               title={name}
               rows={sync.filter((r) => r.mapping === name)}
               series={["inserted", "modified", "failed"]}
+              buckets={buckets}
             />
           ))}
         </SimpleGrid>
       ) : null}
       <SimpleGrid columns={{ base: 1, lg: 2 }} gap={4}>
-        <TrendChart id="trend-posting" title="Posting: documents posted and failed" rows={posting} series={["posted", "failed"]} />
-        <TrendChart id="trend-mailbox" title="Mailboxes: items tracked, filtered, quarantined" rows={mail} series={["tracked", "filtered", "quarantined"]} />
+        <TrendChart id="trend-posting" title="Posting: documents posted and failed" rows={posting} series={["posted", "failed"]} buckets={buckets} />
+        <TrendChart id="trend-mailbox" title="Mailboxes: items tracked, filtered, quarantined" rows={mail} series={["tracked", "filtered", "quarantined"]} buckets={buckets} />
       </SimpleGrid>
     </Stack>
   );
