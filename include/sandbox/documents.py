@@ -703,7 +703,9 @@ class Documents:
                 raise _error("Invalid Request Body: a JSON object is required.", "BadRequest")
             changes = self._posting_changes(kind, type_name, payload)
             with self.store.transaction() as db:
-                row = self._write_header(db, kind, self._get(kind.entity, record_id), changes)
+                row = self._get(kind.entity, record_id)
+                self.bc._check_if_match(request, row)  # If-Match required, a stale one refused, as every PATCH
+                row = self._write_header(db, kind, row, changes)
             return ApiResponse(200, self._render_posting_document(kind, row), {"ETag": bc_etag(row.version)})
         if rest == "Microsoft.NAV.release" and request.method == "POST":
             self._release(kind, record_id)

@@ -147,6 +147,11 @@ def test_the_posting_page_is_at_least_as_strict_as_business_central(posting) -> 
     posting.bc.update("salesPostingDocuments", order["id"], {"ship": False, "invoice": False})
     with pytest.raises(ApiError, match='Please enter "Yes" in Ship and/or Invoice and/or Receive'):
         posting.bc.post_action("salesPostingDocuments", order["id"], "Microsoft.NAV.post")
+    page = posting.bc.entity_path("salesPostingDocuments") + f"({order['id']})"
+    with pytest.raises(ApiError, match="concurrency token"):  # PATCH without If-Match
+        posting.bc.request("PATCH", page, json={"ship": True}, headers={"If-Match": ""})
+    with pytest.raises(ApiError, match="Another user has already changed the record"):
+        posting.bc.update("salesPostingDocuments", order["id"], {"ship": True}, etag='W/"stale"')
     # A released document's lines cannot change.
     posting.bc.post_action("salesPostingDocuments", invoice["id"], "Microsoft.NAV.release")
     with pytest.raises(ApiError, match="Status must be equal to 'Open'"):
