@@ -9,7 +9,10 @@ Benchmarks measure; they are not tests and assert nothing. Each prints its figur
 - ``bench_posting.py``: orchestration overhead per posted document and the no-overlap check;
 - ``bench_mailbox.py``: initial IMAP fetch against mbsync, and an idle cycle over 1,000 mailboxes;
 - ``bench_parse.py``: parse time of each DAG file;
-- ``bench_console.py``: ms per page of every console list with 10,000 couplings and 2,000 errors (target 300).
+- ``bench_console.py``: ms per page of every console list with 10,000 couplings and 2,000 errors (target 300);
+- ``bench_latency.py``: change-to-sync latency of event-driven crm_sync (Business Central webhooks, Dataverse
+  change tracking) and idle requests per hour per mapping, against the 30-minute polling baseline
+  (``BENCH_LATENCY_ARGS``, e.g. ``--changes 40 --window 600``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("bench_sync.py", "bench_posting.py", "bench_mailbox.py", "bench_parse.py", "bench_console.py")
+BENCHMARKS = (
+    "bench_sync.py",
+    "bench_posting.py",
+    "bench_mailbox.py",
+    "bench_parse.py",
+    "bench_console.py",
+    "bench_latency.py",
+)
 
 
 def main() -> int:

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dynamics_jobqueue import settings
 from dynamics_jobqueue.sync.loader import load_mappings
@@ -62,6 +62,13 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
             url,
             renew_before=timedelta(seconds=int(settings.get("bc_subscription_renew_before_s"))),
         )
+        held = outcome.created + outcome.renewed + outcome.kept + outcome.recovered
+        if outcome.unsupported and not held:
+            first = next(iter(outcome.unsupported.values()))
+            raise AirflowFailException(
+                f"Business Central refused every subscription ({first}): does {url} answer the validationToken "
+                "handshake from the internet?"
+            )
         self.log.info(
             "subscriptions: created %s, renewed %s, kept %s, recovered %s, deleted %s, without webhooks %s",
             outcome.created,

@@ -1,0 +1,375 @@
+"""Change-to-sync latency and idle cost of event-driven crm_sync, against the 30-minute polling baseline.
+
+Starts a sandbox (Business Central webhooks with the documented 30-second delay unless ``--bc-delay``), an
+embedded Postgres state store and ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer;
+LocalExecutor) in a temporary folder. After the first synchronization (Full Synch. Review) and the
+``bc_subscriptions`` DAG, it
+
+1. measures the **idle** cost: every API request the sandbox serves during ``--idle`` seconds (the Dataverse
+   watchers' delta reads, nothing else should happen), plus the requests of one ``bc_subscriptions`` run (six
+   an hour) and of one crm_sync run that finds nothing (the 30-minute safety net: two an hour), per mapping
+   (requests attributed by the table they read; shared ones spread evenly);
+2. changes ``--changes`` coupled customers at random times within ``--window`` seconds, alternating Business
+   Central (``phoneNumber``, as a Business Central user) and Dataverse (``telephone1``, as a CRM user; each side
+   its own records, so no update conflicts), and waits for each value on the other side: the latency;
+3. the **polling baseline** of the same changes: the wait for the next ``*/30`` cron tick plus the duration of
+   the crm_sync run measured in step 1 (each change's own time), in minutes; ``polling_uniform_p95_min`` is the
+   same for changes spread evenly over the half hour (0.95 x 30 min + the run).
+
+Prints ``change_to_sync_p95_s`` (target <= 60), ``idle_requests_per_hour`` per mapping, and the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "include"))
+
+from sandbox import connections  # noqa: E402
+from sandbox.runner import SandboxProcess  # noqa: E402
+
+RECEIVER = "/dynamics-webhooks/business-central"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def say(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+class Stack:
+    """Sandbox, state store and ``airflow standalone`` in ``folder``; the Airflow REST API without login."""
+
+    def __init__(self, folder: Path, bc_delay: float, poll_s: int) -> None:
+        from dynamics_jobqueue.state import embedded
+
+        self.folder = folder
+        self.sandbox = SandboxProcess(
+            port=None, data_dir=folder / "sandbox", env={"SANDBOX_WEBHOOK_DELAY_S": str(bc_delay)}
+        )
+        self.sandbox.start()
+        self.pgdata = folder / "pgdata"
+        uri = embedded.ensure_running(self.pgdata)
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            **connections.environment(self.sandbox.base_url, str(self.sandbox.ca_file)),
+            "AIRFLOW_CONN_DYNAMICS_STATE": json.dumps({"conn_type": "postgres", **embedded.connection_kwargs(uri)}),
+            "AIRFLOW_HOME": str(folder / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
+            "SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",  # a benchmark on loopback: no login
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": self.base_url,
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__DYNAMICS_JOBQUEUE__WEBHOOK_NOTIFICATION_URL": f"{self.base_url}{RECEIVER}",
+            "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S": str(poll_s),
+            "DYNAMICS_STATE_DIR": str(folder),
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
+        }
+        for conn_id, client, name in (
+            ("crm_user", connections.CRM_USER_CLIENT, "dataverse_default"),
+            ("erp_user", connections.ERP_USER_CLIENT, "business_central_default"),
+        ):
+            conn = connections.airflow_connections(self.sandbox.base_url, str(self.sandbox.ca_file), client=client)
+            self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn[name])
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("AIRFLOW_CONN_")})
+        self.process: subprocess.Popen[bytes] | None = None
+        self.api = requests.Session()
+        self.api.trust_env = False
+
+    def airflow(self, *args: str, timeout: float = 900) -> None:
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+
+    def start_airflow(self) -> None:
+        log = (self.folder / "standalone.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "standalone"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.RequestException):
+                if self.api.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).ok:
+                    self.wait_dag("crm_sync")
+                    return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited; see {self.folder / 'standalone.log'}")
+            time.sleep(2)
+        raise RuntimeError("airflow standalone did not come up in 10 minutes")
+
+    def rest(self, method: str, path: str, **kwargs: Any) -> Any:
+        answer = self.api.request(method, f"{self.base_url}/api/v2/{path}", timeout=30, **kwargs)
+        answer.raise_for_status()
+        return answer.json() if answer.content else None
+
+    def wait_dag(self, dag_id: str) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.HTTPError):
+                self.rest("GET", f"dags/{dag_id}")
+                return
+            time.sleep(2)
+        raise RuntimeError(f"{dag_id} was not parsed in 5 minutes")
+
+    def unpause(self, dag_id: str) -> None:
+        self.wait_dag(dag_id)
+        self.rest("PATCH", f"dags/{dag_id}", json={"is_paused": False})
+
+    def trigger(self, dag_id: str) -> str:
+        run = self.rest("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
+        return str(run["dag_run_id"])
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return list(self.rest("GET", f"dags/{dag_id}/dagRuns", params={"limit": 100})["dag_runs"])
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.rest("GET", f"dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return dict(run)
+            time.sleep(2)
+        raise RuntimeError(f"{dag_id} {run_id} did not finish")
+
+    def wait_quiet(self, dag_id: str, timeout: float = 900) -> None:
+        """Until no run of ``dag_id`` is queued or running and no new one started for 20 s."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < deadline:
+            busy = [r for r in self.runs(dag_id) if r["state"] in ("queued", "running")]
+            if busy:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > 20:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"{dag_id} kept running")
+
+    def admin(self, path: str, payload: dict[str, Any] | None = None) -> Any:
+        with self.sandbox.session() as session:
+            url = f"{self.sandbox.base_url}/_sandbox/{path}"
+            answer = session.post(url, json=payload) if payload is not None else session.get(url)
+            answer.raise_for_status()
+            return answer.json()
+
+    def counted(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.admin("stats")["by_route"].items()}
+
+    def close(self) -> None:
+        from dynamics_jobqueue.state import embedded
+
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.sandbox.stop()
+        embedded.stop(self.pgdata)
+
+
+def per_mapping(counts: dict[str, int], mappings: Any) -> dict[str, float]:
+    """Requests by mapping: a request on a table goes to the mappings reading it, the rest spread evenly."""
+    names = [m.name for m in mappings]
+    readers: dict[str, list[str]] = {}
+    for m in mappings:
+        readers.setdefault(f"bc/{m.erp.entity_set}", []).append(m.name)
+        readers.setdefault(f"dataverse/{m.crm.entity_set}", []).append(m.name)
+    share = dict.fromkeys(names, 0.0)
+    for label, count in counts.items():
+        owners = readers.get(label.split(" ", 1)[-1]) or names
+        for name in owners:
+            share[name] += count / len(owners)
+    return share
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int, default=12, help="records changed (half on each side)")
+    parser.add_argument("--window", type=float, default=240, help="seconds over which the changes are spread")
+    parser.add_argument("--idle", type=float, default=120, help="seconds of idle measurement")
+    parser.add_argument("--bc-delay", type=float, default=30, help="Business Central's notification delay (s)")
+    parser.add_argument("--poll", type=int, default=15, help="crm_change_poll_interval_s")
+    parser.add_argument("--seed", type=int, default=17)
+    args = parser.parse_args()
+    random.seed(args.seed)
+    folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    stack = Stack(folder, args.bc_delay, args.poll)
+    try:
+        return run(stack, args)
+    finally:
+        stack.close()
+
+
+def run(stack: Stack, args: argparse.Namespace) -> int:
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.sync.loader import load_mappings
+
+    mappings = load_mappings()
+    say("first synchronization (Full Synch. Review, airflow dags test)")
+    stack.airflow("db", "migrate")
+    stack.airflow("dags", "test", "crm_sync", "-c", json.dumps({"full_synch_review": True}))
+    say("starting airflow standalone")
+    stack.start_airflow()
+    stack.unpause("bc_subscriptions")
+    started = time.monotonic()
+    stack.admin("stats/reset", {})
+    stack.wait_run("bc_subscriptions", stack.trigger("bc_subscriptions"))
+    subscription_requests = sum(stack.counted().values())
+    subscribed = [
+        s for route in ("api/v2.0", "api/cronus/integration/v1.0") for s in BusinessCentralHook().subscriptions(route)
+    ]
+    say(f"bc_subscriptions: {len(subscribed)} subscriptions, {subscription_requests} requests per run")
+    stack.unpause("crm_sync")  # the watchers start in the triggerer: each reads its table once, then its delta link
+    time.sleep(max(0.0, 3 * args.poll - (time.monotonic() - started)))
+    stack.wait_quiet("crm_sync")
+
+    say(f"idle: {args.idle:.0f} s")
+    stack.admin("stats/reset", {})
+    time.sleep(args.idle)
+    idle_counts = stack.counted()
+    stack.admin("stats/reset", {})
+    idle_started = time.monotonic()
+    run_id = stack.trigger("crm_sync")
+    finished = stack.wait_run("crm_sync", run_id)
+    run_s = time.monotonic() - idle_started
+    run_counts = stack.counted()
+    say(f"one idle crm_sync run: {sum(run_counts.values())} requests, {run_s:.0f} s ({finished['state']})")
+    stack.wait_quiet("crm_sync")
+
+    per_hour = 3600 / args.idle
+    watchers = per_mapping(idle_counts, mappings)
+    runs_share = per_mapping(run_counts, mappings)
+    subs_share = subscription_requests * 6 / len(mappings)
+    event_idle = {n: watchers[n] * per_hour + subs_share + 2 * runs_share[n] for n in watchers}
+    polling_idle = {n: 2 * runs_share[n] for n in watchers}
+
+    say(f"latency: {args.changes} changes over {args.window:.0f} s")
+    bc, dv = BusinessCentralHook(), DataverseHook()
+    erp_user, crm_user = BusinessCentralHook("erp_user"), DataverseHook("crm_user")
+    customers = [r for page in bc.iter_pages("customers", select=["id", "number"]) for r in page]
+    accounts = {
+        r["accountnumber"]: r["accountid"]
+        for page in dv.iter_pages("accounts", select=["accountid", "accountnumber"])
+        for r in page
+        if r.get("accountnumber")
+    }
+    pairs = [(c["id"], accounts[c["number"]]) for c in customers if c["number"] in accounts]
+    erp_pairs, crm_pairs = pairs[: len(pairs) // 2], pairs[len(pairs) // 2 :]
+    offsets = sorted(random.uniform(0, args.window) for _ in range(args.changes))
+    latencies: list[tuple[str, float, datetime]] = []
+    lock = threading.Lock()
+
+    def change(index: int, offset: float) -> None:
+        time.sleep(offset)
+        value = f"0171 555 {index:04d}"
+        at = datetime.now(UTC)
+        begin = time.monotonic()
+        if index % 2 == 0:
+            erp_id, crm_id = erp_pairs[(index // 2) % len(erp_pairs)]
+            erp_user.update("customers", erp_id, {"phoneNumber": value})
+            seen = lambda: dv.get("accounts", crm_id, select=["telephone1"]).get("telephone1") == value  # noqa: E731
+            side = "bc->crm"
+        else:
+            erp_id, crm_id = crm_pairs[(index // 2) % len(crm_pairs)]
+            crm_user.upsert("accounts", crm_id, {"telephone1": value}, mode="update")
+            seen = lambda: bc.get("customers", erp_id).get("phoneNumber") == value  # noqa: E731
+            side = "crm->bc"
+        while time.monotonic() - begin < 900:
+            if seen():
+                with lock:
+                    latencies.append((side, time.monotonic() - begin, at))
+                return
+            time.sleep(1)
+        with lock:
+            latencies.append((side, float("inf"), at))
+
+    threads = [threading.Thread(target=change, args=(i, o)) for i, o in enumerate(offsets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    values = [lat for _, lat, _ in latencies]
+    by_side = {s: [lat for side, lat, _ in latencies if side == s] for s in ("bc->crm", "crm->bc")}
+
+    def next_tick(at: datetime) -> float:
+        tick = at.replace(second=0, microsecond=0) + timedelta(minutes=30 - at.minute % 30)
+        return (tick - at).total_seconds()
+
+    baseline = [next_tick(at) + run_s for _, _, at in latencies]
+    runs = stack.runs("crm_sync")
+    print()
+    print(f"latency (s) per change: {', '.join(f'{side} {lat:.0f}' for side, lat, _ in latencies)}")
+    for side, side_values in by_side.items():
+        print(f"  {side}: p50 {sorted(side_values)[len(side_values) // 2]:.0f} s, p95 {p95(side_values):.0f} s")
+    print(f"crm_sync runs: {len(runs)} ({sum(1 for r in runs if r['run_type'] == 'asset_triggered')} asset-triggered)")
+    print("idle requests per hour per mapping (event-driven | 30-minute polling):")
+    for name in event_idle:
+        print(f"  {name:17} {event_idle[name]:7.1f} | {polling_idle[name]:7.1f}")
+    total_event, total_polling = sum(event_idle.values()), sum(polling_idle.values())
+    print(f"  {'all':17} {total_event:7.1f} | {total_polling:7.1f}")
+    print(f"idle requests seen in {args.idle:.0f} s: {json.dumps(idle_counts, sort_keys=True)}")
+    print(
+        f"change_to_sync_p95_s={p95(values):.1f} change_to_sync_p50_s={sorted(values)[len(values) // 2]:.1f}"
+        f" polling_change_to_sync_p95_min={p95(baseline) / 60:.1f}"
+        f" polling_uniform_p95_min={(0.95 * 1800 + run_s) / 60:.1f}"
+        f" idle_requests_per_hour={total_event:.0f} polling_idle_requests_per_hour={total_polling:.0f}"
+        f" idle_requests_per_hour_per_mapping={total_event / len(event_idle):.1f}"
+        f" polling_idle_requests_per_hour_per_mapping={total_polling / len(polling_idle):.1f}"
+        f" bc_delay_s={args.bc_delay:g} poll_s={args.poll}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
