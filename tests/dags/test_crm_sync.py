@@ -295,3 +295,23 @@ def test_a_failed_mapping_fails_the_run_and_its_dependents_still_run(airflow_env
         "resource_product": "skipped",
         WATCHER: "failed",
     }
+
+
+def test_a_task_of_an_asset_triggered_run_skips_when_its_mapping_is_not_affected() -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from dynamics_jobqueue.operators.sync import CrmSyncOperator
+    from dynamics_jobqueue.sync.assets import erp_asset
+
+    changed = {erp_asset("customers"): []}
+    currency = CrmSyncOperator(task_id="currency", mapping_name="CURRENCY")
+    with pytest.raises(AirflowSkipException, match="CURRENCY reads none of the changed tables"):
+        currency.execute({"params": {}, "triggering_asset_events": changed})  # type: ignore[arg-type]
+    contact = CrmSyncOperator(task_id="contact", mapping_name="CONTACT")
+    with pytest.raises(Exception) as raised:  # goes on to the services (no connection here): not skipped
+        contact.execute({"params": {}, "triggering_asset_events": changed})  # type: ignore[arg-type]
+    assert not isinstance(raised.value, AirflowSkipException)
+    # A scheduled or manual run has no triggering events: every mapping runs.
+    with pytest.raises(Exception) as scheduled:
+        currency.execute({"params": {}, "triggering_asset_events": {}})  # type: ignore[arg-type]
+    assert not isinstance(scheduled.value, AirflowSkipException)
