@@ -46,11 +46,11 @@ def worker(mapping: str, run_id: str) -> None:
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.sync.loader import load_mappings
-    from dynamics_jobqueue.sync.runner import MappingRunner
+    from dynamics_jobqueue.sync.options import runner_class
 
     mappings = load_mappings()
     started = time.perf_counter()
-    result = MappingRunner(
+    result = runner_class(mappings.get(mapping))(
         mappings.get(mapping),
         mappings,
         state=StateStoreHook(),

@@ -70,7 +70,8 @@ class CrmSyncOperator(BaseOperator):
         from dynamics_jobqueue.hooks.state import StateStoreHook
         from dynamics_jobqueue.sync.mapping import MappingError
         from dynamics_jobqueue.sync.metadata import check_against_services
-        from dynamics_jobqueue.sync.runner import COUNT_NAMES, MappingRunner, SyncRecordsFailed, SyncSystemicError
+        from dynamics_jobqueue.sync.options import runner_class
+        from dynamics_jobqueue.sync.runner import COUNT_NAMES, SyncRecordsFailed, SyncSystemicError
 
         params = context["params"]
         mappings = load_mappings(self.mappings_dir)
@@ -93,7 +94,7 @@ class CrmSyncOperator(BaseOperator):
         except AuthenticationError as exc:
             raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
         review = bool(params.get("full_synch_review", False))
-        runner = MappingRunner(
+        runner = runner_class(mapping)(
             mapping,
             mappings,
             state=StateStoreHook(state_conn_id=self.state_conn_id),

@@ -28,6 +28,10 @@ _is_guid = _GUID.match
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False)
 
 
+#: Business Central's and Dataverse's empty GUID: no value.
+EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+
+
 def canonical(value: Any) -> Any:
     """The canonical form of one value (see the module docstring)."""
     # Exact types first: a page has hundreds of thousands of cells, nearly all plain str, int, bool or None.
@@ -36,7 +40,9 @@ def canonical(value: Any) -> Any:
         if not value:
             return None
         if len(value) == 36 and _is_guid(value):
-            return value.lower()
+            # The empty GUID is Business Central's blank for an id field (an AL Guid with no value): a customer
+            # without payment terms has paymentTermsId 00000000-0000-0000-0000-000000000000.
+            return None if value == EMPTY_GUID else value.lower()
         return value
     if value is None or kind is int or kind is bool:
         return value

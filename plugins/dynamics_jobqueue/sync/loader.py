@@ -13,7 +13,7 @@ every parse for the cost of a ``stat`` per file.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -141,6 +141,7 @@ def validate_set(mappings: list[TableMapping]) -> list[TableMapping]:
                     field=f.label,
                 )
 
+    mappings = [_mark_option_lookups(m, by_name) for m in mappings]
     ordered: list[TableMapping] = []
     placed: set[str] = set()
     remaining = list(mappings)
@@ -156,3 +157,14 @@ def validate_set(mappings: list[TableMapping]) -> list[TableMapping]:
         placed.add(ready.name)
         remaining.remove(ready)
     return ordered
+
+
+def _mark_option_lookups(mapping: TableMapping, by_name: dict[str, TableMapping]) -> TableMapping:
+    """Flag the lookups that go to an option mapping (their CRM value is a number, not a bound record)."""
+    fields = tuple(
+        replace(f, lookup=replace(f.lookup, option=True))
+        if f.lookup is not None and by_name[f.lookup.mapping].is_option_mapping
+        else f
+        for f in mapping.fields
+    )
+    return replace(mapping, fields=fields) if fields != mapping.fields else mapping

@@ -172,7 +172,8 @@ class LookupResolver:
                         f"({target.name} record for {f.erp} {v!r}{', ' + via.filter if via.filter else ''})"
                     )
         else:
-            result.found.update(coupled)
+            # an option mapping's coupling holds the option's value as text; the choice column takes the number
+            result.found.update({v: int(c) for v, c in coupled.items()} if lookup.option else coupled)
         return result
 
     def _from_crm(self, mapping: TableMapping, f: FieldMapping, lookup: Lookup, values: list[Any]) -> LookupResolution:

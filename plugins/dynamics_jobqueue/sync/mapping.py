@@ -103,6 +103,9 @@ class EntityEndpoint:
     :param alternate_key: (CRM) ``key`` is a Dataverse alternate key, so a create is an upsert by it.
     :param new_key_prefix: (ERP) prefix of the business key given to a record created from the CRM when the CRM
         record carries none (see :meth:`TableMapping.new_erp_key`).
+    :param option_set: (CRM) ``(table logical name, column)`` of a choice column whose options are the mapping's
+        CRM records (BC's option mappings PAYMENT TERMS, SHIPMENT METHOD, SHIPPING AGENT): an option's ``value``
+        is its id and its ``label`` its key; ``entity_set`` is the table's entity set.
     """
 
     entity_set: str
@@ -111,6 +114,7 @@ class EntityEndpoint:
     id_field: str
     alternate_key: bool = False
     new_key_prefix: str | None = None
+    option_set: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ class Lookup:
     :param erp_via: optional hop on the ERP side. :param crm_via: optional hop on the CRM side.
     :param on_missing: when the target is not coupled: ``fail`` (default, "dependency not coupled", retried on
         the next run), ``clear`` (leave the field out: BC's *Clear Value on Failed Sync*) or ``skip``.
+    :param option: the looked-up mapping is an option mapping (set by :func:`.loader.validate_set`): the CRM
+        field is a choice column holding the option's value, written and read as a plain number, never bound.
     """
 
     mapping: str
@@ -153,6 +159,7 @@ class Lookup:
     erp_via: Via | None = None
     crm_via: Via | None = None
     on_missing: str = "fail"
+    option: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,8 +198,9 @@ class FieldMapping:
     @property
     def binds(self) -> bool:
         """True when the CRM field is a lookup attribute: written with ``@odata.bind``, read as
-        ``_<attribute>_value`` (a :class:`Lookup`, or a computation that binds a record)."""
-        return self.lookup is not None or self.bind_set is not None
+        ``_<attribute>_value`` (a :class:`Lookup`, or a computation that binds a record). A lookup to an option
+        mapping does not bind: its choice column holds a number."""
+        return (self.lookup is not None and not self.lookup.option) or self.bind_set is not None
 
     @property
     def bind_set(self) -> str | None:
@@ -250,6 +258,11 @@ class TableMapping:
     skip_after_same_error: int = 2
     description: str = ""
     file: str = ""
+
+    @property
+    def is_option_mapping(self) -> bool:
+        """The CRM side is a choice column's options (see :attr:`EntityEndpoint.option_set`)."""
+        return self.crm.option_set is not None
 
     @property
     def slug(self) -> str:
@@ -327,7 +340,7 @@ _MAPPING_KEYS = {
     "skip_after_same_error",
 }
 _ERP_KEYS = {"entity_set", "key", "filter", "new_key_prefix"}
-_CRM_KEYS = {"entity_set", "key", "filter", "id", "alternate_key"}
+_CRM_KEYS = {"entity_set", "key", "filter", "id", "alternate_key", "option_set"}
 _FIELD_KEYS = {
     "erp",
     "crm",
@@ -407,6 +420,16 @@ def build_mapping(data: Any, *, file: str = "") -> TableMapping:
             if prefix is not None and len(prefix) > 8:
                 raise fail("new_key_prefix is at most 8 characters (BC Code[20] keys)", "erp.new_key_prefix")
             return EntityEndpoint(str(entity_set), key, flt, "id", new_key_prefix=prefix)
+        option_set = _text(raw.get("option_set"), lambda m: fail(m, "crm.option_set"), "option_set", required=False)
+        if option_set is not None:
+            table, _, column = option_set.partition(".")
+            if not table or not column or set(raw) - {"entity_set", "option_set"}:
+                raise fail(
+                    "an option mapping's crm side is entity_set (the table's entity set, e.g. accounts) and "
+                    "option_set: <table logical name>.<choice column>, e.g. account.paymenttermscode",
+                    "crm.option_set",
+                )
+            return EntityEndpoint(str(entity_set), "label", None, "value", option_set=(table, column))
         id_field = _text(raw.get("id"), lambda m: fail(m, "crm.id"), "id (the primary key, e.g. accountid)")
         alternate = raw.get("alternate_key", False)
         if not isinstance(alternate, bool):
@@ -458,6 +481,17 @@ def build_mapping(data: Any, *, file: str = "") -> TableMapping:
         raise fail("'fields' must be a non-empty list of field mappings", "fields")
     fields = tuple(_build_field(raw, index, direction, fail) for index, raw in enumerate(raw_fields))
     _check_fields(fields, direction, erp, crm, fail)
+    if crm.option_set is not None:
+        # Business Central's option mappings go one way (codeunit 5365 "CDS Int. Option Couple":
+        # "Option mappings can only synchronize from integration table or to integration table."); the options
+        # are written from the ERP's codes.
+        shape = [(f.erp, f.crm, f.lookup is None and not f.has_constant) for f in fields]
+        if direction is not Direction.TO_CRM or shape != [(erp.key, "label", True)]:
+            raise fail(
+                f"an option mapping is direction to_crm with one field, {{erp: {erp.key}, crm: label}} (the ERP "
+                "key becomes the option's label)",
+                "fields",
+            )
 
     return TableMapping(
         name=name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, model_validator
 
 from dynamics_jobqueue.sync.mapping import (
     DeletionConflictResolution,
@@ -75,13 +75,23 @@ class ErpEndpoint(_Model):
 
 
 class CrmEndpoint(_Model):
-    """The Dataverse side: entity set, primary key, alternate key, Integration Table Filter."""
+    """The Dataverse side: entity set, primary key, alternate key, Integration Table Filter; or, for an option
+    mapping, the choice column whose options are its records."""
 
     entity_set: Name = Field(description="Web API entity set, e.g. accounts")
-    id: Name = Field(description="primary key, e.g. accountid")
+    id: Name | None = Field(None, description="primary key, e.g. accountid (not for an option mapping)")
+    option_set: Annotated[StrictStr, Field(pattern=r"^[a-z_0-9]+\.[a-z_0-9]+$")] | None = Field(
+        None, description="option mapping: <table logical name>.<choice column>, e.g. account.paymenttermscode"
+    )
     key: StrictStr | None = Field(None, description="business key or alternate key field")
     filter: StrictStr | None = Field(None, description="Integration Table Filter (OData $filter)")
     alternate_key: StrictBool = False
+
+    @model_validator(mode="after")
+    def _id_unless_option_set(self) -> CrmEndpoint:
+        if self.option_set is None and self.id is None:
+            raise ValueError("id (the primary key, e.g. accountid) is required unless option_set is given")
+        return self
 
 
 class MappingFile(_Model):

@@ -87,6 +87,9 @@ def _names(mapping: TableMapping) -> Iterator[tuple[str, str, str | None, str]]:
     yield "crm", crm_set, None, "crm.entity_set"
     if mapping.erp.key:
         yield "erp", erp_set, mapping.erp.key, "erp.key"
+    if mapping.crm.option_set is not None:  # an option mapping: the choice column is a property of the table
+        yield "crm", crm_set, mapping.crm.option_set[1], "crm.option_set"
+        return
     if mapping.crm.key:
         yield "crm", crm_set, mapping.crm.key, "crm.key"
     yield "crm", crm_set, mapping.crm.id_field, "crm.id"
@@ -98,7 +101,7 @@ def _names(mapping: TableMapping) -> Iterator[tuple[str, str, str | None, str]]:
         lookup = field.lookup
         if lookup is None:
             continue
-        if lookup.bind:
+        if lookup.bind and not lookup.option:
             yield "crm", crm_set, lookup.bind, field.label
         for side, via in (("erp", lookup.erp_via), ("crm", lookup.crm_via)):
             yield from _via_names(side, via, field.label)

@@ -75,7 +75,7 @@ class ErrorKind(StrEnum):
 def lookup_value_field(f: FieldMapping, flow: Direction) -> str | None:
     """The source field of ``f`` in ``flow``; CRM lookups are read as ``_<attribute>_value``."""
     source = f.source(flow)
-    if source is not None and flow is Direction.FROM_CRM and f.lookup is not None:
+    if source is not None and flow is Direction.FROM_CRM and f.lookup is not None and not f.lookup.option:
         return f"_{source}_value"
     return source
 
@@ -448,7 +448,7 @@ def mask_omitted_lookups(mapping: TableMapping, current: pd.DataFrame, values: p
     current = current.copy()
     for f in mapping.fields_for(Direction.TO_CRM):
         target = str(f.target(Direction.TO_CRM))
-        if f.binds and target in current.columns and target in values.columns:
+        if (f.binds or f.lookup is not None) and target in current.columns and target in values.columns:
             omitted = values[target].isna()
             current[target] = current[target].astype(object).where(~omitted, None)
     return current

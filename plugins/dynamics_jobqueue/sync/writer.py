@@ -194,6 +194,10 @@ class PageWriter:
             if insert and value is None:
                 continue
             if flow is Direction.TO_CRM:
+                if f.lookup is not None and f.lookup.option:
+                    if value is not None:  # a choice column: the option's value itself
+                        body[target] = int(value)
+                    continue
                 if f.binds:
                     if value is not None:
                         entity_set = self.lookups.crm_bind_set(f.lookup) if f.lookup else str(f.bind_set)

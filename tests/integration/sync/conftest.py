@@ -18,7 +18,8 @@ import yaml
 from dynamics_jobqueue.paths import include_dir
 from dynamics_jobqueue.sync import crash_points
 from dynamics_jobqueue.sync.loader import MappingSet, load_mappings
-from dynamics_jobqueue.sync.runner import MappingRunner, MappingRunResult
+from dynamics_jobqueue.sync.options import runner_class
+from dynamics_jobqueue.sync.runner import MappingRunResult
 
 DEFAULT_MAPPINGS = include_dir() / "mappings"
 CRASH_WORKER = Path(__file__).with_name("crash_worker.py")
@@ -84,7 +85,7 @@ class SyncHarness:
         chosen = [mappings.get(n) for n in names] if names else list(mappings)
         results = {}
         for mapping in chosen:
-            runner = MappingRunner(
+            runner = runner_class(mapping)(
                 mapping,
                 mappings,
                 state=self.state,

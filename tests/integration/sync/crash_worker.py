@@ -34,7 +34,7 @@ def main(names: list[str], *, full_sync: bool, passed: list[str] | None = None) 
     from dynamics_jobqueue.hooks.state import StateStoreHook
     from dynamics_jobqueue.sync import crash_points
     from dynamics_jobqueue.sync.loader import load_mappings
-    from dynamics_jobqueue.sync.runner import MappingRunner
+    from dynamics_jobqueue.sync.options import runner_class
 
     crash = crash_points.from_environment()
 
@@ -45,7 +45,7 @@ def main(names: list[str], *, full_sync: bool, passed: list[str] | None = None) 
 
     mappings = load_mappings()
     for name in names:
-        MappingRunner(
+        runner_class(mappings.get(name))(
             mappings.get(name),
             mappings,
             state=StateStoreHook(),

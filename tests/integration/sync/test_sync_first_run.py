@@ -1,4 +1,4 @@
-"""The seven default mappings on the CRONUS data: everything couples, and a second run writes nothing."""
+"""The default mappings on the CRONUS data: everything couples, and a second run writes nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ FIRST_RUN = {
     "CURRENCY to CRM": {"inserted": 47},
     "SALESPEOPLE from CRM": {"unchanged": 7, "coupled": 7},  # the 7 CRONUS users couple to the salespeople by code
     "UNIT OF MEASURE to CRM": {"inserted": 19},
+    "PAYMENT TERMS to CRM": {"inserted": 10},  # ten codes, none the label of a standard option
+    "SHIPMENT METHOD to CRM": {"inserted": 13, "unchanged": 1, "coupled": 1},  # FOB is a standard freight term
+    # DHL, FedEx and UPS are standard options: coupled, "FedEx" relabelled "FEDEX" (Synch. After Bulk Coupling)
+    "SHIPPING AGENT to CRM": {"inserted": 1, "unchanged": 2, "modified": 1, "coupled": 3},
     "CUSTOMER to CRM": {"inserted": 5},
     "CUSTOMER from CRM": {"inserted": 2},  # Northwind and Litware; Proseware is not of type Customer
     "CONTACT to CRM": {"inserted": 5, "skipped": 5},  # the 5 vendor contacts are outside CONTACT
@@ -43,6 +47,26 @@ def test_customers_become_accounts_with_owner_and_currency_through_couplings(syn
     eur = sync.only(sync.crm("transactioncurrencies"), isocurrencycode="EUR")
     assert eur["currencyname"] == "Euro" and eur["currencysymbol"] == "EUR"
     assert sync.coupled("CUSTOMER") == 7 and sync.coupled("CURRENCY") == 47
+
+
+def test_payment_terms_and_shipment_methods_become_options_that_customers_carry(sync, first_run) -> None:
+    """PAYMENT TERMS, SHIPMENT METHOD, SHIPPING AGENT (CDS Setup Defaults) fill the account's choice columns with
+    the codes; CUSTOMER writes each customer's option (Payment Terms Code -> PaymentTermsCodeEnum)."""
+    terms = sync.dv.option_set("account", "paymenttermscode")
+    assert {1: "Net 30", 2: "2% 10, Net 30", 3: "Net 45", 4: "Net 60"}.items() <= terms.items()
+    by_label = {label: value for value, label in terms.items()}
+    assert {"30 DAYS", "14 DAYS", "1M(8D)", "CM", "COD"} <= set(by_label)
+    assert sync.dv.option_set("account", "address1_freighttermscode")[1] == "FOB"  # coupled, not added twice
+    agents = sync.dv.option_set("account", "address1_shippingmethodcode")
+    assert sorted(agents.values()).count("DHL") == 1 and "OWNLOG" in agents.values()
+    for number in ("10000", "20000", "30000", "40000", "50000"):
+        customer, account = sync.customer(number), sync.account(number)
+        assert customer["paymentTermsCode"]  # every CRONUS customer has payment terms
+        assert account["paymenttermscode"] == by_label[customer["paymentTermsCode"]], number
+    coupled = dict(sync.sql("SELECT erp_key, crm_id FROM dynamics.sync_coupling WHERE mapping = 'PAYMENT TERMS'"))
+    assert {code: int(value) for code, value in coupled.items()} == {
+        label: value for label, value in by_label.items() if value >= 100_000_000
+    }
 
 
 def test_accounts_created_in_the_crm_become_customers_and_get_their_number_back(sync, first_run) -> None:
@@ -120,6 +144,9 @@ def test_a_second_run_without_changes_writes_nothing(sync, wide_overlap, first_r
         "CURRENCY",
         "SALESPEOPLE",
         "UNIT OF MEASURE",
+        "PAYMENT TERMS",
+        "SHIPMENT METHOD",
+        "SHIPPING AGENT",
         "CUSTOMER",
         "CONTACT",
         "RESOURCE-PRODUCT",
@@ -130,7 +157,7 @@ def test_a_second_run_without_changes_writes_nothing(sync, wide_overlap, first_r
     assert int(summary[["inserted", "modified", "failed"]].to_numpy().sum()) == 0
     # Every job of the run did nothing (BC's HaveJobsBeenIdle: no record inserted, modified, deleted or failed).
     jobs = sync.sql("SELECT status, idle FROM dynamics.sync_job WHERE run_id = 'second'")
-    assert len(jobs) == 13 and set(jobs) == {("success", True)}  # 9 mappings, 4 of them both ways
+    assert len(jobs) == 16 and set(jobs) == {("success", True)}  # 12 mappings, 4 of them both ways
     assert all(result.idle for result in again.values())
 
 

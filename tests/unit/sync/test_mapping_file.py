@@ -36,7 +36,7 @@ def test_every_shipped_mapping_follows_the_published_schema(path: Path) -> None:
         (lambda m: m["fields"][1].update(insert_only="yes"), "fields[1].insert_only", "valid boolean"),
         (lambda m: m["erp"].update(entity_sets="customers"), "erp.entity_sets", "Extra inputs are not permitted"),
         (lambda m: m.update(skip_after_same_error=0), "skip_after_same_error", "greater than or equal to 1"),
-        (lambda m: m["crm"].pop("id"), "crm.id", "Field required"),
+        (lambda m: m["crm"].pop("id"), "crm", "id (the primary key, e.g. accountid) is required unless option_set"),
         (lambda m: m.update(direction="sideways"), "direction", "'to_crm', 'from_crm' or 'bidirectional'"),
     ],
 )

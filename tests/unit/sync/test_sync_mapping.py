@@ -24,6 +24,9 @@ RECOMMENDED_ORDER = [
     "CURRENCY",
     "SALESPEOPLE",
     "UNIT OF MEASURE",
+    "PAYMENT TERMS",
+    "SHIPMENT METHOD",
+    "SHIPPING AGENT",
     "CUSTOMER",
     "CONTACT",
     "RESOURCE-PRODUCT",
@@ -45,12 +48,13 @@ def minimal(**overrides):
     return data
 
 
-def test_the_seven_default_mappings_load_in_the_recommended_order() -> None:
+def test_the_default_mappings_load_in_the_recommended_order() -> None:
     mappings = load_mappings(DEFAULTS)
     assert mappings.names == RECOMMENDED_ORDER
     customer = mappings.get("CUSTOMER")
     assert customer.direction is Direction.BIDIRECTIONAL
-    assert customer.depends_on == ("SALESPEOPLE", "CURRENCY")
+    # CDS Setup Defaults' Dependency Filter: SALESPEOPLE|CURRENCY|PAYMENT TERMS|SHIPMENT METHOD|SHIPPING AGENT
+    assert customer.depends_on == ("SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT")
     assert customer.crm.filter == "statecode eq 0 and customertypecode eq 3"
     assert customer.resolve_update_conflicts is UpdateConflictResolution.NONE
     assert customer.resolve_deletion_conflicts is DeletionConflictResolution.NONE
@@ -73,13 +77,13 @@ def test_every_topological_order_of_the_defaults_agrees_with_the_recommended_ord
         for dependency in mapping.depends_on:
             assert position[dependency] < position[mapping.name]
     # Every linear extension of the dependency order runs A before B exactly when B depends on A, directly or
-    # through other mappings (the transitive closure; enumerating the 9! orders would cost seconds).
+    # through other mappings (the transitive closure; enumerating the 10! orders and more would cost seconds).
     before = {m.name: set(m.depends_on) for m in mappings}
     for _ in mappings:
         for name, deps in before.items():
             before[name] = deps.union(*(before[d] for d in deps))
     assert "CUSTOMER" in before["CONTACT"]
-    assert {"SALESPEOPLE", "CURRENCY"} <= before["CUSTOMER"]
+    assert {"SALESPEOPLE", "CURRENCY", "PAYMENT TERMS", "SHIPMENT METHOD", "SHIPPING AGENT"} <= before["CUSTOMER"]
     assert "UNIT OF MEASURE" in before["ITEM-PRODUCT"] and "UNIT OF MEASURE" in before["RESOURCE-PRODUCT"]
     assert "ITEM-PRODUCT" in before["ITEM-PRICE LIST ITEM"] and "RESOURCE-PRODUCT" in before["RESOURCE-PRICE LIST ITEM"]
 
