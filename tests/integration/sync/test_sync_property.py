@@ -114,9 +114,9 @@ def machine(sync: Any) -> type[RuleBasedStateMachine]:
     class SyncMachine(RuleBasedStateMachine):
         """Edits, runs, crashes and faults; the invariant once clean runs caught up (see the module)."""
 
-        @initialize()
+        @initialize(data=st.data())
         @timed
-        def fresh(self) -> None:
+        def fresh(self, data: st.DataObject) -> None:
             sync.sandbox.reset()
             sync.sql(f"TRUNCATE {SANDBOX_TABLES}")
             if RECORDS:
@@ -129,6 +129,10 @@ def machine(sync: Any) -> type[RuleBasedStateMachine]:
             #: what the next run has to do (see reachable()): a fresh tenant pair owes the first sync
             self.owed = {"to_crm", "to_crm.create", "from_crm", "from_crm.create", "write_back"}
             TALLY["sequences"] += 1
+            if RECORDS:
+                # The first sync of tens of thousands of records is killed somewhere in its middle: the case a
+                # large tenant pair meets first, and one a few sequences would otherwise rarely draw.
+                self._kill(data, False)
 
         @invariant()
         def count_steps(self) -> None:  # hypothesis checks invariants after the initialization and every step
