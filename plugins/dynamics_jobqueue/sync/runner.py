@@ -452,9 +452,10 @@ class MappingRunner:
                 with _PagePipeline(self, result) as pipeline:
                     for number, (records, count) in enumerate(pages, start=1):
                         total = count if count is not None else total
-                        newest = _latest(newest, (_marker(source_side, r) for r in records))
+                        markers = [_marker(source_side, r) for r in records]
+                        newest = _latest(newest, markers)
                         if overlap is not None:
-                            records = self._read_again(records, cap, seen_before, overlap)
+                            records = self._read_again(records, markers, cap, seen_before, overlap)
                         for start in range(0, len(records), SLICE):
                             pipeline.submit(self._prepare(flow, records[start : start + SLICE], result))
                         done += len(records)
@@ -490,6 +491,7 @@ class MappingRunner:
     def _read_again(
         self,
         records: list[dict[str, Any]],
+        markers: list[Any],
         cap: datetime,
         seen_before: dict[str, str],
         overlap: dict[str, tuple[str, str]],
@@ -502,9 +504,8 @@ class MappingRunner:
         """
         id_field = self.mapping.erp.id_field
         kept = []
-        for record in records:
+        for record, marker in zip(records, markers, strict=True):
             source_id = str(record[id_field]).lower()
-            marker = _parse_time(record.get("lastModifiedDateTime"))
             digest = None
             if marker is not None and marker > cap:
                 digest = _digest(record)
@@ -749,6 +750,14 @@ def _record_state(state: pd.DataFrame, flow: Direction, index: pd.Index, couplin
 def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
+    if isinstance(value, str):
+        # The common ISO 8601 stamps parse natively (a page has 20,000 of them); pandas takes the rest.
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return (
         pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
         if pd.Timestamp(value).tzinfo

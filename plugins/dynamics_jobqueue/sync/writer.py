@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -112,15 +112,15 @@ class Page:
 
     @cached_property
     def value_rows(self) -> dict[str, dict[str, Any]]:
-        return self.values.to_dict("index")
+        return _index_rows(self.values)
 
     @cached_property
     def plan_rows(self) -> dict[str, dict[str, Any]]:
-        return self.plan.to_dict("index")
+        return _index_rows(self.plan)
 
     @cached_property
     def existing(self) -> dict[str, dict[str, Any]]:
-        return self.couplings.to_dict("index")
+        return _index_rows(self.couplings)
 
     @cached_property
     def modified(self) -> dict[str, Any]:
@@ -186,28 +186,46 @@ class PageWriter:
         leaves blank fields out: a new record starts blank, and the API has less to validate.
         """
         body: dict[str, Any] = {}
-        for f in self.mapping.fields_for(flow):
-            if f.insert_only and not insert:
+        to_crm = flow is Direction.TO_CRM
+        for target, insert_only, kind, navigation, entity_set in self._payload_fields(flow):
+            if insert_only and not insert:
                 continue
-            target = str(f.target(flow))
             value = canonical(values.get(target))
             if insert and value is None:
                 continue
-            if flow is Direction.TO_CRM:
-                if f.lookup is not None and f.lookup.option:
-                    if value is not None:  # a choice column: the option's value itself
-                        body[target] = int(value)
-                    continue
-                if f.binds:
-                    if value is not None:
-                        entity_set = self.lookups.crm_bind_set(f.lookup) if f.lookup else str(f.bind_set)
-                        bind_name = f.lookup.bind if f.lookup and f.lookup.bind else target
-                        body.update(bind(bind_name, entity_set, value))
-                    continue
+            if kind == "option":
+                if value is not None:  # a choice column: the option's value itself
+                    body[target] = int(value)
+                continue
+            if kind == "bind":
+                if value is not None:
+                    body.update(bind(navigation, str(entity_set), value))
+                continue
+            if to_crm:
                 body[target] = value
             else:
                 body[target] = "" if value is None else value
         return body
+
+    def _payload_fields(self, flow: Direction) -> list[tuple[str, bool, str, str, str | None]]:
+        """Per field written in ``flow``: target, insert-only, how it is written (``value``, ``option`` for a
+        CRM choice column, ``bind`` for a CRM lookup) and for a lookup its navigation property and the entity set
+        it binds to (worked out once per writer: a page builds thousands of bodies)."""
+        cache = self.__dict__.setdefault("_payload_cache", {})
+        if flow not in cache:
+            fields: list[tuple[str, bool, str, str, str | None]] = []
+            for f in self.mapping.fields_for(flow):
+                target = str(f.target(flow))
+                if flow is Direction.TO_CRM and f.lookup is not None and f.lookup.option:
+                    fields.append((target, f.insert_only, "option", target, None))
+                elif flow is Direction.TO_CRM and f.binds:
+                    entity_set = self.lookups.crm_bind_set(f.lookup) if f.lookup else str(f.bind_set)
+                    navigation = f.lookup.bind if f.lookup and f.lookup.bind else target
+                    fields.append((target, f.insert_only, "bind", navigation, entity_set))
+                else:
+                    fields.append((target, f.insert_only, "value", target, None))
+            cache[flow] = fields
+        return list(cache[flow])
 
     def _send(self, page: Page, endpoint: CrmEndpoint | ErpEndpoint, ops: list[BatchOperation]) -> list[BatchResult]:
         """Send ``ops`` in ``$batch`` requests, passing the crash points just before and just after."""
@@ -313,9 +331,12 @@ class PageWriter:
         is_new: bool = False,
     ) -> None:
         """Record the pair's state after a successful sync (see the coupling table's column comments)."""
-        outcome.couplings.append(
-            self._coupling(page, source_id, dest_id, written=written, dest_record=dest_record, is_new=is_new)
-        )
+        pending = page.__dict__.get("_pending_couplings", {}).get(source_id)
+        if pending is not None and page.flow is Direction.TO_CRM and written and is_new:
+            coupling = replace(pending, crm_id=dest_id)
+        else:
+            coupling = self._coupling(page, source_id, dest_id, written=written, dest_record=dest_record, is_new=is_new)
+        outcome.couplings.append(coupling)
         self._clear_error(page, outcome, source_id)
 
     def _coupling(
@@ -547,12 +568,19 @@ class PageWriter:
                     source_id=source_id,
                     dest_key=dest_key,
                     dest_key_is_id=is_id,
-                    coupling=self._coupling(page, source_id, "", written=True, is_new=True),
+                    coupling=self._pending_coupling(page, source_id),
                 )
                 for source_id, dest_key, is_id in creates
             ]
         )
         self.checkpoint(f"{page.stage}.pending")
+
+    def _pending_coupling(self, page: Page, source_id: str) -> Coupling:
+        """The coupling a create of ``source_id`` makes, with a blank destination id; kept on the page so a
+        successful create to the CRM only fills the id in (the pair's other columns do not depend on it)."""
+        coupling = self._coupling(page, source_id, "", written=True, is_new=True)
+        page.__dict__.setdefault("_pending_couplings", {})[source_id] = coupling
+        return coupling
 
     # -- match-based coupling ----------------------------------------------------------------------------------
     def _match(self, page: Page, source_ids: list[str], outcome: PageOutcome) -> dict[str, tuple[str, dict]]:
@@ -716,6 +744,17 @@ class PageWriter:
         for source_id in source_ids:
             outcome.removed_couplings.append(str(page.existing[source_id]["erp_id"]))
         self._create_erp(page, source_ids, outcome)
+
+
+def _index_rows(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:
+    """``frame.to_dict("index")`` column by column: the same Python values (``tolist`` unboxes numpy scalars as
+    ``to_dict`` does) at a fraction of the cost of pandas' per-cell boxing."""
+    columns = list(frame.columns)
+    if not columns:
+        return {key: {} for key in frame.index}
+    values = [frame[c].tolist() for c in columns]
+    rows = zip(*values, strict=True)
+    return {key: dict(zip(columns, row, strict=True)) for key, row in zip(frame.index, rows, strict=True)}
 
 
 def _dest_field(f: FieldMapping, flow: Direction) -> str | None:
