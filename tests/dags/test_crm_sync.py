@@ -24,7 +24,9 @@ RECOMMENDED_ORDER = [
     "customer",
     "contact",
     "resource_product",
+    "resource_price_list_item",
     "item_product",
+    "item_price_list_item",
 ]
 OPTION_MAPPINGS = {"payment_terms", "shipment_method", "shipping_agent"}
 WATCHER = "run_failed_if_any_task_failed"
@@ -60,7 +62,9 @@ def test_one_task_per_mapping_with_edges_from_depends_on(monkeypatch: pytest.Mon
         "customer": {"salespeople", "currency", *OPTION_MAPPINGS},
         "contact": {"customer"},
         "resource_product": {"unit_of_measure", "currency"},
+        "resource_price_list_item": {"resource_product", "unit_of_measure"},
         "item_product": {"unit_of_measure", "currency"},
+        "item_price_list_item": {"item_product", "unit_of_measure"},
     }
     customer = dag.task_dict["customer"]
     assert customer.mapping_name == "CUSTOMER"
@@ -85,8 +89,9 @@ def test_the_schedule_is_the_cron_or_any_table_a_mapping_reads(monkeypatch: pyte
     assert set(assets) == {
         *(f"business_central/{s}" for s in ("currencies", "salespeoplePurchasers", "unitsOfMeasure", "customers")),
         *(f"business_central/{s}" for s in ("contacts", "resources", "items")),
+        *(f"business_central/{s}" for s in ("paymentTerms", "shipmentMethods", "shippingAgents")),
         *(f"dataverse/{t}" for t in ("transactioncurrencies", "systemusers", "uomschedules", "accounts")),
-        *(f"dataverse/{t}" for t in ("contacts", "products")),
+        *(f"dataverse/{t}" for t in ("contacts", "products", "productpricelevels")),
     }
     assert assets["business_central/customers"].uri == "x-dynamics-bc://business_central_default/customers"
     assert assets["business_central/customers"].watchers == []  # its events come from the webhook receiver
@@ -114,9 +119,17 @@ def test_an_asset_triggered_run_syncs_the_changed_tables_mappings_and_their_depe
         "CUSTOMER",
         "CONTACT",
         "RESOURCE-PRODUCT",
+        "RESOURCE-PRICE LIST ITEM",
         "ITEM-PRODUCT",
+        "ITEM-PRICE LIST ITEM",
     }
-    assert affected_mappings(mappings, ["dataverse/products"]) == {"RESOURCE-PRODUCT", "ITEM-PRODUCT"}
+    assert affected_mappings(mappings, ["dataverse/products"]) == {
+        "RESOURCE-PRODUCT",
+        "RESOURCE-PRICE LIST ITEM",
+        "ITEM-PRODUCT",
+        "ITEM-PRICE LIST ITEM",
+    }
+    assert affected_mappings(mappings, ["business_central/paymentTerms"]) == {"PAYMENT TERMS", "CUSTOMER", "CONTACT"}
     assert affected_mappings(mappings, ["somewhere/else"]) == set()
 
 
@@ -315,6 +328,8 @@ def test_a_failed_mapping_fails_the_run_and_its_dependents_still_run(airflow_env
         "customer": "skipped",
         "contact": "skipped",
         "resource_product": "skipped",
+        "resource_price_list_item": "skipped",
+        "item_price_list_item": "skipped",
         WATCHER: "failed",
     }
 
