@@ -22,6 +22,12 @@ failed after committing everything else, and the mappings that depend on it stil
 ``all_done``): their records whose dependencies are coupled sync, the others fail alone with "dependency not
 coupled" and are retried by the next run. A final watcher task (trigger rule ``one_failed``) then fails
 the DAG run, so a run with a failed mapping is never green.
+
+A bidirectional mapping resolving update conflicts by ``ask`` has two more tasks after its sync task:
+``conflicts_<mapping>`` lists its open update conflicts and ``ask_<mapping>`` (mapped) turns each into a
+required action (Browse > Required Actions) where a user chooses "send ERP data", "take CRM data" or "skip"
+(:mod:`dynamics_jobqueue.operators.conflicts`); the next run applies the choice. The run waits for the answers
+(at most ``crm_conflict_response_timeout_min`` minutes).
 """
 
 from __future__ import annotations
@@ -32,10 +38,12 @@ from airflow.sdk import DAG, AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
 
 from dynamics_jobqueue import settings
 from dynamics_jobqueue.notifiers import failure_callbacks
+from dynamics_jobqueue.operators.conflicts import ask_conflicts_tasks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.operators.watcher import watch
 from dynamics_jobqueue.sync.assets import mapping_assets
 from dynamics_jobqueue.sync.loader import load_mappings
+from dynamics_jobqueue.sync.mapping import UpdateConflictResolution
 
 MAPPINGS = load_mappings()
 SCHEDULE = settings.get("crm_sync_schedule")
@@ -80,4 +88,11 @@ with DAG(
     for mapping in MAPPINGS:
         for dependency in mapping.depends_on:
             sync[dependency] >> sync[mapping.name]
+        if mapping.resolve_update_conflicts is UpdateConflictResolution.ASK:
+            ask_conflicts_tasks(
+                mapping.name,
+                mapping.slug,
+                sync[mapping.name],
+                int(settings.get("crm_conflict_response_timeout_min")),
+            )
     watch(dag)

@@ -77,6 +77,13 @@ OPTIONS: dict[str, Option] = {
         "Seconds between two Dataverse change-tracking reads of each CRM table the mappings sync (one request per "
         "table when nothing changed); 0 turns the CRM change watcher off.",
     ),
+    "crm_conflict_response_timeout_min": Option(
+        "integer",
+        "25",
+        "Minutes a required action of an update conflict (mapping resolution ask) waits for a user's choice; "
+        "unanswered, it fails and the next run asks again (the crm_sync run holds the DAG's single active run "
+        "while it waits, so keep it below the schedule's interval).",
+    ),
     "posting_drain_cron": Option("string", "*/2 * * * *", "How often the posting DAGs drain the job queue (cron)."),
     "batch_post_time": Option("string", "18:00", "Time of the daily Batch Post run, HH:MM."),
     "batch_post_timezone": Option("string", "Europe/London", "IANA time zone of batch_post_time."),

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-import requests
-from console_support import PASSWORDS, REPO, Console, free_port, sandbox_records, seed_state
+from console_support import Console, api_server, free_port, sandbox_records, seed_state
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +35,11 @@ def console(
         sandbox_records(seed)
 
     work = tmp_path_factory.mktemp("console")
-    passwords = work / "passwords.json"
-    passwords.write_text(json.dumps(PASSWORDS))
-    port = free_port()
     closed_port = free_port()  # nothing listens: a mailbox run records a connection error with its fix
     # What the dag-processor does in a deployment: the DAGs the console triggers are known to Airflow.
     reserialized = airflow_env.run("dags", "reserialize")
     assert reserialized.returncode == 0, reserialized.stderr[-3000:]
-    env = {
-        **airflow_env.env,
-        **sandbox_process.environment(),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:user,viewer:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
-        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW_CONN_DYNAMICS_STATE": json.dumps(state_conn),
+    extra = {
         "AIRFLOW_CONN_CONSOLE_TEST_IMAP": json.dumps(
             {
                 "conn_type": "dynamics_mail",
@@ -69,36 +49,10 @@ def console(
                 "extra": {"imap_port": closed_port, "smtp_port": closed_port, "timeout": 5},
             }
         ),
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
     }
-    log_file = work / "api-server.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port), "--workers", "1"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log_file.read_text()[-5000:]
-            try:
-                if requests.get(f"{base_url}/api/v2/monitor/health", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, log_file.read_text()[-5000:]
-            time.sleep(0.5)
-        yield Console(base_url, conninfo, store, seed, log_file)
+        with api_server(airflow_env, sandbox_process, state_conn, work, extra) as (base_url, log_file):
+            yield Console(base_url, conninfo, store, seed, log_file)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
         with psycopg.connect(postgres_server.conninfo("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

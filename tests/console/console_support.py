@@ -7,8 +7,15 @@ the domain modules (enqueue, mailbox records) plus the rows only the runners wri
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +42,69 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextmanager
+def api_server(
+    airflow_env: Any, sandbox_process: Any, state_conn: dict[str, Any], work: Path, extra_env: dict[str, str]
+) -> Iterator[tuple[str, Path]]:
+    """A real ``airflow api-server`` with the plugin, the simple auth manager and the users of
+    :data:`PASSWORDS`, on the session's Airflow home and ``state_conn``; yields ``(base_url, log_file)`` once it
+    answers its health check, and stops it afterwards."""
+    passwords = work / "passwords.json"
+    passwords.write_text(json.dumps(PASSWORDS))
+    port = free_port()
+    env = {
+        **airflow_env.env,
+        **sandbox_process.environment(),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,operator:user,viewer:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API_AUTH__JWT_SECRET": uuid.uuid4().hex,
+        "AIRFLOW__API__SECRET_KEY": uuid.uuid4().hex,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW_CONN_DYNAMICS_STATE": json.dumps(state_conn),
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
+        **extra_env,
+    }
+    log_file = work / "api-server.log"
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("airflow")), "api-server", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log_file.read_text()[-5000:]
+            try:
+                if requests.get(f"{base_url}/api/v2/monitor/health", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, log_file.read_text()[-5000:]
+            time.sleep(0.5)
+        yield base_url, log_file
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def token(base_url: str, user: str) -> str:
+    """A JWT for ``user`` from the auth manager's token endpoint."""
+    response = requests.post(f"{base_url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
 
 
 @dataclass
@@ -68,11 +138,7 @@ class Console:
 
     def token(self, user: str) -> str:
         """A JWT for ``user`` from the auth manager's token endpoint."""
-        response = requests.post(
-            f"{self.base_url}/auth/token", json={"username": user, "password": PASSWORDS[user]}, timeout=30
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+        return token(self.base_url, user)
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """A DAG run as Airflow's REST API shows it (``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}``)."""

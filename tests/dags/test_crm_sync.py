@@ -352,3 +352,23 @@ def test_a_task_of_an_asset_triggered_run_skips_when_its_mapping_is_not_affected
     with pytest.raises(Exception) as scheduled:
         currency.execute({"params": {}, "triggering_asset_events": {}})  # type: ignore[arg-type]
     assert not isinstance(scheduled.value, AirflowSkipException)
+
+
+def test_a_mapping_resolving_conflicts_by_ask_gets_tasks_asking_a_user(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    shutil.copytree(REPO / "include" / "mappings", tmp_path / "mappings")
+    path = tmp_path / "mappings" / "40_customer.yaml"
+    customer = yaml.safe_load(path.read_text())
+    customer["resolve_update_conflicts"] = "ask"
+    path.write_text(yaml.safe_dump(customer))
+    bag = load_dag(monkeypatch, DYNAMICS_MAPPINGS_DIR=str(tmp_path / "mappings"))
+    assert bag.import_errors == {}
+    dag = bag.dags["crm_sync"]
+    assert {t for t in dag.task_dict if t.startswith(("conflicts_", "ask_"))} == {"conflicts_customer", "ask_customer"}
+    assert dag.task_dict["conflicts_customer"].upstream_task_ids == {"customer"}
+    ask = dag.task_dict["ask_customer"]
+    assert ask.upstream_task_ids == {"conflicts_customer"} and issubclass(ask.operator_class, HITLOperator)
+    assert {"conflicts_customer", "ask_customer"} <= dag.task_dict[WATCHER].upstream_task_ids

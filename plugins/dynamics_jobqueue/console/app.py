@@ -36,6 +36,7 @@ from dynamics_jobqueue.console.listing import PageOf, PageRequest, Period, page_
 from dynamics_jobqueue.console.models import (
     ActionResult,
     CategoryOut,
+    ConflictChoiceOut,
     CoupleBody,
     CouplingOut,
     CrmUserOut,
@@ -433,7 +434,29 @@ def api_sync_errors(
     rows, total, sort = service.sync_errors(
         store, paging, mapping=mapping, direction=direction, kind=kind, skipped=skipped, search=search
     )
-    return _page(_with_labels(rows, direction=labels.DIRECTION, kind=labels.ERROR_KIND), total, sort, paging)
+    rows = _with_labels(rows, direction=labels.DIRECTION, kind=labels.ERROR_KIND)
+    for row in rows:
+        row["choice_label"] = labels.label(labels.CONFLICT_CHOICE, row["choice"]) if row["choice"] else None
+    return _page(rows, total, sort, paging)
+
+
+@api.get("/sync/conflicts", response_model=PageOf[ConflictChoiceOut], responses=_responses(422))
+def api_conflict_choices(
+    store: Store,
+    user: ReadUser,
+    paging: Paging,
+    mapping: str | None = None,
+    resolution: Annotated[str | None, Query(pattern="^(send_erp_data|take_crm_data|skip)$")] = None,
+    applied: bool | None = None,
+    search: Search = None,
+) -> dict[str, Any]:
+    """Users' choices for update conflicts of mappings resolved by ``ask`` (answered Airflow required actions):
+    who chose what for which pair, both values per field as asked, the run that asked and the run that applied
+    it. Sorts: chosen_at, applied_at, mapping, source_key, chosen_by, resolution."""
+    rows, total, sort = service.conflict_choices(
+        store, paging, mapping=mapping, resolution=resolution, applied=applied, search=search
+    )
+    return _page(_with_labels(rows, resolution=labels.CONFLICT_CHOICE), total, sort, paging)
 
 
 def _record_endpoint(action: Callable[[StateStoreHook, SyncRecordBody], str]) -> Callable[..., ActionResult]:

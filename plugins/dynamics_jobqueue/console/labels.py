@@ -18,6 +18,8 @@ ERROR_KIND = {
     "conflict": "Update conflict",
     "deleted": "Deleted on the other side",
 }
+#: A user's choice for an update conflict (required action options of dynamics_jobqueue.operators.conflicts).
+CONFLICT_CHOICE = {"send_erp_data": "Send ERP data", "take_crm_data": "Take CRM data", "skip": "Skip"}
 
 WORKLOAD_STATUS = {"not_run": "Not run", "success": "Succeeded", "failure": "Failed"}
 WORKLOAD = {"incoming": "Incoming email", "outgoing": "Outgoing email", "act": "Appointments, contacts, tasks"}

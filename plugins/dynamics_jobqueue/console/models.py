@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -135,6 +136,33 @@ class SyncErrorOut(BaseModel):
     last_failed_at: datetime
     last_job_id: int | None
     run_id: str | None = Field(description="the crm_sync DAG run that last failed the record")
+    choice: str | None = Field(
+        None, description="an update conflict's latest user choice: send_erp_data, take_crm_data or skip"
+    )
+    choice_label: str | None = None
+    chosen_by: str | None = Field(None, description="who chose it (the required action's responder)")
+    chosen_at: datetime | None = None
+
+
+class ConflictChoiceOut(BaseModel):
+    """A user's choice for an update conflict (an answered required action of a mapping resolved by ``ask``)."""
+
+    id: int
+    mapping: str
+    source_id: str = Field(description="the ERP record")
+    source_key: str | None
+    destination_id: str | None = Field(description="the CRM record")
+    resolution: str = Field(description="send_erp_data, take_crm_data or skip")
+    resolution_label: str
+    fields: list[dict[str, Any]] = Field(description="per differing field: field, erp_field, erp and crm values")
+    chosen_by: str = Field(description="the required action's responder (Airflow user)")
+    chosen_at: datetime
+    dag_id: str | None
+    run_id: str | None = Field(description="the DAG run that asked")
+    task_id: str | None
+    map_index: int | None
+    applied_at: datetime | None = Field(description="when a run applied it (skip: at once)")
+    applied_run_id: str | None = Field(description="the crm_sync DAG run that applied it")
 
 
 class SyncRecordBody(BaseModel):

@@ -151,8 +151,12 @@ SELECT id, run_id, mapping, direction, full_sync, status, started_at, finished_a
 SYNC_ERRORS = Listing(
     select="""
 SELECT r.mapping, r.direction, r.source_id, r.source_key, r.destination_id, r.kind, r.message, r.detail,
-       r.error_count, r.skipped, r.first_failed_at, r.last_failed_at, r.last_job_id, j.run_id
-  FROM dynamics.sync_record_error r LEFT JOIN dynamics.sync_job j ON j.id = r.last_job_id""",
+       r.error_count, r.skipped, r.first_failed_at, r.last_failed_at, r.last_job_id, j.run_id,
+       c.resolution AS choice, c.chosen_by, c.chosen_at
+  FROM dynamics.sync_record_error r LEFT JOIN dynamics.sync_job j ON j.id = r.last_job_id
+  LEFT JOIN LATERAL (SELECT resolution, chosen_by, chosen_at FROM dynamics.sync_conflict_choice
+                      WHERE mapping = r.mapping AND source_id = r.source_id AND r.kind = 'conflict'
+                      ORDER BY chosen_at DESC LIMIT 1) c ON true""",
     filters={
         "mapping": "r.mapping = %(mapping)s",
         "direction": "r.direction = %(direction)s",
@@ -172,6 +176,32 @@ SELECT r.mapping, r.direction, r.source_id, r.source_key, r.destination_id, r.ki
     },
     default_sort="-last_failed_at",
     tiebreak="r.mapping, r.direction, r.source_id",
+)
+
+#: Users' choices for update conflicts of mappings resolved by ``ask`` (answered required actions): who chose
+#: what, for which pair, and when a run applied it.
+CONFLICT_CHOICES = Listing(
+    select="""
+SELECT c.id, c.mapping, c.source_id, c.source_key, c.destination_id, c.resolution, c.fields, c.chosen_by,
+       c.chosen_at, c.dag_id, c.run_id, c.task_id, c.map_index, c.applied_at, j.run_id AS applied_run_id
+  FROM dynamics.sync_conflict_choice c LEFT JOIN dynamics.sync_job j ON j.id = c.applied_job_id""",
+    filters={
+        "mapping": "c.mapping = %(mapping)s",
+        "resolution": "c.resolution = %(resolution)s",
+        "applied": "(c.applied_at IS NOT NULL) = %(applied)s",
+        "search": "(c.source_id ILIKE '%%' || %(search)s || '%%' OR c.source_key ILIKE '%%' || %(search)s || '%%'"
+        " OR c.destination_id ILIKE '%%' || %(search)s || '%%' OR c.chosen_by ILIKE '%%' || %(search)s || '%%')",
+    },
+    sorts={
+        "chosen_at": "c.chosen_at",
+        "applied_at": "c.applied_at",
+        "mapping": "c.mapping",
+        "source_key": "c.source_key",
+        "chosen_by": "c.chosen_by",
+        "resolution": "c.resolution",
+    },
+    default_sort="-chosen_at",
+    tiebreak="c.id DESC",
 )
 
 # Retry: the record is retried by id on the next run anyway; Retry gives it fresh attempts before it would be

@@ -125,6 +125,14 @@ def sync_errors(store: StateStoreHook, request: PageRequest, **filters: Any) -> 
     return rows, total, sort
 
 
+def conflict_choices(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
+    """Users' choices for update conflicts (answered required actions of mappings resolved by ``ask``).
+
+    :param filters: ``mapping``, ``resolution``, ``applied`` (bool), ``search`` (ids, key or user).
+    """
+    return fetch_page(store, q.CONFLICT_CHOICES, request, filters)
+
+
 def couplings(store: StateStoreHook, request: PageRequest, **filters: Any) -> Page:
     """Couplings; ``search`` matches either id or either business key (case-insensitive substring)."""
     return fetch_page(store, q.COUPLINGS, request, filters)

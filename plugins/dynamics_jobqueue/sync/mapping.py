@@ -59,11 +59,14 @@ class Direction(StrEnum):
 
 class UpdateConflictResolution(StrEnum):
     """Resolve Update Conflicts: ``none`` fails the record, ``send_erp_data`` lets the ERP win,
-    ``take_crm_data`` lets the CRM win (dynamics-semantics.md section 1)."""
+    ``take_crm_data`` lets the CRM win (dynamics-semantics.md section 1); ``ask`` fails the record like ``none``
+    and the crm_sync run asks a user in an Airflow required action (Human-in-the-loop: "send ERP data", "take
+    CRM data" or "skip"), whose choice the next run applies."""
 
     NONE = "none"
     SEND_ERP_DATA = "send_erp_data"
     TAKE_CRM_DATA = "take_crm_data"
+    ASK = "ask"
 
 
 class DeletionConflictResolution(StrEnum):

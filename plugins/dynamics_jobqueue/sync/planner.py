@@ -12,7 +12,8 @@ IGNORE     already handled in this run, or an echo of the sync's own write (the 
 SKIP       marked Skipped after repeated errors, out of the mapping's scope (a lookup's ``on_missing: skip``),
            or uncoupled while *Synch. Only Coupled Records* finds no match
 FAIL       a lookup target is not coupled ("dependency not coupled"), or an update conflict with resolution
-           ``none``: both sides changed and a *bidirectional* field would change (BC's rule and message)
+           ``none`` (or ``ask`` with no user's choice yet): both sides changed and a *bidirectional* field would
+           change (BC's rule and message)
 UNCHANGED  coupled and the mapped values equal what the destination holds (by fingerprint; no read)
 UPDATE     coupled and the mapped values differ
 INSERT     not coupled: match-based coupling first, then create and couple (or COUPLE under only-coupled)
@@ -24,6 +25,7 @@ DEFER      update conflict resolved ``take_crm_data``: nothing is written to the
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -204,6 +206,8 @@ class PageInput:
         from the CRM that still owe the CRM their to-CRM fields), IGNOREd here.
     :param owed: ERP->CRM pass only: pairs created from the CRM that still owe the CRM their to-CRM fields
         (``write_back_pending``), whether or not they are deferred.
+    :param choices: ERP->CRM pass of a mapping resolving update conflicts by ``ask``: per source id, the user's
+        choice not applied yet (``resolution``: ``send_erp_data`` or ``take_crm_data``, ``chosen_by``).
     """
 
     source: pd.DataFrame
@@ -216,6 +220,7 @@ class PageInput:
     counterpart: pd.DataFrame | None = None
     deferred: pd.Series | None = None
     owed: pd.Series | None = None
+    choices: pd.DataFrame | None = None
 
 
 def plan_page(
@@ -229,8 +234,10 @@ def plan_page(
     :param write_back: the page writes back the to-CRM fields of pairs just created from the CRM.
     :return: a frame indexed like ``page.source`` with ``action``, ``reason``, ``kind`` (an
         :class:`ErrorKind` for FAIL), ``dest_id``, ``hash`` (fingerprint of the mapped values), and for the
-        ERP->CRM pass of a bidirectional mapping ``dest_changed`` (the CRM side changed too) and ``consumed``
-        (the CRM->ERP pass must leave the pair alone).
+        ERP->CRM pass of a bidirectional mapping ``dest_changed`` (the CRM side changed too), ``consumed``
+        (the CRM->ERP pass must leave the pair alone), ``detail`` (of a conflict: JSON list of
+        ``{"field", "erp_field", "erp", "crm"}``, both values of every field that differs) and ``chosen``
+        (a user's choice of :attr:`PageInput.choices` was applied).
     """
     index = page.source.index
     columns = hash_columns(mapping, flow)
@@ -245,6 +252,8 @@ def plan_page(
     kind = pd.Series(None, index=index, dtype=object)
     dest_changed = pd.Series(False, index=index, dtype=bool)
     consumed = pd.Series(False, index=index, dtype=bool)
+    detail = pd.Series(None, index=index, dtype=object)
+    chosen = pd.Series(False, index=index, dtype=bool)
 
     def decide(mask: pd.Series, what: Action, why: Any = "") -> None:
         todo = mask & action.isna()
@@ -325,7 +334,23 @@ def plan_page(
             conflict = pd.Series(False, index=index)
             conflict[list(first_differing)] = True
             rule = mapping.resolve_update_conflicts
-            if rule is UpdateConflictResolution.NONE:
+            if rule is UpdateConflictResolution.ASK:
+                # A user's choice (an answered required action) settles the conflict like the rule it names;
+                # without one the record fails and the run asks (dynamics_jobqueue.operators.conflicts).
+                choices = page.choices if page.choices is not None else pd.DataFrame(columns=["resolution"])
+                choice = choices.reindex(index)
+                by = choice.get("chosen_by", pd.Series(None, index=index)).fillna("?")
+                for value, what, verb in (
+                    (UpdateConflictResolution.SEND_ERP_DATA, Action.UPDATE, "ERP data sent"),
+                    (UpdateConflictResolution.TAKE_CRM_DATA, Action.DEFER, "CRM data taken"),
+                ):
+                    mask = conflict & (choice["resolution"] == value.value).fillna(False).astype(bool)
+                    decide(mask, what, "conflict resolved by " + by + f": {verb} ({value.value})")
+                    chosen |= mask
+                    if value is UpdateConflictResolution.SEND_ERP_DATA:
+                        consumed |= mask
+                conflict &= ~chosen
+            if rule in (UpdateConflictResolution.NONE, UpdateConflictResolution.ASK):
                 messages = {
                     rid: conflict_message(
                         mapping,
@@ -337,13 +362,15 @@ def plan_page(
                     )
                     for rid in index[conflict]
                 }
+                for rid in index[conflict]:
+                    detail[rid] = conflict_detail(mapping, page.values.loc[rid], counterpart.loc[rid])
                 kind[conflict] = ErrorKind.CONFLICT.value
                 decide(conflict, Action.FAIL, pd.Series(messages, index=index[conflict]).reindex(index))
                 consumed |= conflict
             elif rule is UpdateConflictResolution.SEND_ERP_DATA:
                 decide(conflict, Action.UPDATE, "conflict resolved: ERP data sent (send_erp_data)")
                 consumed |= conflict
-            else:
+            elif rule is UpdateConflictResolution.TAKE_CRM_DATA:
                 decide(conflict, Action.DEFER, "conflict resolved: CRM data taken (take_crm_data)")
         consumed |= dest_changed & skipped
 
@@ -357,6 +384,8 @@ def plan_page(
     if page.counterpart is not None and flow is Direction.TO_CRM:
         plan["dest_changed"] = dest_changed
         plan["consumed"] = consumed
+        plan["detail"] = detail
+        plan["chosen"] = chosen
     return plan
 
 
@@ -383,6 +412,19 @@ def differing_columns(columns: list[str], values: pd.Series, crm: pd.Series) -> 
     return [c for c in columns if canonical(values.get(c)) != canonical(crm.get(c))]
 
 
+def conflict_detail(mapping: TableMapping, values: pd.Series, crm: pd.Series) -> str:
+    """Both values of every field of an update conflict that differs, as JSON for the required action that asks
+    a user to choose: ``[{"field": CRM field, "erp_field": ERP field, "erp": value, "crm": value}, ...]``."""
+    erp_fields = {str(f.target(Direction.TO_CRM)): f.erp for f in mapping.fields_for(Direction.TO_CRM)}
+    return json.dumps(
+        [
+            {"field": c, "erp_field": erp_fields.get(c), "erp": canonical(values.get(c)), "crm": canonical(crm.get(c))}
+            for c in differing_columns(hash_columns(mapping, Direction.TO_CRM), values, crm)
+        ],
+        default=str,
+    )
+
+
 def conflict_message(
     mapping: TableMapping, source: pd.Series, values: pd.Series, crm: pd.Series, crm_id: str, field_name: str
 ) -> str:
@@ -407,8 +449,13 @@ def conflict_message(
     return (
         f"{headline} {erp_name} (modified {_when(source.get(MODIFIED))}) and {mapping.crm.entity_set} "
         f"{crm_id} (modified {_when(crm.get(MODIFIED_ON))}) both changed since the last sync and differ in "
-        f"{shown}. Make the two records agree, or set resolve_update_conflicts to send_erp_data or "
-        f"take_crm_data for {mapping.name}"
+        f"{shown}. "
+        + (
+            "Choose the winner in the run's required action (Browse > Required Actions)"
+            if mapping.resolve_update_conflicts is UpdateConflictResolution.ASK
+            else "Make the two records agree, or set resolve_update_conflicts to send_erp_data, take_crm_data "
+            f"or ask for {mapping.name}"
+        )
     )
 
 

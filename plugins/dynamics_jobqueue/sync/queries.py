@@ -171,3 +171,15 @@ SELECT direction, source_id, dest_key, dest_key_is_id, erp_key, crm_key, erp_mod
   FROM dynamics.sync_pending_create WHERE mapping = %s ORDER BY direction, source_id
 """
 DROP_PENDING = "DELETE FROM dynamics.sync_pending_create WHERE mapping = %s AND direction = %s AND source_id = ANY(%s)"
+
+# Users' choices for update conflicts of a mapping resolved by `ask`, not applied yet: the latest per record.
+PENDING_CHOICES = """
+SELECT DISTINCT ON (source_id) source_id, resolution, chosen_by
+  FROM dynamics.sync_conflict_choice
+ WHERE mapping = %s AND applied_at IS NULL AND resolution <> 'skip'
+ ORDER BY source_id, chosen_at DESC
+"""
+CHOICES_APPLIED = """
+UPDATE dynamics.sync_conflict_choice SET applied_at = now(), applied_job_id = %s
+ WHERE mapping = %s AND applied_at IS NULL AND source_id = ANY(%s)
+"""

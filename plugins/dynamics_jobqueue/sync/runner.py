@@ -42,7 +42,7 @@ from dynamics_jobqueue.sync import crash_points
 from dynamics_jobqueue.sync.endpoints import CrmEndpoint, ErpEndpoint, compare_filter
 from dynamics_jobqueue.sync.fingerprint import fingerprint_rows
 from dynamics_jobqueue.sync.lookups import LookupResolver
-from dynamics_jobqueue.sync.mapping import Direction, Side, TableMapping
+from dynamics_jobqueue.sync.mapping import Direction, Side, TableMapping, UpdateConflictResolution
 from dynamics_jobqueue.sync.planner import (
     MODIFIED,
     MODIFIED_ON,
@@ -599,6 +599,9 @@ class MappingRunner:
                 deferred = as_created.reindex(source.index, fill_value=False)
                 view.loc[owed & ~as_created, "source_synced_at"] = pd.NaT
 
+        choices = None
+        if flow is Direction.TO_CRM and mapping.resolve_update_conflicts is UpdateConflictResolution.ASK:
+            choices = self.store.conflict_choices()
         plan = plan_page(
             mapping,
             flow,
@@ -611,6 +614,7 @@ class MappingRunner:
                 counterpart=counterpart,
                 deferred=deferred,
                 owed=owed_pairs,
+                choices=choices,
             ),
             # A full sync compares every record (BC's Full Synch. Review reports them Unchanged).
             ignore_echoes=not (write_back or self.full_sync),
@@ -637,6 +641,10 @@ class MappingRunner:
             before_commit=lambda: self.checkpoint(f"{stage}.commit.inside"),
         )
         self.checkpoint(f"{stage}.commit.after")
+        if "chosen" in page.plan.columns and page.plan["chosen"].any():
+            applied = [str(i) for i in page.plan.index[page.plan["chosen"]]]
+            store.choices_applied(result.job_id, applied)
+            log.info("%s: applied the users' choices for the update conflicts of %s", self.mapping.name, applied)
         with self._result_lock:
             result.counts.update(outcome.counts)
             room = ALERT_RECORDS - len(result.failures)

@@ -262,6 +262,18 @@ class SyncStore:
         with self.conn.transaction():
             return [r[0] for r in self.conn.execute(q.CONFLICT_CRM_IDS, (self.mapping,)).fetchall()]
 
+    def conflict_choices(self) -> pd.DataFrame:
+        """Users' choices for this mapping's update conflicts not applied yet (mapping resolution ``ask``):
+        indexed by ERP id, columns ``resolution`` (``send_erp_data``/``take_crm_data``) and ``chosen_by``."""
+        with self.conn.transaction():
+            rows = self.conn.execute(q.PENDING_CHOICES, (self.mapping,)).fetchall()
+        return pd.DataFrame(rows, columns=["source_id", "resolution", "chosen_by"]).set_index("source_id")
+
+    def choices_applied(self, job_id: int, source_ids: Sequence[str]) -> None:
+        """Record that ``job_id`` applied the pending choices of these ERP records."""
+        with self.conn.transaction():
+            self.conn.execute(q.CHOICES_APPLIED, (job_id, self.mapping, list(source_ids)))
+
     # -- pending couplings -------------------------------------------------------------------------------------
     def add_pending(self, creates: Sequence[PendingCreate]) -> None:
         """Record creates about to be sent, committed before they are (the pending-coupling protocol).

@@ -260,16 +260,34 @@ class PageWriter:
             echoes = plan.index[(plan["action"] == Action.IGNORE.value) & (plan["reason"] == NOT_MODIFIED)]
             for source_id in echoes:
                 self._clear_error(page, outcome, str(source_id))
+            # A conflict settled for the CRM (take_crm_data, or a user's choice of it): the CRM->ERP pass writes
+            # it; this pass owes nothing any more.
+            for source_id in plan.index[plan["action"] == Action.DEFER.value]:
+                self._clear_error(page, outcome, str(source_id))
         settled = plan[plan["action"].isin([Action.SKIP.value, Action.FAIL.value, Action.UNCHANGED.value])]
-        for source_id, action, kind, reason, dest_id in zip(
-            settled.index, settled["action"], settled["kind"], settled["reason"], settled["dest_id"], strict=True
+        details = settled["detail"] if "detail" in settled.columns else pd.Series(None, index=settled.index)
+        for source_id, action, kind, reason, dest_id, detail in zip(
+            settled.index,
+            settled["action"],
+            settled["kind"],
+            settled["reason"],
+            settled["dest_id"],
+            details,
+            strict=True,
         ):
             if action == Action.SKIP.value:
                 outcome.counts["skipped"] += 1
                 if reason != MARKED_SKIPPED:  # out of scope now: no error to retry
                     self._clear_error(page, outcome, str(source_id))
             elif action == Action.FAIL.value:
-                self._fail(page, outcome, str(source_id), kind or ErrorKind.RECORD.value, reason)
+                self._fail(
+                    page,
+                    outcome,
+                    str(source_id),
+                    kind or ErrorKind.RECORD.value,
+                    reason,
+                    detail if isinstance(detail, str) else None,  # a conflict's values per field (JSON)
+                )
             else:
                 outcome.counts["unchanged"] += 1
                 self._couple(page, outcome, str(source_id), str(dest_id), written=False)

@@ -107,3 +107,43 @@ def test_a_bidirectional_field_that_would_change_fails_with_bc_message(sync, con
         "since the last synchronization."
     )
     assert sync.customer("10000")["displayName"] == "Adatum (ERP)" and sync.account("10000")["name"] == "Adatum (CRM)"
+
+
+@pytest.mark.parametrize(
+    ("option", "winner", "counts"),
+    [
+        ("send ERP data", "Adatum (ERP)", {"CUSTOMER to CRM": {"modified": 1}, "CUSTOMER from CRM": {}}),
+        ("take CRM data", "Adatum (CRM)", {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {"modified": 1}}),
+    ],
+)
+def test_ask_fails_the_conflict_with_both_values_and_the_next_run_applies_the_users_choice(
+    sync, conflict, option, winner, counts
+) -> None:
+    from dynamics_jobqueue.operators.conflicts import OPTIONS, SAVE_CHOICE, open_conflicts
+
+    erp_id, crm_id = conflict
+    sync.edit_mapping("40_customer.yaml", lambda m: m.update(resolve_update_conflicts="ask"))
+    assert sync.counts(sync.run("CUSTOMER", run_id="second")) == {
+        "CUSTOMER to CRM": {"failed": 1},
+        "CUSTOMER from CRM": {},
+    }
+    (asked,) = open_conflicts(sync.state, "CUSTOMER")
+    assert (asked["source_id"], asked["source_key"], asked["destination_id"]) == (erp_id, "10000", crm_id)
+    assert {"field": "name", "erp_field": "displayName", "erp": "Adatum (ERP)", "crm": "Adatum (CRM)"} in asked[
+        "fields"
+    ]
+    assert "required action" in asked["message"]
+    # The required action's answer, as ConflictChoiceOperator stores it.
+    with sync.state.transaction() as cur:
+        cur.execute(
+            SAVE_CHOICE,
+            ("CUSTOMER", erp_id, "10000", crm_id, OPTIONS[option], "[]", "ana", "crm_sync", "r", "ask", 0, False),
+        )
+    assert open_conflicts(sync.state, "CUSTOMER") == []  # chosen: not asked again
+    assert sync.counts(sync.run("CUSTOMER", run_id="third")) == counts
+    assert sync.customer("10000")["displayName"] == winner and sync.account("10000")["name"] == winner
+    assert sync.record_errors("CUSTOMER") == []
+    with sync.state.transaction() as cur:
+        applied = cur.execute("SELECT chosen_by, applied_at IS NOT NULL FROM dynamics.sync_conflict_choice").fetchall()
+    assert applied == [("ana", True)]
+    assert sync.counts(sync.run("CUSTOMER", run_id="fourth")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}

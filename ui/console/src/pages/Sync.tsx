@@ -1,5 +1,6 @@
 // Integration Sync: runs with their counts (and links to their DAG run and task log), errors with Retry / Skip /
-// Un-skip and the reason of Skipped records, couplings with Uncouple (confirmed) and Couple (checked mapping and ids).
+// Un-skip and the reason of Skipped records, users' choices for update conflicts (answered required actions of
+// mappings resolved by `ask`: who chose what), couplings with Uncouple (confirmed) and Couple (checked mapping and ids).
 import { Button, Heading, HStack, Input, Stack, Text } from "@chakra-ui/react";
 import { useEffect, useState } from "react";
 import { useSearchParams } from "react-router-dom";
@@ -58,6 +59,23 @@ type SyncError = {
   skipped_reason: string | null;
   last_failed_at: string;
   run_id: string | null;
+  choice_label: string | null;
+  chosen_by: string | null;
+};
+type ConflictChoice = {
+  id: number;
+  mapping: string;
+  source_id: string;
+  source_key: string | null;
+  destination_id: string | null;
+  resolution_label: string;
+  fields: { field: string; erp_field: string | null; erp: unknown; crm: unknown }[];
+  chosen_by: string;
+  chosen_at: string;
+  run_id: string | null;
+  task_id: string | null;
+  applied_at: string | null;
+  applied_run_id: string | null;
 };
 type Coupling = {
   mapping: string;
@@ -99,6 +117,7 @@ export function SyncPage({ canEdit }: { canEdit: boolean }) {
     "-last_failed_at",
     25,
   );
+  const choices = useList<ConflictChoice>("/sync/conflicts", { mapping }, "-chosen_at", 25);
   const couplings = useList<Coupling>("/sync/couplings", { mapping, search }, "mapping", 25);
   const reload = () => {
     errors.reload();
@@ -126,6 +145,38 @@ export function SyncPage({ canEdit }: { canEdit: boolean }) {
       ),
     },
   ];
+  const show = (value: unknown) => (value === null || value === undefined || value === "" ? "(blank)" : String(value));
+  const choiceColumns: Column<ConflictChoice>[] = [
+    { key: "chosen", label: "Chosen", sort: "chosen_at", render: (c) => formatTime(c.chosen_at) },
+    { key: "mapping", label: "Mapping", sort: "mapping", render: (c) => c.mapping },
+    { key: "key", label: "Record", sort: "source_key", render: (c) => <Text title={c.source_id}>{c.source_key ?? c.source_id}</Text> },
+    {
+      key: "fields",
+      label: "Values (ERP / CRM)",
+      render: (c) => (
+        <Stack gap={0}>
+          {c.fields.map((f) => (
+            <Text key={f.field} fontSize="xs">
+              {f.erp_field ?? f.field}: {show(f.erp)} / {show(f.crm)}
+            </Text>
+          ))}
+        </Stack>
+      ),
+    },
+    { key: "resolution", label: "Choice", sort: "resolution", render: (c) => c.resolution_label },
+    { key: "by", label: "Chosen by", sort: "chosen_by", render: (c) => c.chosen_by },
+    { key: "applied", label: "Applied", sort: "applied_at", render: (c) => (c.applied_at ? formatTime(c.applied_at) : "next run") },
+    {
+      key: "run",
+      label: "DAG runs",
+      render: (c) => (
+        <Stack gap={0}>
+          <DagRunLink dagId="crm_sync" runId={c.run_id} taskId={c.task_id ?? undefined} />
+          {c.applied_run_id ? <DagRunLink dagId="crm_sync" runId={c.applied_run_id} taskId={slug(c.mapping)} /> : null}
+        </Stack>
+      ),
+    },
+  ];
   const errorColumns: Column<SyncError>[] = [
     { key: "mapping", label: "Mapping", sort: "mapping", render: (e) => `${e.mapping} (${e.direction_label})` },
     { key: "key", label: "Record", sort: "source_key", render: (e) => <Text title={e.source_id}>{e.source_key ?? e.source_id}</Text> },
@@ -136,6 +187,11 @@ export function SyncPage({ canEdit }: { canEdit: boolean }) {
       render: (e) => (
         <Stack gap={1}>
           <Text>{e.message}</Text>
+          {e.chosen_by ? (
+            <Text fontSize="xs" data-testid="conflict-choice">
+              {e.choice_label}, chosen by {e.chosen_by}
+            </Text>
+          ) : null}
           {e.skipped ? (
             <Text fontSize="xs" color="fg.warning" data-testid="skipped-reason">
               <StatusBadge label="Skipped" /> {e.skipped_reason}
@@ -234,6 +290,15 @@ export function SyncPage({ canEdit }: { canEdit: boolean }) {
         rowKey={(e) => `${e.mapping}/${e.direction}/${e.source_id}`}
         rowProps={(e) => ({ "data-source-id": e.source_id })}
         empty="No failing records."
+      />
+      <Heading size="md">Update conflicts: users' choices</Heading>
+      <DataTable
+        id="conflict-choices"
+        list={choices}
+        columns={choiceColumns}
+        rowKey={(c) => String(c.id)}
+        rowProps={(c) => ({ "data-source-id": c.source_id })}
+        empty="No conflict has been answered (mappings resolving update conflicts by ask list them here)."
       />
       <Heading size="md">Couplings</Heading>
       <TextFilter label="Search ids or keys" name="search" value={search} onChange={setSearch} />
