@@ -25,3 +25,21 @@ def test_county_and_home_page_flow_both_ways(sync) -> None:
     assert counts["CUSTOMER from CRM"] == {"modified": 1} and counts["CONTACT from CRM"] == {"modified": 1}
     assert sync.customer("10000")["state"] == "S" * 30
     assert sync.only(sync.erp("contacts"), id=person["id"])["website"] == "www.townes.example"
+
+
+def test_blocked_customers_do_not_sync(sync) -> None:
+    """Table Filter Blocked = " " (codeunit 7204 "CDS Setup Defaults"): a customer blocked for All, Ship or
+    Invoice is not created in the CRM; unblocked, it is."""
+    for number, blocked in (("B-ALL", "All"), ("B-SHIP", "Ship"), ("B-OPEN", " ")):
+        sync.erp_user.create("customers", {"number": number, "displayName": f"Blocked {blocked}", "blocked": blocked})
+    unblocked = {c["number"] for c in sync.erp("customers", "blocked eq ' '")}
+    assert len(unblocked) == len(sync.erp("customers")) - 2 == 6
+    counts = sync.counts(sync.run(run_id="first"))
+    accounts = {a["accountnumber"] for a in sync.crm("accounts")}
+    assert unblocked <= accounts and not {"B-ALL", "B-SHIP"} & accounts
+    assert sum(counts["CUSTOMER to CRM"].get(k, 0) for k in ("inserted", "coupled")) == len(unblocked)
+    blocked = sync.only(sync.erp("customers"), number="B-ALL")
+    sync.erp_user.update("customers", blocked["id"], {"blocked": " "})
+    counts = sync.counts(sync.run("CUSTOMER", run_id="unblocked"))
+    assert counts["CUSTOMER to CRM"] == {"inserted": 1}
+    assert sync.account("B-ALL")["name"] == "Blocked All"
