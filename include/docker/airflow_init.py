@@ -6,7 +6,7 @@ idempotent, so the service may run on every ``docker compose up``:
 1. create the state store's database (connection ``dynamics_state``) on the Postgres server when missing and
    apply the package's migrations (dynamics_jobqueue/sql/migrations);
 2. create the posting pools: one slot per job queue category, because the reference system runs one entry of a
-   category at a time (dynamics-semantics.md, "Job Queue Category");
+   category at a time (docs/reference/dynamics-semantics.md, "Job Queue Category");
 3. create the default connections from the environment (variables named in .env.example), skipping any that
    already exist so edits made in the Airflow UI are kept. ``DYNAMICS_SANDBOX=true`` points them at the
    services of the ``sandbox`` compose profile.

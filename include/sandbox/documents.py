@@ -11,7 +11,7 @@ answers what is special to documents:
 - ``POST <set>`` creates a draft with its lines in one request (deep insert: ``"salesInvoiceLines": [...]``),
   numbering it from the document's number series;
 - ``POST <set>(<id>)/<lineSet>`` / ``GET <set>(<id>)/<lineSet>``: the lines of one document;
-- the bound posting actions of api-contracts.md: ``salesInvoices/salesCreditMemos/purchaseInvoices/
+- the bound posting actions of docs/reference/api-contracts.md: ``salesInvoices/salesCreditMemos/purchaseInvoices/
   purchaseCreditMemos(<id>)/Microsoft.NAV.post``, ``salesOrders(<id>)/Microsoft.NAV.shipAndInvoice``,
   ``purchaseOrders(<id>)/Microsoft.NAV.receiveAndInvoice``, and on the custom page
   ``salesReturnOrders(<id>)/Microsoft.NAV.receiveAndCredit``, ``purchaseReturnOrders(<id>)/Microsoft.NAV.shipAndCredit``

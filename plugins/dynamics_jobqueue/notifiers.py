@@ -1,8 +1,8 @@
 """Failure alerts of the job queue's DAGs: one email per failed task (or DAG run) through the smtp provider.
 
 The reference system tells the user who queued a job queue entry when it ends in Error, and shows every failure
-in the Job Queue Log Entries (dynamics-semantics.md). Here the equivalent is a mail that names the DAG, the task,
-the run, what failed (the table mapping, document or mailbox: the tasks' exception messages name them, with
+in the Job Queue Log Entries (docs/reference/dynamics-semantics.md). Here the equivalent is a mail that names the DAG,
+the task, the run, what failed (the table mapping, document or mailbox: the tasks' exception messages name them, with
 their counts and the fix for each error) and links to the task's log in the Airflow UI.
 
 Wire it into a DAG with::

@@ -1,6 +1,6 @@
 """Who may use the console: Airflow's auth manager decides, the console only asks.
 
-A plugin's FastAPI app is not protected by the api-server (airflow-3.md), so every route depends on
+A plugin's FastAPI app is not protected by the api-server (docs/reference/airflow-3.md), so every route depends on
 :data:`ReadUser` or :data:`EditUser`. Both read the Airflow user from the JWT of the ``Authorization: Bearer``
 header or the ``_token`` cookie the Airflow UI sets (``airflow.api_fastapi.core_api.security.get_user``): no
 token gives 401, an invalid one 403. Reading needs the auth manager's read access to DAGs (GET), acting needs

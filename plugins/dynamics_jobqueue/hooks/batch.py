@@ -3,7 +3,7 @@
 Business Central takes JSON batches (``{"requests": [...]}``, at most 100 operations); Dataverse takes
 ``multipart/mixed`` batches (at most 1,000 requests, optional atomic change sets). Both hooks accept the same
 :class:`BatchOperation` list and return one :class:`BatchResult` per operation, in order, so callers handle each
-record's outcome on its own (api-contracts.md, "$batch").
+record's outcome on its own (docs/reference/api-contracts.md, "$batch").
 """
 
 from __future__ import annotations

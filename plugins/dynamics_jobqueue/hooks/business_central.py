@@ -1,9 +1,9 @@
 """Hook to the Business Central API v2.0 (the ERP side).
 
-URLs follow api-contracts.md: ``<host>/v2.0/<tenant>/<environment>/api/v2.0/companies(<companyId>)/<entitySet>``.
-Entities that the standard API lacks (resources, return orders) come from a custom API page; their route is
-configured per entity set in the connection's ``extra.endpoints``, e.g.
-``{"resources": "api/cronus/integration/v1.0"}``.
+URLs follow docs/reference/api-contracts.md:
+``<host>/v2.0/<tenant>/<environment>/api/v2.0/companies(<companyId>)/<entitySet>``. Entities that the standard API lacks
+(resources, return orders) come from a custom API page; their route is configured per entity set in the connection's
+``extra.endpoints``, e.g. ``{"resources": "api/cronus/integration/v1.0"}``.
 
 Connection (conn type ``dynamics_business_central``): ``host`` the API host
 (``https://api.businesscentral.dynamics.com``), ``login``/``password`` client id/secret, and in ``extra``:

@@ -1,6 +1,6 @@
 """Hook to the Dataverse Web API v9.2 (Dynamics 365 Sales, the CRM side).
 
-Follows api-contracts.md: ``<org>/api/data/v9.2/``, OData 4.0 headers, upsert by id or alternate key with
+Follows docs/reference/api-contracts.md: ``<org>/api/data/v9.2/``, OData 4.0 headers, upsert by id or alternate key with
 ``If-Match``/``If-None-Match`` rules, ``@odata.bind`` lookups, multipart ``$batch`` (at most 1,000 requests,
 ``Prefer: odata.continue-on-error``), change tracking with ``@odata.deltaLink``.
 

@@ -1,7 +1,7 @@
 """Hook to Microsoft Graph for Exchange Online mailboxes (EWS is gone for Exchange Online since October 2026).
 
-Follows api-contracts.md "Microsoft Graph": ``/users/{id}/mailFolders/{folder}/messages/delta`` followed through
-``@odata.nextLink`` until ``@odata.deltaLink`` (stored as returned), removed items as ``{"id", "@removed"}``,
+Follows docs/reference/api-contracts.md "Microsoft Graph": ``/users/{id}/mailFolders/{folder}/messages/delta`` followed
+through ``@odata.nextLink`` until ``@odata.deltaLink`` (stored as returned), removed items as ``{"id", "@removed"}``,
 ``410 Gone``/``syncStateNotFound`` meaning "start a full resync"; ``POST /users/{id}/sendMail``; 429 with
 (possibly fractional) ``Retry-After`` handled by the shared retry policy of
 :class:`~dynamics_jobqueue.hooks.microsoft.MicrosoftApiHook`.

@@ -10,8 +10,8 @@ One Airflow connection per email server profile (conn type ``dynamics_mail``):
 A mailbox may sign in with its own login: pass ``credentials_conn_id``, a connection whose ``login`` and
 ``password`` replace the profile's (host and ports stay the profile's). Passwords never reach the logs.
 
-Wire rules (api-contracts.md "IMAP, POP3, SMTP"; RFC 3501, 7162, 1939): ``STATUS`` answers "anything new?" in
-one round trip without selecting the folder; messages are read with ``BODY.PEEK[]`` from a folder opened with
+Wire rules (docs/reference/api-contracts.md "IMAP, POP3, SMTP"; RFC 3501, 7162, 1939): ``STATUS`` answers "anything
+new?" in one round trip without selecting the folder; messages are read with ``BODY.PEEK[]`` from a folder opened with
 ``EXAMINE`` so nothing is ever marked read; new mail is ``UID SEARCH UID <last+1>:*`` (plus ``MODSEQ`` when the
 server offers CONDSTORE) with results ``<= last`` dropped, because ``n:*`` always matches the highest UID.
 """

@@ -1,7 +1,7 @@
 """Appointments, contacts and tasks of Exchange Online mailboxes (the "act" workload), both directions.
 
-Reference behaviour (dynamics-semantics.md section 3): only Exchange profiles synchronize these; which CRM
-records go to a user's mailbox is decided by synchronization filters, several enabled filters on one entity
+Reference behaviour (docs/reference/dynamics-semantics.md section 3): only Exchange profiles synchronize these; which
+CRM records go to a user's mailbox is decided by synchronization filters, several enabled filters on one entity
 are OR-ed, and an entity without an enabled filter does not synchronize at all. Exchange items come into the
 CRM when they are linked to a CRM record or when the user tracked them (category :data:`TRACKED_CATEGORY`).
 

@@ -1,6 +1,6 @@
 """Incoming email of one mailbox: IMAP, POP3 or Microsoft Graph -> filter -> correlation -> Dataverse ``emails``.
 
-IMAP (api-contracts.md, RFC 3501/7162): per folder the state store keeps (UIDVALIDITY, last UID, UIDNEXT,
+IMAP (docs/reference/api-contracts.md, RFC 3501/7162): per folder the state store keeps (UIDVALIDITY, last UID, UIDNEXT,
 HIGHESTMODSEQ). An idle folder costs one ``STATUS`` round trip. A changed UIDVALIDITY invalidates the stored
 UIDs: the folder is read again from UID 1 and every message already handled is recognised by its Message-ID
 (``dynamics.mailbox_message``), and Dataverse would refuse a twin anyway (the activity id derives from the

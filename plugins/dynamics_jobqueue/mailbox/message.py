@@ -19,8 +19,8 @@ UTF-8 and then to the declared charset with per-character replacement: one bad b
 never the whole part. Attachments (``EmailMessage.iter_attachments``) keep their bytes and MIME type, for
 the CRM's ``activitymimeattachment`` records.
 
-Correlation keys (dynamics-semantics.md section 3, in the reference's order): ``In-Reply-To``, the tracking
-token in the subject (``CRM:`` plus digits), then ``References``.
+Correlation keys (docs/reference/dynamics-semantics.md section 3, in the reference's order): ``In-Reply-To``, the
+tracking token in the subject (``CRM:`` plus digits), then ``References``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mailbox records and email server profiles in the state store (dynamics-semantics.md section 3).
+"""Mailbox records and email server profiles in the state store (docs/reference/dynamics-semantics.md section 3).
 
 A mailbox belongs to at most one CRM user and a CRM user has at most one mailbox: the database enforces both
 (unique indexes on ``dynamics.mailbox``). Mapping a mailbox to a user who already has one, or a mailbox that

@@ -39,7 +39,7 @@ def load_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str) ->
 
 
 def save_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str, delta_link: str) -> None:
-    """Store the delta link a Graph round ended with, as returned (api-contracts.md), and commit."""
+    """Store the delta link a Graph round ended with, as returned (docs/reference/api-contracts.md), and commit."""
     conn.execute(
         "INSERT INTO dynamics.mailbox_delta_link (mailbox_id, resource, delta_link) VALUES (%s, %s, %s)"
         " ON CONFLICT (mailbox_id, resource) DO UPDATE SET delta_link = EXCLUDED.delta_link, updated_at = now()",

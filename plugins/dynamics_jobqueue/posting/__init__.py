@@ -1,4 +1,4 @@
-"""Background posting: the reference's job queue for sales and purchase documents (dynamics-semantics.md
+"""Background posting: the reference's job queue for sales and purchase documents (docs/reference/dynamics-semantics.md
 section 2).
 
 - :mod:`.categories`: job queue categories (SALESPOST, PURCHPOST) and the document types they post, with the API

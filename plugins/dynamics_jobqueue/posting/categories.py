@@ -1,9 +1,9 @@
 """Job queue categories and the document types they post.
 
 A job queue category (``SALESPOST``, ``PURCHPOST``) serialises its entries: while one entry of a category is
-In Process, the others wait (dynamics-semantics.md section 2). Each document type names the Business Central
-API entity set that holds it and the bound action that posts it (api-contracts.md, "Posting actions"). Return
-orders are not in the standard API v2.0; they come from a custom API page whose route the connection's
+In Process, the others wait (docs/reference/dynamics-semantics.md section 2). Each document type names the Business
+Central API entity set that holds it and the bound action that posts it (docs/reference/api-contracts.md, "Posting
+actions"). Return orders are not in the standard API v2.0; they come from a custom API page whose route the connection's
 ``extra.endpoints`` configures (e.g. ``{"salesReturnOrders": "api/cronus/integration/v1.0"}``).
 """
 

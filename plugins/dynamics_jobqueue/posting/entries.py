@@ -1,8 +1,8 @@
 """Job Queue Entries and Job Queue Log Entries as the state store keeps them.
 
-Statuses and fields follow the reference's Job Queue Entry (dynamics-semantics.md section 2); the document-level
-Job Queue Status (blank, Scheduled for Posting, Posting, Error) is derived from the document's unfinished entry
-by the view ``dynamics.document_job_queue_status``.
+Statuses and fields follow the reference's Job Queue Entry (docs/reference/dynamics-semantics.md section 2); the
+document-level Job Queue Status (blank, Scheduled for Posting, Posting, Error) is derived from the document's unfinished
+entry by the view ``dynamics.document_job_queue_status``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Post & Print: where the posted document's PDF goes.
 
-The reference prints the posted document on the job queue's printer after posting (dynamics-semantics.md
+The reference prints the posted document on the job queue's printer after posting (docs/reference/dynamics-semantics.md
 section 2, items 2 and 4). Here the destination is either a storage folder — an Airflow ``ObjectStoragePath``
 (``file:///...`` by default, ``s3://...`` or any fsspec URL with its connection) — or a CUPS/IPP printer
 reached with ``lp``. A print that fails or hangs never undoes the posting: the runner marks the entry Error

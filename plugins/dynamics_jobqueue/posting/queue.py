@@ -1,9 +1,9 @@
 """Queue documents for posting and take them off the queue (the reference's Post via Job Queue and Remove from
 Job Queue).
 
-The rules and messages are the reference's (dynamics-semantics.md section 2 and codeunits 88/98 "Sales/Purchase
-Post via Job Queue"): a document is queued only when its Job Queue Status is blank or Error; otherwise the
-request is refused with "<type> <no.> cannot be posted because it has already been scheduled for posting. ...".
+The rules and messages are the reference's (docs/reference/dynamics-semantics.md section 2 and codeunits 88/98
+"Sales/Purchase Post via Job Queue"): a document is queued only when its Job Queue Status is blank or Error; otherwise
+the request is refused with "<type> <no.> cannot be posted because it has already been scheduled for posting. ...".
 A partial unique index (one unfinished entry per document) makes that refusal hold even when two users queue
 the same document at the same moment.
 """

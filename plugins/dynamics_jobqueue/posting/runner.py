@@ -1,6 +1,6 @@
 """The posting runner: drains a job queue category one document at a time.
 
-Re-creates the reference's job queue dispatcher for posting entries (dynamics-semantics.md section 2):
+Re-creates the reference's job queue dispatcher for posting entries (docs/reference/dynamics-semantics.md section 2):
 
 - **Category serialisation.** A session-level Postgres advisory lock per category is held from claiming an
   entry until its outcome is recorded, so two DAG runs, two workers or a worker and the CLI never post two

@@ -2,8 +2,8 @@
 
 :class:`ErpEndpoint` wraps :class:`~dynamics_jobqueue.hooks.business_central.BusinessCentralHook` and
 :class:`CrmEndpoint` wraps :class:`~dynamics_jobqueue.hooks.dataverse.DataverseHook`; both speak OData
-(api-contracts.md), so reads share the filter building. Records come back as the APIs return them, with ids
-in lower case.
+(docs/reference/api-contracts.md), so reads share the filter building. Records come back as the APIs return them, with
+ids in lower case.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ by a ``crm_via`` hop. From the CRM the same chain runs backwards. One query per 
 the state store; via hops read only the distinct values of the page from the API, in ``or`` chunks.
 
 A value whose target is not coupled becomes "dependency not coupled: <MAPPING> has no coupling for <entity>
-<key>", which fails that record alone (dynamics-semantics.md: the recommended order exists to avoid exactly
-these dependency errors; the record is retried on the next run).
+<key>", which fails that record alone (docs/reference/dynamics-semantics.md: the recommended order exists to avoid
+exactly these dependency errors; the record is retried on the next run).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The integration table mapping: what syncs, in which direction, keyed how.
 
 A :class:`TableMapping` is Business Central's *Integration Table Mapping* with its *Integration Field Mappings*
-(dynamics-semantics.md section 1): a direction, a Table Filter (ERP side) and an Integration Table Filter (CRM
-side), Synch. Only Coupled Records, field pairs with their own direction, constants, transformation rules,
+(docs/reference/dynamics-semantics.md section 1): a direction, a Table Filter (ERP side) and an Integration Table Filter
+(CRM side), Synch. Only Coupled Records, field pairs with their own direction, constants, transformation rules,
 lookups through another mapping's couplings and match-based coupling priorities, the conflict and deletion
 resolutions and the Dependency Filter (``depends_on``). Mappings are data (``include/mappings/*.yaml``); this
 module only describes and validates them, :mod:`.loader` reads the files.
 
-Names on each side are the APIs' own (api-contracts.md): Business Central API v2.0 camelCase fields on the ERP
-side, Dataverse logical names on the CRM side.
+Names on each side are the APIs' own (docs/reference/api-contracts.md): Business Central API v2.0 camelCase fields on
+the ERP side, Dataverse logical names on the CRM side.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ class Direction(StrEnum):
 
 class UpdateConflictResolution(StrEnum):
     """Resolve Update Conflicts: ``none`` fails the record, ``send_erp_data`` lets the ERP win,
-    ``take_crm_data`` lets the CRM win (dynamics-semantics.md section 1); ``ask`` fails the record like ``none``
-    and the crm_sync run asks a user in an Airflow required action (Human-in-the-loop: "send ERP data", "take
+    ``take_crm_data`` lets the CRM win (docs/reference/dynamics-semantics.md section 1); ``ask`` fails the record like
+    ``none`` and the crm_sync run asks a user in an Airflow required action (Human-in-the-loop: "send ERP data", "take
     CRM data" or "skip"), whose choice the next run applies."""
 
     NONE = "none"
@@ -71,7 +71,8 @@ class UpdateConflictResolution(StrEnum):
 
 class DeletionConflictResolution(StrEnum):
     """Resolve Deletion Conflicts, for a coupled destination record that no longer exists: ``none`` fails the
-    record, ``restore`` creates it again, ``remove_coupling`` deletes the coupling (dynamics-semantics.md)."""
+    record, ``restore`` creates it again, ``remove_coupling`` deletes the coupling
+    (docs/reference/dynamics-semantics.md)."""
 
     NONE = "none"
     RESTORE = "restore"

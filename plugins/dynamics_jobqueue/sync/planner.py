@@ -4,7 +4,7 @@ One pass of a run moves records one way (:attr:`Direction.TO_CRM`: source ERP, d
 :attr:`Direction.FROM_CRM`). For a page of source records the runner gathers, from the state store and the
 APIs, the couplings, the record error state, the resolved lookups and (ERP->CRM pass of a bidirectional
 mapping) the CRM records changed since the last sync; :func:`plan_page` then decides per record, following
-dynamics-semantics.md section 1, "One run of one mapping":
+docs/reference/dynamics-semantics.md section 1, "One run of one mapping":
 
 ========== ==============================================================================================
 IGNORE     already handled in this run, or an echo of the sync's own write (the source has not changed since

@@ -1,4 +1,4 @@
-"""One run of one table mapping (dynamics-semantics.md section 1, "One run of one mapping").
+"""One run of one table mapping (docs/reference/dynamics-semantics.md section 1, "One run of one mapping").
 
 A run holds the mapping's lock and makes one pass per direction, ERP->CRM first (BC's order):
 

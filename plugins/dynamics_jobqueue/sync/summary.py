@@ -1,8 +1,8 @@
 """The run summary: one row per mapping with BC's Integration Synch. Job counters.
 
-Read from ``dynamics.sync_job`` (dynamics-semantics.md section 1, step 6: Inserted, Modified, Deleted, Unchanged,
-Skipped, Failed per mapping and direction, and Coupled, Uncoupled as table 5338 "Integration Synch. Job" counts
-them). The demo prints it after ``crm_sync``.
+Read from ``dynamics.sync_job`` (docs/reference/dynamics-semantics.md section 1, step 6: Inserted, Modified, Deleted,
+Unchanged, Skipped, Failed per mapping and direction, and Coupled, Uncoupled as table 5338 "Integration Synch. Job"
+counts them). The demo prints it after ``crm_sync``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Carry out a page's plan: match-based coupling, creates and updates in ``$batch`` requests, per-record results.
 
-Every write is keyed so that repeating it cannot create a twin (dynamics-semantics.md section 1, couplings;
-api-contracts.md, upsert):
+Every write is keyed so that repeating it cannot create a twin (docs/reference/dynamics-semantics.md section 1,
+couplings; docs/reference/api-contracts.md, upsert):
 
 - to the CRM, a table with an alternate key is written by that key: ``If-None-Match: *`` creates (412 means
   the record exists: it is then coupled and updated with ``If-Match: *``); a table without one gets a record id

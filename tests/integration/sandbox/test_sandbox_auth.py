@@ -1,5 +1,5 @@
-"""The sandbox's token endpoint and token checks, over real HTTPS with msal (api-contracts.md, "Tokens against
-the sandbox")."""
+"""The sandbox's token endpoint and token checks, over real HTTPS with msal (docs/reference/api-contracts.md, "Tokens
+against the sandbox")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Business Central API v2.0 as the sandbox serves it: CRONUS seed, paging, $filter/$select/$orderby, ETags,
-business rules and the JSON $batch (api-contracts.md, "Business Central API v2.0")."""
+business rules and the JSON $batch (docs/reference/api-contracts.md, "Business Central API v2.0")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Dataverse Web API v9.2 as the sandbox serves it: seed, paging, upsert rules, @odata.bind, change tracking
-and the multipart $batch (api-contracts.md, "Dataverse Web API")."""
+and the multipart $batch (docs/reference/api-contracts.md, "Dataverse Web API")."""
 
 from __future__ import annotations
 

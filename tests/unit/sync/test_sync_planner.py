@@ -1,4 +1,5 @@
-"""The planner decides per record, from frames only (no I/O): dynamics-semantics.md section 1, steps 1-5."""
+"""The planner decides per record, from frames only (no I/O): docs/reference/dynamics-semantics.md section 1, steps
+1-5."""
 
 from __future__ import annotations
 

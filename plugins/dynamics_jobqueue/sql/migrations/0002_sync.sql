@@ -1,4 +1,4 @@
--- ERP <-> CRM synchronization state (dynamics-semantics.md section 1): couplings (CRM Integration Record),
+-- ERP <-> CRM synchronization state (docs/reference/dynamics-semantics.md section 1): couplings (CRM Integration Record),
 -- watermarks per mapping and direction, the Integration Synch. Job log, its errors, and the per-record error
 -- state that drives retries and Skipped.
 

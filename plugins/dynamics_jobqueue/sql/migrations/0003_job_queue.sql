@@ -1,6 +1,6 @@
 -- Job queue and background posting (issue 4). Re-creates the reference system's Job Queue Category,
 -- Job Queue Entry, Job Queue Log Entry and the document-level Job Queue Status
--- (dynamics-semantics.md section 2).
+-- (docs/reference/dynamics-semantics.md section 2).
 
 CREATE TABLE IF NOT EXISTS dynamics.job_queue_categories (
     code        text PRIMARY KEY CHECK (code = upper(code) AND length(code) BETWEEN 1 AND 10),

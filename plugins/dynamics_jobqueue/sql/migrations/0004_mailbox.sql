@@ -1,4 +1,4 @@
--- Mailbox synchronization (server-side synchronization, dynamics-semantics.md section 3).
+-- Mailbox synchronization (server-side synchronization, docs/reference/dynamics-semantics.md section 3).
 
 -- Email server profile: where a group of mailboxes lives and which Airflow connection reaches it.
 CREATE TABLE dynamics.email_server_profile (
