@@ -246,6 +246,11 @@ class _Parser:
                 return Literal("null", None)
             if token.value in ("true", "false"):
                 return Literal("bool", token.value == "true")
+            if token.value.count("/") == 1 and "." not in token.value:
+                # A lookup's navigation property and the target's key (``parentcustomerid_account/accountid``),
+                # as Dataverse filters on a lookup column's target ("Query data using the Web API": filter on
+                # lookup properties); the store decides whether the path exists.
+                return Prop(token.value)
             if "/" in token.value or "." in token.value or token.value in _FUNCTIONS:
                 raise QueryError(f"The query option '{token.value}' is not supported in '{self.text}'.")
             return Prop(token.value)

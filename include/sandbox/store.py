@@ -303,6 +303,8 @@ class Store:
         """How property ``name`` reads in SQL (see :class:`sandbox.odata.Column`)."""
         from sandbox.odata import Column, format_datetime
 
+        if "/" in name:
+            return self._navigation_key(entity, name)
         ftype = entity.field_type(name)
         if ftype is None:
             return None
@@ -319,6 +321,23 @@ class Store:
             # Dataverse renders date-times to the second ("...:SSZ"); widen to the canonical form.
             sql = f"(substr({sql}, 1, 19) || '.000000Z')"
         return Column(sql, ftype, nullable=True, to_sql=format_datetime)
+
+    def _navigation_key(self, entity: EntitySet, path: str) -> Column | None:
+        """``<navigation property>/<target key>`` of a Dataverse lookup: the lookup's value when it points at
+        that navigation property's table, else null (``parentcustomerid_account/accountid ne null`` keeps the
+        contacts whose parent customer is an account). Any other path is unknown (``None``)."""
+        from sandbox.odata import Column
+        from sandbox.schema import DATAVERSE_SETS
+
+        nav, prop = path.split("/")
+        for lookup in entity.lookups.values() if entity.api == DATAVERSE else ():
+            target = DATAVERSE_SETS.get(lookup.targets.get(nav, ""))
+            if target is not None and prop == target.key:
+                logical = target.type_name.replace("'", "")
+                value = f"json_extract(body, '$.{lookup.value_field}')"
+                kind = f"json_extract(body, '$.__lookup_types.{lookup.attribute}')"
+                return Column(f"(CASE WHEN {kind} = '{logical}' THEN {value} END)", "guid", nullable=True)
+        return None
 
     def page(
         self,

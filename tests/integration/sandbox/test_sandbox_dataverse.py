@@ -90,6 +90,24 @@ def test_filter_on_modifiedon_and_other_columns(dv):
     assert dv.get("accounts", params={"$filter": "accountnumber eq null"}).json()["value"] != []
 
 
+def test_filter_on_a_lookups_target_table(dv):
+    """``parentcustomerid_account/accountid`` is the parent customer when it is an account, else null."""
+    account = dv.get("accounts", params={"$top": "1"}).json()["value"][0]["accountid"]
+    parent = _id_of(
+        dv.post("contacts", json={"lastname": "Parent", "parentcustomerid_account@odata.bind": f"/accounts({account})"})
+    )
+    dv.post("contacts", json={"lastname": "Nested", "parentcustomerid_contact@odata.bind": f"/contacts({parent})"})
+    by_account = dv.get("contacts", params={"$filter": "parentcustomerid_account/accountid ne null"}).json()["value"]
+    by_contact = dv.get("contacts", params={"$filter": "parentcustomerid_contact/contactid ne null"}).json()["value"]
+    assert "Parent" in {c["lastname"] for c in by_account} and "Nested" not in {c["lastname"] for c in by_account}
+    assert [c["lastname"] for c in by_contact] == ["Nested"]
+    exact = dv.get("contacts", params={"$filter": f"parentcustomerid_account/accountid eq {account}"}).json()["value"]
+    assert "Parent" in {c["lastname"] for c in exact}
+    for path in ("parentcustomerid_account/name", "parentcustomerid_lead/leadid", "ownerid/a/b"):
+        refused = dv.get("contacts", params={"$filter": f"{path} ne null"})
+        assert refused.status_code == 400, path
+
+
 def test_upsert_by_id_and_alternate_key(dv):
     new_id = str(uuid.uuid4())
     created = dv.patch(f"accounts({new_id})", json={"name": "Upserted"})

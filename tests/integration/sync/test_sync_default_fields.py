@@ -43,3 +43,26 @@ def test_blocked_customers_do_not_sync(sync) -> None:
     counts = sync.counts(sync.run("CUSTOMER", run_id="unblocked"))
     assert counts["CUSTOMER to CRM"] == {"inserted": 1}
     assert sync.account("B-ALL")["name"] == "Blocked All"
+
+
+def test_contacts_whose_parent_is_a_contact_do_not_sync(sync) -> None:
+    """Integration Table Filter ParentCustomerIdType = account (codeunit 7204 "CDS Setup Defaults"): a contact
+    whose parent customer is another contact is not read, so it is neither created nor counted."""
+    sync.run(run_id="first")
+    parent = sync.only(sync.crm("contacts"), emailaddress1="robert.townes@contoso.com")
+    account = sync.account("10000")
+    sync.crm_user.create(
+        "contacts",
+        {"lastname": "Child", "parentcustomerid_contact@odata.bind": f"/contacts({parent['contactid']})"},
+    )
+    employee = {"lastname": "Employee", "parentcustomerid_account@odata.bind": f"/accounts({account['accountid']})"}
+    sync.crm_user.create("contacts", employee)
+    contact_filter = "statecode eq 0 and parentcustomerid_account/accountid ne null"  # 50_contact.yaml
+    in_filter = {c["lastname"] for c in sync.crm("contacts", contact_filter)}
+    assert "Employee" in in_filter and "Child" not in in_filter
+    assert "Child" in {c["lastname"] for c in sync.crm("contacts", "_parentcustomerid_value ne null")}
+    counts = sync.counts(sync.run("CONTACT", run_id="second"))
+    assert counts["CONTACT from CRM"] == {"inserted": 1}
+    assert [c["lastName"] for c in sync.erp("contacts", "lastName eq 'Employee' or lastName eq 'Child'")] == [
+        "Employee"
+    ]
