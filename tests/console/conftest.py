@@ -52,7 +52,7 @@ def console(
     }
     try:
         with api_server(airflow_env, sandbox_process, state_conn, work, extra) as (base_url, log_file):
-            yield Console(base_url, conninfo, store, seed, log_file)
+            yield Console(base_url, conninfo, store, seed, log_file, state_conn)
     finally:
         with psycopg.connect(postgres_server.conninfo("postgres"), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

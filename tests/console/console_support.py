@@ -131,6 +131,8 @@ class Console:
     store: Any
     seed: Seed
     log_file: Path
+    #: the state store's Airflow connection (``AIRFLOW_CONN_DYNAMICS_STATE`` of the api-server)
+    state_conn: dict[str, Any] = field(default_factory=dict)
 
     @property
     def console_url(self) -> str:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -298,3 +303,116 @@ def test_test_and_enable_queues_a_mailbox_sync_run(console: Console) -> None:
     assert after == before
     unknown = requests.post(f"{console.console_url}/api/mailboxes/987654/test-and-enable", headers=bearer, timeout=30)
     assert unknown.status_code == 404 and "There is no mailbox 987654." in unknown.json()["detail"]
+
+
+def _approval_run(console: Console, airflow_env: Any, request_id: int, log_file: Path) -> subprocess.Popen:
+    """``airflow dags test mailbox_remap_approval`` for ``request_id`` in the background (it waits while the
+    required action is open), on the console's state store."""
+    env = {**airflow_env.env, "AIRFLOW_CONN_DYNAMICS_STATE": json.dumps(console.state_conn)}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    with log_file.open("w") as log:
+        return subprocess.Popen(
+            [airflow, "dags", "test", "mailbox_remap_approval", "-c", json.dumps({"request_id": request_id})],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+
+def _answer_remap(console: Console, airflow_env: Any, request_id: int, option: str, log_file: Path) -> str:
+    """Run the approval DAG for ``request_id``, answer its required action with ``option`` as the operator
+    (REST API), wait for the run to end; returns the run's output."""
+    run = _approval_run(console, airflow_env, request_id, log_file)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            response = requests.get(
+                f"{console.base_url}/api/v2/dags/mailbox_remap_approval/dagRuns/~/hitlDetails",
+                params={"response_received": "false"},
+                headers={"Authorization": f"Bearer {console.token('viewer')}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            if details := response.json()["hitl_details"]:
+                break
+            assert run.poll() is None, log_file.read_text()[-4000:]
+            assert time.monotonic() < deadline, log_file.read_text()[-4000:]
+            time.sleep(1)
+        (detail,) = details
+        assert detail["options"] == ["Approve", "Reject"]
+        ti = detail["task_instance"]
+        path = (
+            f"{console.base_url}/api/v2/dags/mailbox_remap_approval/dagRuns/{quote(ti['dag_run_id'], safe='')}"
+            f"/taskInstances/approve_remap/{ti['map_index']}/hitlDetails"
+        )
+        answered = requests.patch(
+            path,
+            json={"chosen_options": [option]},
+            headers={"Authorization": f"Bearer {console.token('operator')}"},
+            timeout=30,
+        )
+        assert answered.status_code == 200, answered.text
+        run.wait(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    output = log_file.read_text()
+    assert run.returncode == 0, output[-4000:]
+    return f"{detail['subject']}\n{detail['body']}\n{output}"
+
+
+def _remap_request(console: Console, mailbox_id: int) -> dict[str, Any]:
+    boxes = requests.get(
+        f"{console.console_url}/api/mailboxes", headers={"Authorization": f"Bearer {console.token('viewer')}"}
+    ).json()
+    return dict(next(b for b in boxes if b["mailbox_id"] == mailbox_id)["remap_request"])
+
+
+@pytest.mark.slow
+def test_a_breaking_remap_waits_for_approval_as_a_required_action(
+    console: Console, airflow_env: Any, tmp_path: Path
+) -> None:
+    sales, support = console.seed.mailbox_ids[:2]
+    mapped = "SELECT mailbox_id, crm_user_id FROM dynamics.mailbox WHERE mailbox_id IN (%s, %s) ORDER BY mailbox_id"
+    before = [(sales, CRM_USER_1), (support, CRM_USER_2)]
+    assert console.query(mapped, (sales, support)) == before
+    bearer = {"Authorization": f"Bearer {console.token('operator')}"}
+    url = f"{console.console_url}/api/mailboxes/{support}/remap"
+
+    # Confirmed, a remap that breaks a mapping is not applied: it waits for approval.
+    asked = requests.post(url, json={"crm_user_id": str(CRM_USER_1), "confirm": True}, headers=bearer, timeout=30)
+    assert asked.status_code == 200, asked.text
+    assert "waits for approval in Required Actions" in asked.json()["message"]
+    assert console.query(mapped, (sales, support)) == before
+    first = _remap_request(console, support)
+    assert (first["status"], first["requested_by"], first["decided_by"]) == ("pending", "operator", None)
+    assert first["dag_run_id"]
+    assert "already has mailbox sales@cronus.example" in first["reason"]
+
+    # Rejected: nothing changes, the console shows who rejected it.
+    output = _answer_remap(console, airflow_env, first["request_id"], "Reject", tmp_path / "reject.log")
+    assert "Remap mailbox support@cronus.example to CRM user" in output
+    assert f"operator rejected remap request {first['request_id']}" in output
+    assert console.query(mapped, (sales, support)) == before
+    rejected = _remap_request(console, support)
+    assert (rejected["status"], rejected["decided_by"]) == ("rejected", "operator")
+
+    # Approved: the remap is applied (the sales mailbox loses its user) and the console shows who approved it.
+    asked = requests.post(url, json={"crm_user_id": str(CRM_USER_1), "confirm": True}, headers=bearer, timeout=30)
+    assert asked.status_code == 200, asked.text
+    second = _remap_request(console, support)
+    assert second["request_id"] != first["request_id"] and second["status"] == "pending"
+    output = _answer_remap(console, airflow_env, second["request_id"], "Approve", tmp_path / "approve.log")
+    assert f"operator approved remap request {second['request_id']}" in output
+    assert console.query(mapped, (sales, support)) == [(sales, None), (support, CRM_USER_1)]
+    approved = _remap_request(console, support)
+    assert (approved["status"], approved["decided_by"]) == ("approved", "operator") and approved["decided_at"]
+    log = console.query(
+        "SELECT action, changed_by FROM dynamics.mailbox_mapping_log WHERE mailbox_id = %s ORDER BY entry_no DESC"
+        " LIMIT 1",
+        (support,),
+    )
+    assert log == [("remapped", "operator")]

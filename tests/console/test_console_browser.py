@@ -297,10 +297,12 @@ def test_mailboxes_actions(operator: Operator, console: Console) -> None:
     assert console.query(mapped) == [(sales, CRM_USER_1), (support, CRM_USER_2)]
     assert "confirm it below" in operator.notice()
     operator.close_notice()
+    # Confirmed, the remap waits for approval as a required action (mailbox_remap_approval): nothing changes yet.
     box.locator("#confirm-remap").click()
-    assert f"is mapped to CRM user {CRM_USER_1}" in operator.notice()
-    assert console.query(mapped) == [(sales, None), (support, CRM_USER_1)]
-    operator.shot("13-remapped")
+    assert "waits for approval in Required Actions" in operator.notice()
+    assert console.query(mapped) == [(sales, CRM_USER_1), (support, CRM_USER_2)]
+    assert console.query("SELECT status, requested_by FROM dynamics.mailbox_remap_request") == [("pending", "admin")]
+    operator.shot("13-remap-awaiting-approval")
     operator.close_notice()
 
     # Test & Enable queues a mailbox_sync DAG run (the request itself talks to no mail server) and links to it.

@@ -22,6 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.logging.decorators import action_logging
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -68,7 +69,13 @@ from dynamics_jobqueue.console.security import (
     edit_user,
 )
 from dynamics_jobqueue.hooks.state import StateStoreHook
-from dynamics_jobqueue.mailbox.records import MailboxAlreadyMappedError, get_mailbox, map_user
+from dynamics_jobqueue.mailbox.records import (
+    MailboxAlreadyMappedError,
+    get_mailbox,
+    map_user,
+    request_remap,
+    set_remap_run,
+)
 from dynamics_jobqueue.operators.mailbox import TEST_AND_ENABLE
 from dynamics_jobqueue.posting import queue
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
@@ -122,6 +129,7 @@ def set_entry_ready(store: StateStoreHook, entry_id: uuid.UUID) -> JobQueueEntry
 
 #: The DAG whose runs do Test & Enable (run conf ``{"test_and_enable": [mailbox ids]}``).
 MAILBOX_DAG_ID = "mailbox_sync"
+REMAP_DAG_ID = "mailbox_remap_approval"
 
 
 def test_and_enable(store: StateStoreHook, mailbox_id: int, user: Any, *, from_api: bool) -> DagRunTriggered:
@@ -148,16 +156,42 @@ def test_and_enable(store: StateStoreHook, mailbox_id: int, user: Any, *, from_a
     )
 
 
-def remap(store: StateStoreHook, mailbox_id: int, crm_user_id: uuid.UUID, confirm: bool, user: str) -> ActionResult:
-    """Map the mailbox to an enabled CRM user; breaking a mapping needs ``confirm`` (:func:`map_user`).
+def remap(
+    store: StateStoreHook, mailbox_id: int, crm_user_id: uuid.UUID, confirm: bool, user: BaseUser, *, from_api: bool
+) -> ActionResult:
+    """Map the mailbox to an enabled CRM user (:func:`map_user`). A remap that breaks a mapping is refused unless
+    ``confirm``; a confirmed one is not applied but waits for approval as an Airflow required action: a pending
+    request (:func:`request_remap`) and a run of the mailbox_remap_approval DAG asking for it.
 
+    :param user: the console's user: who asks, and whose right to trigger the DAG is checked.
     :raises records.InvalidInputError: when ``crm_user_id`` is not an enabled CRM user.
+    :raises MailboxAlreadyMappedError: when a mapping would break and ``confirm`` is false.
+    :raises runs.TriggerForbiddenError, runs.TriggerRefusedError: when Airflow refuses the approval run.
     """
     records.check_crm_user(crm_user_id)
     try:
-        broken = map_user(store, mailbox_id, crm_user_id, confirm=confirm, changed_by=user)
+        broken = map_user(store, mailbox_id, crm_user_id, confirm=False, changed_by=user.get_name())
     except KeyError as exc:
         raise service.ConsoleActionError(f"There is no mailbox {mailbox_id}.") from exc
+    except MailboxAlreadyMappedError as exc:
+        if not confirm:
+            raise
+        reason = str(exc).split(". Map again", 1)[0]
+        request_id = request_remap(store, mailbox_id, crm_user_id, reason=reason, requested_by=user.get_name())
+        email = get_mailbox(store, mailbox_id).email_address
+        run = runs.trigger(
+            REMAP_DAG_ID,
+            {"request_id": request_id},
+            user,
+            from_api=from_api,
+            note=f"Approval of remapping mailbox {email} to CRM user {crm_user_id}, from the Dynamics console.",
+        )
+        set_remap_run(store, request_id, run.run_id)
+        return ActionResult(
+            message=f"Remapping mailbox {email} to CRM user {crm_user_id} breaks a mapping: it waits for approval "
+            f"in Required Actions (remap request {request_id}, {run.describe()})",
+            details=[reason],
+        )
     return ActionResult(message=f"Mailbox {mailbox_id} is mapped to CRM user {crm_user_id}.", details=broken)
 
 
@@ -592,7 +626,8 @@ def api_mailbox_trends(
 
 @api.get("/mailboxes", response_model=list[MailboxOut], responses=_responses())
 def api_mailboxes(store: Store, user: ReadUser) -> list[dict[str, Any]]:
-    """Mailboxes with each workload's status, last error and fix, next sync and items processed."""
+    """Mailboxes with each workload's status, last error and fix, next sync and items processed, and the latest
+    remap request (``remap_request``: pending approval, or approved/rejected with who decided)."""
     boxes = service.mailboxes(store)
     for box in boxes:
         _with_labels(box["workloads"], workload=labels.WORKLOAD, status=labels.WORKLOAD_STATUS)
@@ -667,10 +702,16 @@ def api_sync_now(mailbox_id: int, store: Store, user: EditUser) -> ActionResult:
 )
 def api_remap(mailbox_id: int, body: RemapBody, store: Store, user: EditUser) -> ActionResult:
     """Remap the mailbox to a CRM user: 422 when the id is not an enabled CRM user, 409 when a mapping would
-    break and ``confirm`` is false, 404 for an unknown mailbox."""
+    break and ``confirm`` is false, 404 for an unknown mailbox. A confirmed remap that breaks a mapping is not
+    applied: it waits for approval as an Airflow required action (a mailbox_remap_approval run; 403 when the user
+    may not trigger it); the mailbox's ``remap_request`` shows it and, once decided, who decided."""
     try:
-        return remap(store, mailbox_id, body.crm_user_id, body.confirm, user.get_name())
+        return remap(store, mailbox_id, body.crm_user_id, body.confirm, user, from_api=True)
     except MailboxAlreadyMappedError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except runs.TriggerForbiddenError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except runs.TriggerRefusedError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except records.InvalidInputError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc

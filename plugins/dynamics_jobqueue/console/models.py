@@ -214,6 +214,23 @@ class WorkloadOut(BaseModel):
     next_sync_at: datetime
 
 
+class RemapRequestOut(BaseModel):
+    """A remap that breaks a mapping, approved or rejected as an Airflow required action (mailbox_remap_approval).
+
+    ``status``: pending, approved (applied) or rejected (dropped); ``decided_by``: the responder's Airflow user
+    name; ``dag_run_id``: the mailbox_remap_approval run that asks."""
+
+    request_id: int
+    crm_user_id: str
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    dag_run_id: str | None
+
+
 class MailboxOut(BaseModel):
     """A mailbox with the status of each workload."""
 
@@ -228,6 +245,7 @@ class MailboxOut(BaseModel):
     act_method: str
     incoming_filter: str
     workloads: list[WorkloadOut]
+    remap_request: RemapRequestOut | None = None
 
 
 class RemapBody(BaseModel):

@@ -18,6 +18,7 @@ from psycopg.rows import dict_row
 from dynamics_jobqueue.console import labels
 from dynamics_jobqueue.console import queries as q
 from dynamics_jobqueue.console.listing import PageRequest, Period, fetch_page
+from dynamics_jobqueue.mailbox.records import latest_remap_requests
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
 
 if TYPE_CHECKING:
@@ -206,14 +207,18 @@ def couple(
 
 # -- mailboxes ------------------------------------------------------------------------------------------------
 def mailboxes(store: StateStoreHook) -> list[dict[str, Any]]:
-    """Mailboxes, each with ``workloads``: status, last error and its fix, next sync, items processed."""
+    """Mailboxes, each with ``workloads``: status, last error and its fix, next sync, items processed; and
+    ``remap_request``: the latest remap waiting for (or given) approval (:class:`RemapRequest` fields), or None."""
     boxes = _rows(store, q.MAILBOXES, {})
     workloads = _rows(store, q.WORKLOADS, {"mailbox_id": None})
     by_mailbox: dict[int, list[dict[str, Any]]] = {}
     for workload in workloads:
         by_mailbox.setdefault(workload["mailbox_id"], []).append(workload)
+    requests = latest_remap_requests(store)
     for box in boxes:
         box["workloads"] = by_mailbox.get(box["mailbox_id"], [])
+        request = requests.get(box["mailbox_id"])
+        box["remap_request"] = asdict(request) if request else None
     return boxes
 
 

@@ -4,7 +4,9 @@ A mailbox belongs to at most one CRM user and a CRM user has at most one mailbox
 (unique indexes on ``dynamics.mailbox``). Mapping a mailbox to a user who already has one, or a mailbox that
 is already mapped, is refused with :class:`MailboxAlreadyMappedError` unless ``confirm=True``; a confirmed
 remap breaks the previous mapping(s) and writes each change to ``dynamics.mailbox_mapping_log`` (the reference
-asks for the same confirmation before it breaks a mapping).
+asks for the same confirmation before it breaks a mapping). The console does not apply a confirmed remap that
+breaks a mapping: it records a :class:`RemapRequest` (:func:`request_remap`), approved or rejected as an Airflow
+required action (:mod:`dynamics_jobqueue.operators.mailbox_remap`, :func:`decide_remap`).
 """
 
 from __future__ import annotations
@@ -325,3 +327,106 @@ def _set_user(
         " changed_by, reason) VALUES (%s, %s, %s, %s, %s, %s)",
         (mailbox_id, action, previous_user, new_user, changed_by, reason),
     )
+
+
+# -- remaps waiting for approval ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RemapRequest:
+    """A remap that breaks a mapping, waiting for (or given) approval as an Airflow required action.
+
+    ``status``: ``pending``, ``approved`` (the remap is applied) or ``rejected`` (dropped); ``reason``: the
+    mapping(s) it breaks, in words; ``decided_by``: the required action's responder (Airflow user name).
+    """
+
+    request_id: int
+    mailbox_id: int
+    email_address: str
+    crm_user_id: str
+    previous_user_id: str | None
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    status: str
+    decided_by: str | None
+    decided_at: datetime | None
+    dag_run_id: str | None
+
+
+_SELECT_REQUEST = (
+    "SELECT r.request_id, r.mailbox_id, m.email_address, r.crm_user_id::text, m.crm_user_id::text, r.reason,"
+    " r.requested_by, r.requested_at, r.status, r.decided_by, r.decided_at, r.dag_run_id"
+    " FROM dynamics.mailbox_remap_request r JOIN dynamics.mailbox m ON m.mailbox_id = r.mailbox_id"
+)
+
+
+def request_remap(
+    state: StateLike, mailbox_id: int, crm_user_id: str | uuid.UUID, *, reason: str, requested_by: str
+) -> int:
+    """Record a remap that breaks a mapping, to be approved (:func:`decide_remap`); nothing changes yet.
+
+    :param reason: the mapping(s) it breaks (the message of :class:`MailboxAlreadyMappedError`).
+    :return: the request's id.
+    """
+    with transaction(state) as cur:
+        cur.execute(
+            "INSERT INTO dynamics.mailbox_remap_request (mailbox_id, crm_user_id, reason, requested_by)"
+            " VALUES (%s, %s, %s, %s) RETURNING request_id",
+            (mailbox_id, str(crm_user_id).lower(), reason, requested_by),
+        )
+        row = cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def set_remap_run(state: StateLike, request_id: int, dag_run_id: str) -> None:
+    """Note the DAG run that asks for the approval of ``request_id``."""
+    with transaction(state) as cur:
+        cur.execute(
+            "UPDATE dynamics.mailbox_remap_request SET dag_run_id = %s WHERE request_id = %s", (dag_run_id, request_id)
+        )
+
+
+def get_remap_request(state: StateLike, request_id: int) -> RemapRequest:
+    """Load one remap request. :raises KeyError: when there is none."""
+    with transaction(state) as cur:
+        cur.execute(_SELECT_REQUEST + " WHERE r.request_id = %s", (request_id,))
+        row = cur.fetchone()
+    if row is None:
+        raise KeyError(f"no remap request {request_id}")
+    return RemapRequest(*row)
+
+
+def latest_remap_requests(state: StateLike) -> dict[int, RemapRequest]:
+    """Each mailbox's latest remap request (pending or decided), by mailbox id."""
+    with transaction(state) as cur:
+        cur.execute(
+            _SELECT_REQUEST + " WHERE r.request_id IN"
+            " (SELECT max(request_id) FROM dynamics.mailbox_remap_request GROUP BY mailbox_id)"
+        )
+        rows = cur.fetchall()
+    return {int(row[1]): RemapRequest(*row) for row in rows}
+
+
+def decide_remap(state: StateLike, request_id: int, *, approved: bool, decided_by: str) -> list[str]:
+    """Apply (``approved``) or drop a pending remap request; the decision is stored with ``decided_by``.
+
+    An approved remap goes through :func:`map_user` with ``confirm=True`` and ``changed_by=decided_by``, so the
+    mapping log names the approver.
+
+    :return: the broken mappings in words (empty when rejected).
+    :raises KeyError: when there is no such request.
+    :raises ValueError: when it was already decided.
+    """
+    request = get_remap_request(state, request_id)
+    if request.status != "pending":
+        raise ValueError(f"remap request {request_id} was already {request.status} by {request.decided_by}")
+    broken: list[str] = []
+    if approved:
+        broken = map_user(state, request.mailbox_id, request.crm_user_id, confirm=True, changed_by=decided_by)
+    with transaction(state) as cur:
+        cur.execute(
+            "UPDATE dynamics.mailbox_remap_request SET status = %s, decided_by = %s, decided_at = now()"
+            " WHERE request_id = %s AND status = 'pending'",
+            ("approved" if approved else "rejected", decided_by, request_id),
+        )
+    return broken
