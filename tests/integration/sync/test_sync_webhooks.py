@@ -8,66 +8,15 @@ asset events become the task's ``triggering_asset_events``, as the scheduler han
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from typing import Any
 
 import pytest
-import uvicorn
+from webhook_receiver import Receiver
 
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.sync.assets import erp_asset
-from dynamics_jobqueue.webhooks.receiver import create_webhook_app
 from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
-
-
-class Receiver:
-    """The receiver app in uvicorn on a loopback port; ``events`` are the asset events it recorded."""
-
-    def __init__(self, store: Any) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}/business-central"
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.fail = 0  # the next N asset events fail (the metadata database is down): 503
-
-        def record(name: str, uri: str, extra: dict[str, Any]) -> None:
-            if self.fail:
-                self.fail -= 1
-                raise RuntimeError("metadata database unavailable")
-            self.events.append((name, extra))
-
-        self.app = create_webhook_app(store=lambda: store, record=record)
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started
-
-    def stop(self) -> None:
-        if self.server is None or self.thread is None:
-            return
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive()
-        self.server = None
-
-    def take(self, count: int, timeout: float = 20, quiet_s: float = 2.5) -> list[tuple[str, dict[str, Any]]]:
-        """Wait for ``count`` events, then ``quiet_s`` more for any extra one; return and forget them all."""
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        time.sleep(quiet_s)
-        taken, self.events = self.events, []
-        return taken
 
 
 @pytest.fixture

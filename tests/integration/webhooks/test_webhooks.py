@@ -8,8 +8,6 @@ tests/dags run it inside a real api-server)."""
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,11 +16,10 @@ from urllib.parse import unquote
 
 import pytest
 import requests
-import uvicorn
+from webhook_receiver import Receiver
 
 from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
 from dynamics_jobqueue.sync.loader import load_mappings
-from dynamics_jobqueue.webhooks.receiver import create_webhook_app
 from dynamics_jobqueue.webhooks.subscriptions import client_state_hash, ensure_subscriptions, stored_subscriptions
 
 ERP_SETS = list(dict.fromkeys(m.erp.entity_set for m in load_mappings()))
@@ -31,59 +28,12 @@ WITHOUT_WEBHOOKS = ["contacts", "salespeoplePurchasers"]
 WITH_WEBHOOKS = [s for s in ERP_SETS if s not in WITHOUT_WEBHOOKS]
 
 
-class Receiver:
-    """The receiver app in uvicorn on a fixed loopback port; ``events`` are the asset events it recorded."""
-
-    def __init__(self, store: Any, port: int) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.fail = 0  # the next N asset events fail (the metadata database is down)
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/business-central"
-
-        def record(name: str, uri: str, extra: dict[str, Any]) -> None:
-            if self.fail:
-                self.fail -= 1
-                raise RuntimeError("metadata database unavailable")
-            self.events.append((name, extra))
-
-        self.app = create_webhook_app(store=lambda: store, record=record)
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.server.started
-
-    def stop(self) -> None:
-        assert self.server is not None
-        assert self.thread is not None
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        assert not self.thread.is_alive()
-        self.server = None
-
-    def wait(self, count: int, timeout: float = 20) -> list[tuple[str, dict[str, Any]]]:
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.events
-
-
 @pytest.fixture
 def receiver(sandbox: Any, state_store: Any) -> Iterator[Receiver]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    receiver = Receiver(state_store, port)
+    receiver = Receiver(state_store)
     receiver.start()
     yield receiver
-    if receiver.server is not None:
-        receiver.stop()
+    receiver.stop()
 
 
 @pytest.fixture
