@@ -411,22 +411,31 @@ def decide_remap(state: StateLike, request_id: int, *, approved: bool, decided_b
     """Apply (``approved``) or drop a pending remap request; the decision is stored with ``decided_by``.
 
     An approved remap goes through :func:`map_user` with ``confirm=True`` and ``changed_by=decided_by``, so the
-    mapping log names the approver.
+    mapping log names the approver. The remap and the request's new status are one transaction, with the
+    request's row locked first: a crash or an error in between leaves neither (the request is still pending and
+    the mapping unchanged, so deciding again is safe), and two decisions of one request cannot both apply.
 
     :return: the broken mappings in words (empty when rejected).
-    :raises KeyError: when there is no such request.
+    :raises KeyError: when there is no such request (or its mailbox is gone).
     :raises ValueError: when it was already decided.
     """
-    request = get_remap_request(state, request_id)
-    if request.status != "pending":
-        raise ValueError(f"remap request {request_id} was already {request.status} by {request.decided_by}")
     broken: list[str] = []
-    if approved:
-        broken = map_user(state, request.mailbox_id, request.crm_user_id, confirm=True, changed_by=decided_by)
     with transaction(state) as cur:
+        cur.execute(_SELECT_REQUEST + " WHERE r.request_id = %s FOR UPDATE OF r", (request_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise KeyError(f"no remap request {request_id}")
+        request = RemapRequest(*row)
+        if request.status != "pending":
+            raise ValueError(f"remap request {request_id} was already {request.status} by {request.decided_by}")
+        if approved:
+            # map_user's transaction nests in this one (a savepoint of the same connection)
+            broken = map_user(
+                cur.connection, request.mailbox_id, request.crm_user_id, confirm=True, changed_by=decided_by
+            )
         cur.execute(
             "UPDATE dynamics.mailbox_remap_request SET status = %s, decided_by = %s, decided_at = now()"
-            " WHERE request_id = %s AND status = 'pending'",
+            " WHERE request_id = %s",
             ("approved" if approved else "rejected", decided_by, request_id),
         )
     return broken

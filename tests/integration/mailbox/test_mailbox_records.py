@@ -73,6 +73,59 @@ def test_remap_is_refused_unless_confirmed_then_logged(state_store, two_mailboxe
     ]
 
 
+def _mapping(state_store) -> tuple[list[str | None], list[tuple], tuple]:
+    """Every mailbox's CRM user, the mapping log and the (only) remap request's status and decider."""
+    with state_store.transaction() as cur:
+        cur.execute("SELECT crm_user_id::text FROM dynamics.mailbox ORDER BY mailbox_id")
+        users = [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT status, decided_by FROM dynamics.mailbox_remap_request")
+        request = cur.fetchone()
+    return users, _log(state_store), request
+
+
+def test_approving_a_remap_applies_it_and_marks_it_approved_in_one_transaction(state_store, two_mailboxes) -> None:
+    """A failure between applying the remap and marking the request approved (here: the request's UPDATE fails,
+    as a crash of the approving task would stop it) leaves neither: the request is pending and the mapping as it
+    was. Deciding again then applies it once, with one mapping log entry per change, by the approver."""
+    jo, bc = two_mailboxes
+    records.map_user(state_store, jo.mailbox_id, USER_A)
+    request_id = records.request_remap(
+        state_store, bc.mailbox_id, USER_A, reason=f"CRM user {USER_A} already has mailbox JO@contoso.com",
+        requested_by="admin",
+    )  # fmt: skip
+    before = _mapping(state_store)
+    assert before == ([USER_A, None], [(jo.mailbox_id, "mapped", None, USER_A)], ("pending", None))
+    with state_store.transaction() as cur:
+        cur.execute(
+            "CREATE FUNCTION dynamics.fail_decision() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$BEGIN RAISE EXCEPTION 'injected failure before the request is marked decided'; END$$;"
+            " CREATE TRIGGER fail_decision BEFORE UPDATE ON dynamics.mailbox_remap_request"
+            " FOR EACH ROW WHEN (NEW.status <> 'pending') EXECUTE FUNCTION dynamics.fail_decision()"
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="injected failure"):
+        records.decide_remap(state_store, request_id, approved=True, decided_by="approver")
+    assert _mapping(state_store) == before
+
+    with state_store.transaction() as cur:
+        cur.execute("DROP TRIGGER fail_decision ON dynamics.mailbox_remap_request")
+    broken = records.decide_remap(state_store, request_id, approved=True, decided_by="approver")
+    assert broken == [f"mailbox JO@contoso.com no longer belongs to CRM user {USER_A}"]
+    assert _mapping(state_store) == (
+        [None, USER_A],
+        [
+            (jo.mailbox_id, "mapped", None, USER_A),
+            (jo.mailbox_id, "broken", USER_A, None),
+            (bc.mailbox_id, "mapped", None, USER_A),
+        ],
+        ("approved", "approver"),
+    )
+    with state_store.transaction() as cur:
+        cur.execute("SELECT changed_by FROM dynamics.mailbox_mapping_log WHERE entry_no > 1 ORDER BY entry_no")
+        assert [row[0] for row in cur.fetchall()] == ["approver", "approver"]
+    with pytest.raises(ValueError, match="already approved by approver"):
+        records.decide_remap(state_store, request_id, approved=False, decided_by="someone else")
+
+
 def test_adaptive_frequency(state_store, two_mailboxes) -> None:
     jo, _ = two_mailboxes
     t0 = datetime.now(UTC) + timedelta(seconds=1)  # new workloads are due at once
