@@ -273,19 +273,6 @@ class BusinessCentralHook(MicrosoftApiHook):
             page.records = [decode_record(r) for r in page.records]
             yield page
 
-    def iter_pages(
-        self,
-        entity_set: str,
-        *,
-        filter: str | None = None,
-        select: list[str] | None = None,
-        orderby: str | None = None,
-        page_size: int = 20_000,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """The records of :meth:`query`, one list per page."""
-        for page in self.query(entity_set, filter=filter, select=select, orderby=orderby, page_size=page_size):
-            yield page.records
-
     def find_by(
         self, entity_set: str, field: str, value: Any, *, select: list[str] | None = None
     ) -> list[dict[str, Any]]:

@@ -181,19 +181,6 @@ class DataverseHook(MicrosoftApiHook):
             prefer=prefer,
         )
 
-    def iter_pages(
-        self,
-        entity_set: str,
-        *,
-        filter: str | None = None,
-        select: list[str] | None = None,
-        orderby: str | None = None,
-        page_size: int = 5_000,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """The records of :meth:`query`, one list per page."""
-        for page in self.query(entity_set, filter=filter, select=select, orderby=orderby, page_size=page_size):
-            yield page.records
-
     def iter_changes(
         self, entity_set: str, *, delta_link: str | None = None, select: list[str] | None = None
     ) -> Iterator[ChangePage]:

@@ -10,7 +10,8 @@ the one client layer of the package. It owns
 - the retry policy: 429, and 503 with ``Retry-After``, are retried for any method (the service refused before
   doing any work); dropped connections and other 5xx only for idempotent calls; a per-call timeout;
 - the one paginator (:meth:`MicrosoftApiHook.iter_collection`) that follows ``@odata.nextLink`` and reports
-  ``@odata.count`` and ``@odata.deltaLink``;
+  ``@odata.count`` and ``@odata.deltaLink``, and :meth:`MicrosoftApiHook.iter_pages`, the record lists of an
+  entity set read by each API's ``query``;
 - OData literal and filter building (:func:`odata_literal`, :func:`in_filter`, :func:`and_filters`);
 - error bodies turned into typed :mod:`~dynamics_jobqueue.hooks.errors`, and bodies that are not the JSON the
   contract promises turned into :class:`~dynamics_jobqueue.hooks.errors.MalformedResponseError`.
@@ -445,6 +446,44 @@ class MicrosoftApiHook(BaseHook):
             )
             url = next_link
             query = None  # the nextLink carries the whole query
+
+    def query(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: list[str] | None = None,
+        orderby: str | None = None,
+        page_size: int = 5_000,
+    ) -> Iterator[Page]:
+        """Read ``entity_set`` page by page with :meth:`iter_collection`; each API that has entity sets
+        (Business Central, Dataverse) says where they live and what its records need.
+
+        :param filter: OData ``$filter``; :param select: fields to return (``$select``).
+        :param page_size: records per page (``Prefer: odata.maxpagesize``, capped at :attr:`max_page_size`).
+        :raises NotImplementedError: on an API without entity sets (Microsoft Graph here).
+        """
+        raise NotImplementedError(f"{type(self).__name__} reads no OData entity sets")
+
+    def iter_pages(
+        self,
+        entity_set: str,
+        *,
+        filter: str | None = None,
+        select: list[str] | None = None,
+        orderby: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The records of :meth:`query`, one list per page.
+
+        :param page_size: records per page; ``None`` asks for the API's :attr:`max_page_size` (Business Central
+            20,000, Dataverse 5,000).
+        :return: an iterator of record lists (each record a dict as :meth:`query` yields it).
+        :raises ApiError: typed, as :meth:`query` raises it.
+        """
+        size = self.max_page_size if page_size is None else page_size
+        for page in self.query(entity_set, filter=filter, select=select, orderby=orderby, page_size=size):
+            yield page.records
 
 
 def json_or_text(response: requests.Response) -> Any:
