@@ -2,10 +2,12 @@
 
 A bidirectional mapping with ``resolve_update_conflicts: ask`` fails a record whose two sides both changed a
 bidirectional field, as with ``none`` (Business Central's rule and message, codeunit 5345 "Integration Rec.
-Synch. Invoke"); the crm_sync DAG then lists the mapping's open conflicts (:func:`open_conflicts`) and asks about
+Synch. Invoke"); the crm_sync DAG then lists the mapping's open conflicts
+(:func:`~dynamics_jobqueue.sync.conflict_choices.open_conflicts`) and asks about
 each in a mapped :class:`ConflictChoiceOperator`: a required action in Airflow's UI (Browse > Required Actions,
 or the REST API ``/api/v2/hitlDetails``) showing both values per field, with the options "send ERP data", "take
-CRM data" and "skip". The choice is stored in ``dynamics.sync_conflict_choice`` with the responder's name:
+CRM data" and "skip". The choice is stored in ``dynamics.sync_conflict_choice`` with the responder's name
+(:func:`~dynamics_jobqueue.sync.conflict_choices.save_choice`):
 
 - "send ERP data" / "take CRM data": the next run's ERP->CRM pass applies it as ``send_erp_data`` /
   ``take_crm_data`` would (:func:`dynamics_jobqueue.sync.planner.plan_page`), logs it and marks it applied;
@@ -16,7 +18,6 @@ Airflow's Human-in-the-loop: https://airflow.apache.org/docs/apache-airflow-prov
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
@@ -24,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 
+from dynamics_jobqueue.sync.conflict_choices import open_conflicts, save_choice
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
-
-    from dynamics_jobqueue.hooks.state import StateStoreHook
 
 log = logging.getLogger(__name__)
 
@@ -37,50 +38,6 @@ TAKE_CRM_DATA = "take CRM data"
 SKIP = "skip"
 #: The required action's options -> the stored resolution.
 OPTIONS = {SEND_ERP_DATA: "send_erp_data", TAKE_CRM_DATA: "take_crm_data", SKIP: "skip"}
-#: At most this many required actions per mapping and run (the rest are asked by the next runs).
-MAX_ASKED = 100
-
-OPEN_CONFLICTS = """
-SELECT e.source_id, e.source_key, e.destination_id, e.message, e.detail
-  FROM dynamics.sync_record_error e
- WHERE e.mapping = %s AND e.direction = 'to_crm' AND e.kind = 'conflict' AND NOT e.skipped
-   AND NOT EXISTS (SELECT 1 FROM dynamics.sync_conflict_choice c
-                    WHERE c.mapping = e.mapping AND c.source_id = e.source_id AND c.applied_at IS NULL)
- ORDER BY e.source_key NULLS LAST, e.source_id
- LIMIT %s
-"""
-SAVE_CHOICE = """
-INSERT INTO dynamics.sync_conflict_choice
-       (mapping, source_id, source_key, destination_id, resolution, fields, chosen_by, dag_id, run_id, task_id,
-        map_index, applied_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
-"""
-MARK_SKIPPED = """
-UPDATE dynamics.sync_record_error SET skipped = true
- WHERE mapping = %s AND direction = 'to_crm' AND source_id = %s
-"""
-
-
-def open_conflicts(store: StateStoreHook, mapping: str, limit: int = MAX_ASKED) -> list[dict[str, Any]]:
-    """The update conflicts of ``mapping`` waiting for a user's choice: failing (not Skipped) and not chosen yet.
-
-    :return: up to ``limit`` dicts ``mapping``, ``source_id`` (ERP id), ``source_key`` (e.g. the customer number),
-        ``destination_id`` (CRM id), ``message`` (BC's conflict message) and ``fields`` (per differing field
-        ``field`` (CRM), ``erp_field``, ``erp`` and ``crm`` values), ordered by key.
-    """
-    with store.transaction() as cur:
-        rows = cur.execute(OPEN_CONFLICTS, (mapping, limit)).fetchall()
-    return [
-        {
-            "mapping": mapping,
-            "source_id": source_id,
-            "source_key": source_key,
-            "destination_id": destination_id,
-            "message": message,
-            "fields": json.loads(detail) if detail else [],
-        }
-        for source_id, source_key, destination_id, message, detail in rows
-    ]
 
 
 def conflict_body(conflict: dict[str, Any]) -> str:
@@ -116,7 +73,7 @@ class ConflictChoiceOperator(HITLOperator):
     in ``dynamics.sync_conflict_choice`` (resolution ``send_erp_data``, ``take_crm_data`` or ``skip``; the
     responder's name as ``chosen_by``); "skip" marks the record Skipped at once.
 
-    :param conflict: one item of :func:`open_conflicts`.
+    :param conflict: one item of :func:`~dynamics_jobqueue.sync.conflict_choices.open_conflicts`.
     :param state_conn_id: the state store.
     :param response_timeout_min: minutes to wait; unanswered, the task fails (no default choice is taken) and
         the next run asks again.
@@ -155,27 +112,16 @@ class ConflictChoiceOperator(HITLOperator):
         resolution = OPTIONS[chosen]
         c = self.conflict
         ti = context["ti"]
-        store = StateStoreHook(state_conn_id=self.state_conn_id)
-        with store.transaction() as cur:
-            cur.execute(
-                SAVE_CHOICE,
-                (
-                    c["mapping"],
-                    c["source_id"],
-                    c.get("source_key"),
-                    c.get("destination_id"),
-                    resolution,
-                    json.dumps(c.get("fields") or [], default=str),
-                    who,
-                    ti.dag_id,
-                    ti.run_id,
-                    ti.task_id,
-                    ti.map_index,
-                    resolution == "skip",
-                ),
-            )
-            if resolution == "skip":
-                cur.execute(MARK_SKIPPED, (c["mapping"], c["source_id"]))
+        save_choice(
+            StateStoreHook(state_conn_id=self.state_conn_id),
+            c,
+            resolution,
+            chosen_by=who,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index,
+        )
         self.log.info(
             "%s chose %r (%s) for the update conflict of %s %s (CRM %s)%s",
             who,

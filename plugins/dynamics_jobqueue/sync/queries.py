@@ -183,3 +183,25 @@ CHOICES_APPLIED = """
 UPDATE dynamics.sync_conflict_choice SET applied_at = now(), applied_job_id = %s
  WHERE mapping = %s AND applied_at IS NULL AND source_id = ANY(%s)
 """
+# Update conflicts of a mapping resolved by `ask` still to ask about: failing (not Skipped) and without a choice
+# waiting to be applied (dynamics_jobqueue.sync.conflict_choices.open_conflicts).
+CONFLICTS_TO_ASK = """
+SELECT e.source_id, e.source_key, e.destination_id, e.message, e.detail
+  FROM dynamics.sync_record_error e
+ WHERE e.mapping = %s AND e.direction = 'to_crm' AND e.kind = 'conflict' AND NOT e.skipped
+   AND NOT EXISTS (SELECT 1 FROM dynamics.sync_conflict_choice c
+                    WHERE c.mapping = e.mapping AND c.source_id = e.source_id AND c.applied_at IS NULL)
+ ORDER BY e.source_key NULLS LAST, e.source_id
+ LIMIT %s
+"""
+# The last parameter says whether the choice is applied at once (a "skip").
+SAVE_CONFLICT_CHOICE = """
+INSERT INTO dynamics.sync_conflict_choice
+       (mapping, source_id, source_key, destination_id, resolution, fields, chosen_by, dag_id, run_id, task_id,
+        map_index, applied_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)
+"""
+SKIP_CONFLICT_RECORD = """
+UPDATE dynamics.sync_record_error SET skipped = true
+ WHERE mapping = %s AND direction = 'to_crm' AND source_id = %s
+"""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from dynamics_jobqueue.sync.store import reset_skipped
@@ -81,6 +82,28 @@ def test_a_resolution_rule_decides_the_winner(sync, conflict, rule, winner) -> N
     assert sync.counts(sync.run("CUSTOMER", run_id="third")) == {"CUSTOMER to CRM": {}, "CUSTOMER from CRM": {}}
 
 
+def test_a_skip_choice_is_applied_at_once_and_the_record_stays_skipped(sync, conflict) -> None:
+    from dynamics_jobqueue.sync.conflict_choices import open_conflicts, save_choice
+
+    sync.edit_mapping("40_customer.yaml", lambda m: m.update(resolve_update_conflicts="ask"))
+    sync.run("CUSTOMER", run_id="second")
+    (asked,) = open_conflicts(sync.state, "CUSTOMER")
+    with pytest.raises(psycopg.errors.CheckViolation):
+        save_choice(sync.state, asked, "keep both", chosen_by="ana")
+    save_choice(sync.state, asked, "skip", chosen_by="ana", dag_id="crm_sync", run_id="r", task_id="ask", map_index=0)
+    assert open_conflicts(sync.state, "CUSTOMER") == []
+    (error,) = sync.record_errors("CUSTOMER")
+    assert error["skipped"] is True
+    with sync.state.transaction() as cur:
+        stored = cur.execute(
+            "SELECT resolution, chosen_by, map_index, applied_at IS NOT NULL, fields FROM dynamics.sync_conflict_choice"
+        ).fetchall()
+    assert stored == [("skip", "ana", 0, True, asked["fields"])]  # the refused choice left nothing behind
+    third = sync.counts(sync.run("CUSTOMER", run_id="third"))
+    assert set(third["CUSTOMER to CRM"]) <= {"skipped"} and third["CUSTOMER from CRM"] == {}
+    assert sync.customer("10000")["displayName"] == "Adatum (ERP)" and sync.account("10000")["name"] == "Adatum (CRM)"
+
+
 def test_both_sides_changed_but_no_bidirectional_field_differs_is_no_conflict(sync) -> None:
     # BC (codeunit 5345 "Integration Rec. Synch. Invoke"): only a bidirectional field that would change fails the
     # record. The ERP raised the credit limit (to the CRM only); the CRM user edited an unmapped description.
@@ -119,7 +142,8 @@ def test_a_bidirectional_field_that_would_change_fails_with_bc_message(sync, con
 def test_ask_fails_the_conflict_with_both_values_and_the_next_run_applies_the_users_choice(
     sync, conflict, option, winner, counts
 ) -> None:
-    from dynamics_jobqueue.operators.conflicts import OPTIONS, SAVE_CHOICE, open_conflicts
+    from dynamics_jobqueue.operators.conflicts import OPTIONS
+    from dynamics_jobqueue.sync.conflict_choices import open_conflicts, save_choice
 
     erp_id, crm_id = conflict
     sync.edit_mapping("40_customer.yaml", lambda m: m.update(resolve_update_conflicts="ask"))
@@ -134,11 +158,7 @@ def test_ask_fails_the_conflict_with_both_values_and_the_next_run_applies_the_us
     ]
     assert "required action" in asked["message"]
     # The required action's answer, as ConflictChoiceOperator stores it.
-    with sync.state.transaction() as cur:
-        cur.execute(
-            SAVE_CHOICE,
-            ("CUSTOMER", erp_id, "10000", crm_id, OPTIONS[option], "[]", "ana", "crm_sync", "r", "ask", 0, False),
-        )
+    save_choice(sync.state, asked, OPTIONS[option], chosen_by="ana", dag_id="crm_sync", run_id="r", task_id="ask")
     assert open_conflicts(sync.state, "CUSTOMER") == []  # chosen: not asked again
     assert sync.counts(sync.run("CUSTOMER", run_id="third")) == counts
     assert sync.customer("10000")["displayName"] == winner and sync.account("10000")["name"] == winner
