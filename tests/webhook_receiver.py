@@ -1,4 +1,5 @@
-"""The Business Central webhook receiver app in uvicorn on a loopback port, for the webhook tests.
+"""The webhook receiver app (Business Central and Dataverse routes) in uvicorn on a loopback port, for the webhook
+tests.
 
 A recorder stands in for Airflow's asset manager: ``events`` are the asset events the receiver recorded, and
 ``fail`` makes the next N recordings fail as when the metadata database is down (the receiver answers 503)."""
@@ -16,7 +17,8 @@ from dynamics_jobqueue.webhooks.receiver import create_webhook_app
 
 
 class Receiver:
-    """The receiver app on ``http://127.0.0.1:<port>/business-central``; a free port unless ``port`` is given."""
+    """The receiver app on ``http://127.0.0.1:<port>/business-central`` (``url``) and ``.../dataverse``
+    (``dataverse_url``); a free port unless ``port`` is given."""
 
     def __init__(self, store: Any, port: int | None = None) -> None:
         if port is None:
@@ -25,6 +27,7 @@ class Receiver:
                 port = int(sock.getsockname()[1])
         self.port = port
         self.url = f"http://127.0.0.1:{self.port}/business-central"
+        self.dataverse_url = f"http://127.0.0.1:{self.port}/dataverse"
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.fail = 0
 

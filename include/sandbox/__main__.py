@@ -44,9 +44,12 @@ def _serve(host: str, port: int, data_dir: Path) -> None:
     )
     # Business Central's webhook notifications go out from a thread of their own (sandbox/webhooks.py).
     sandbox.bc.webhooks.start()
+    # Dataverse's asynchronous service runs the webhook steps' system jobs (sandbox/dataverse_webhooks.py).
+    sandbox.dataverse.webhooks.start()
     try:
         _Server(config).run()
     finally:
+        sandbox.dataverse.webhooks.stop()
         sandbox.bc.webhooks.stop()
 
 

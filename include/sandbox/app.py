@@ -36,6 +36,7 @@ from sandbox.business_central import error_body as bc_error
 from sandbox.dataverse import ROOT_PATH as DATAVERSE_ROOT
 from sandbox.dataverse import Dataverse
 from sandbox.dataverse import error_body as dv_error
+from sandbox.dataverse_webhooks import DataverseWebhookConfig
 from sandbox.faults import FaultConfig, Faults, Stats
 from sandbox.generate import generate_customers
 from sandbox.seed import seed
@@ -101,6 +102,7 @@ class Sandbox:
         self.store.wipe()
         seed(self.store, self.bc, self.dataverse)
         self.bc.webhooks.config = self.bc.webhooks.startup_config
+        self.dataverse.webhooks.config = self.dataverse.webhooks.startup_config
         self.faults.configure(self.startup_faults)
         self.stats.reset()
 
@@ -406,6 +408,27 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
         data = json.loads(await request.body() or b"{}")
         found = await run_in_threadpool(sandbox.bc.webhooks.expire, str(data.get("subscriptionId", "")))
         return JSONResponse({"expired": found}, status_code=200 if found else 404)
+
+    @app.get("/_sandbox/dataverse-webhooks")
+    async def get_dataverse_webhooks(request: Request) -> JSONResponse:
+        hooks = sandbox.dataverse.webhooks
+        return JSONResponse({**hooks.config.as_json(), **await run_in_threadpool(hooks.counts)})
+
+    @app.post("/_sandbox/dataverse-webhooks")
+    async def set_dataverse_webhooks(request: Request) -> JSONResponse:
+        """Dataverse's asynchronous service timing and the loopback-port leniency (sandbox/dataverse_webhooks.py
+        ``DataverseWebhookConfig``); omitted settings stay."""
+        if (refused := loopback_only(request)) is not None:
+            return refused
+        hooks = sandbox.dataverse.webhooks
+        try:
+            data = json.loads(await request.body() or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("a JSON object is required")
+            hooks.config = DataverseWebhookConfig.from_json(data, hooks.config)
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(hooks.config.as_json())
 
     @app.post("/_sandbox/generate")
     async def generate(request: Request) -> JSONResponse:

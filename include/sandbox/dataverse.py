@@ -36,6 +36,7 @@ from sandbox.api import (
     now,
     query_page,
 )
+from sandbox.dataverse_webhooks import DataverseWebhooks
 from sandbox.metadata import csdl
 from sandbox.odata import QueryError, format_datetime, parse_select
 from sandbox.optionsets import ATTRIBUTE_PATH, OptionSets
@@ -137,6 +138,9 @@ class Dataverse:
         self.store = store
         self.seeding = False
         self.option_sets = OptionSets(store)
+        self.webhooks = DataverseWebhooks(
+            store, list(dict.fromkeys(e.type_name for e in DATAVERSE_SETS.values())), ORGANIZATION_ID, BUSINESS_UNIT_ID
+        )
 
     # -- HTTP entry points ------------------------------------------------------------------
 
@@ -173,6 +177,8 @@ class Dataverse:
                     "OrganizationId": ORGANIZATION_ID,
                 },
             )
+        if self.webhooks.handles(request.path):
+            return self.webhooks.handle(request)
         option_answer = self._option_sets(request)
         if option_answer is not None:
             return option_answer
@@ -510,7 +516,7 @@ class Dataverse:
                     VERSION_MISMATCH,
                     "The version of the existing record doesn't match the RowVersion property provided.",
                 )
-            self.remove(db, entity, row)
+            self.remove(db, entity, row, request.caller)
         return ApiResponse(204)
 
     # -- record writes (shared by HTTP, $batch and seeding) ---------------------------------
@@ -676,6 +682,8 @@ class Dataverse:
         row = self._write(db, entity, body, None, caller)
         if entity.name == "uomschedules":
             self._create_base_uom(db, row, caller)
+        if not self.seeding:
+            self.webhooks.enqueue(db, entity, "Create", row, caller)
         return row
 
     def modify(
@@ -698,11 +706,15 @@ class Dataverse:
             base = self._base_uom(row.id)
             if base is not None:
                 self._write(db, DATAVERSE_SETS["uoms"], {**base.body, "name": body["baseuomname"]}, base, caller)
+        if not self.seeding:
+            self.webhooks.enqueue(db, entity, "Update", new, caller)
         return new
 
-    def remove(self, db: sqlite3.Connection, entity: EntitySet, row: Row) -> None:
+    def remove(self, db: sqlite3.Connection, entity: EntitySet, row: Row, caller: Caller | None = None) -> None:
         """Delete a row; a unit group takes its units with it (cascade, as in Dataverse)."""
         self.store.delete(db, entity, row.id, self.store.next_version(db))
+        if caller is not None and not self.seeding:
+            self.webhooks.enqueue(db, entity, "Delete", row, caller)
         if entity.name == "uomschedules":
             uoms = DATAVERSE_SETS["uoms"]
             while (unit := self.store.find(uoms, "_uomscheduleid_value", row.id)) is not None:

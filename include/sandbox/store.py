@@ -144,10 +144,12 @@ class Store:
             " entity_set TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL)"
         )
         db.execute("CREATE INDEX IF NOT EXISTS tombstones_version ON tombstones (entity_set, version)")
+        from sandbox.dataverse_webhooks import create_schema as create_dataverse_webhook_schema
         from sandbox.optionsets import create_schema as create_option_schema
         from sandbox.webhooks import create_schema as create_webhook_schema
 
         create_webhook_schema(db)
+        create_dataverse_webhook_schema(db)
         create_option_schema(db)
         for entity in all_sets():
             t = entity.table

@@ -106,6 +106,56 @@ LOOKUP_LOGICAL_NAME = "Microsoft.Dynamics.CRM.lookuplogicalname"
 FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
 
 
+#: ``serviceendpoint.contract`` of a webhook; ``authtype`` options of one (ServiceEndpoint table reference,
+#: learn.microsoft.com/power-apps/developer/data-platform/reference/entities/serviceendpoint).
+WEBHOOK_CONTRACT = 8
+AUTH_WEBHOOK_KEY, AUTH_HTTP_HEADER, AUTH_HTTP_QUERY_STRING = 4, 5, 6
+#: ``sdkmessageprocessingstep``: stage PostOperation, mode Asynchronous, supporteddeployment Server Only
+#: (SdkMessageProcessingStep table reference).
+STAGE_POST_OPERATION, MODE_ASYNCHRONOUS, DEPLOYMENT_SERVER = 40, 1, 0
+
+
+@dataclass(frozen=True)
+class ServiceEndpoint:
+    """A ``serviceendpoint`` row of contract Webhook. ``authvalue`` is never readable ("Register a WebHook":
+    "Details about the authentication values set are in the AuthValue property and cannot be retrieved")."""
+
+    serviceendpoint_id: str
+    name: str
+    url: str | None
+    authtype: int | None
+
+
+@dataclass(frozen=True)
+class ProcessingStep:
+    """A ``sdkmessageprocessingstep`` row: its message, message filter (table) and event handler by id."""
+
+    step_id: str
+    name: str
+    sdkmessage_id: str | None
+    sdkmessagefilter_id: str | None
+    eventhandler_id: str | None
+    stage: int
+    mode: int
+
+
+@dataclass(frozen=True)
+class MessageFilter:
+    """A ``sdkmessagefilter`` row: which message a table supports (``primaryobjecttypecode`` = logical name)."""
+
+    sdkmessagefilter_id: str
+    sdkmessage_id: str
+    table: str
+
+
+def http_header_auth(name: str, value: str) -> str:
+    """The ``authvalue`` of HttpHeader authentication: ``<settings><setting name=".." value=".." /></settings>``
+    (the format the Plug-in Registration tool writes; "Register a WebHook", Authentication options)."""
+    from xml.sax.saxutils import quoteattr
+
+    return f"<settings><setting name={quoteattr(name)} value={quoteattr(value)} /></settings>"
+
+
 class DataverseHook(MicrosoftApiHook):
     """Reads and writes Dataverse tables over the Web API.
 
@@ -338,6 +388,136 @@ class DataverseHook(MicrosoftApiHook):
             idempotent=True,
         )
 
+    # -- webhook registration ("Register a WebHook", learn.microsoft.com/power-apps/developer/data-platform/
+    # register-web-hook; rows of the serviceendpoint and sdkmessageprocessingstep tables) ------------------------
+    def webhook_endpoints(self, name: str | None = None) -> list[ServiceEndpoint]:
+        """The service endpoints of contract Webhook (``contract eq 8``), optionally of one ``name``."""
+        condition = f"contract eq {WEBHOOK_CONTRACT}" + (f" and name eq {_quoted(name)}" if name else "")
+        rows = [
+            r
+            for page in self.query(
+                "serviceendpoints", filter=condition, select=["serviceendpointid", "name", "url", "authtype"]
+            )
+            for r in page.records
+        ]
+        return [
+            ServiceEndpoint(
+                str(r["serviceendpointid"]).lower(), str(r.get("name") or ""), r.get("url"), r.get("authtype")
+            )
+            for r in rows
+        ]
+
+    def create_webhook_endpoint(self, name: str, url: str, header: str, secret: str) -> str:
+        """Register a webhook (contract 8) posting to ``url`` with the HttpHeader ``header: secret``; its id.
+
+        :raises ApiError: typed, e.g. 400 for a URL the service refuses (webhooks support only ports 80/443).
+        """
+        return self.create(
+            "serviceendpoints",
+            {
+                "name": name,
+                "contract": WEBHOOK_CONTRACT,
+                "url": url,
+                "authtype": AUTH_HTTP_HEADER,
+                "authvalue": http_header_auth(header, secret),
+                "messageformat": 2,  # Json (the only format a webhook sends)
+            },
+        )
+
+    def update_webhook_endpoint(self, endpoint_id: str, url: str, header: str, secret: str) -> None:
+        """Point a webhook at ``url`` with a new HttpHeader secret (the old one cannot be read back).
+
+        :raises NotFoundError: when the endpoint was deleted.
+        """
+        self.upsert(
+            "serviceendpoints",
+            endpoint_id,
+            {"url": url, "authtype": AUTH_HTTP_HEADER, "authvalue": http_header_auth(header, secret)},
+            mode="update",
+        )
+
+    def webhook_steps(self, endpoint_id: str) -> list[ProcessingStep]:
+        """The steps whose event handler is the service endpoint ``endpoint_id``."""
+        select = [
+            "sdkmessageprocessingstepid",
+            "name",
+            "stage",
+            "mode",
+            "_sdkmessageid_value",
+            "_sdkmessagefilterid_value",
+            "_eventhandler_value",
+        ]
+        out: list[ProcessingStep] = []
+        for page in self.query(
+            "sdkmessageprocessingsteps", filter=f"_eventhandler_value eq {endpoint_id}", select=select
+        ):
+            for r in page.records:
+                out.append(
+                    ProcessingStep(
+                        str(r["sdkmessageprocessingstepid"]).lower(),
+                        str(r.get("name") or ""),
+                        _lower(r.get("_sdkmessageid_value")),
+                        _lower(r.get("_sdkmessagefilterid_value")),
+                        _lower(r.get("_eventhandler_value")),
+                        int(r.get("stage") or 0),
+                        int(r.get("mode") or 0),
+                    )
+                )
+        return out
+
+    def sdk_messages(self, names: Sequence[str]) -> dict[str, str]:
+        """``message name -> sdkmessageid`` of the named messages (``Create``, ``Update``, ``Delete``)."""
+        condition = " or ".join(f"name eq {_quoted(n)}" for n in names)
+        return {
+            str(r["name"]): str(r["sdkmessageid"]).lower()
+            for page in self.query("sdkmessages", filter=condition, select=["sdkmessageid", "name"])
+            for r in page.records
+        }
+
+    def message_filters(self, table: str) -> list[MessageFilter]:
+        """The message filters of a table (``primaryobjecttypecode eq '<logical name>'``): one per message the
+        table supports; a message without a filter cannot have a step on that table."""
+        return [
+            MessageFilter(str(r["sdkmessagefilterid"]).lower(), str(r["_sdkmessageid_value"]).lower(), table)
+            for page in self.query(
+                "sdkmessagefilters",
+                filter=f"primaryobjecttypecode eq {_quoted(table)}",
+                select=["sdkmessagefilterid", "_sdkmessageid_value", "primaryobjecttypecode"],
+            )
+            for r in page.records
+        ]
+
+    def create_webhook_step(
+        self, name: str, endpoint_id: str, message_id: str, filter_id: str, *, rank: int = 1
+    ) -> str:
+        """Register an asynchronous PostOperation step of ``message_id`` on the filter's table, handled by the
+        webhook ``endpoint_id``; successful system jobs are deleted (``asyncautodelete``). :return: its id."""
+        return self.create(
+            "sdkmessageprocessingsteps",
+            {
+                "name": name,
+                "stage": STAGE_POST_OPERATION,
+                "mode": MODE_ASYNCHRONOUS,
+                "rank": rank,
+                "supporteddeployment": DEPLOYMENT_SERVER,
+                "asyncautodelete": True,
+                "eventhandler_serviceendpoint@odata.bind": f"/serviceendpoints({endpoint_id})",
+                "sdkmessageid@odata.bind": f"/sdkmessages({message_id})",
+                "sdkmessagefilterid@odata.bind": f"/sdkmessagefilters({filter_id})",
+            },
+        )
+
+    def entity_set_tables(self) -> dict[str, str]:
+        """``entity set -> table logical name`` from ``$metadata`` (an EntitySet's EntityType is the table)."""
+        from xml.etree import ElementTree
+
+        root = ElementTree.fromstring(self.metadata())
+        return {
+            str(e.get("Name")): str(e.get("EntityType", "")).rsplit(".", 1)[-1]
+            for e in root.iter()
+            if e.tag.endswith("}EntitySet") and e.get("Name")
+        }
+
     def delete(self, entity_set: str, key: str | Mapping[str, Any]) -> None:
         """Delete a row. :raises NotFoundError: when it does not exist."""
         self.request(
@@ -457,3 +637,12 @@ class DataverseHook(MicrosoftApiHook):
             return None
         value = row.get(op.id_field)
         return str(value).lower() if value else None
+
+
+def _quoted(value: str) -> str:
+    """An OData string literal (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _lower(value: Any) -> str | None:
+    return str(value).lower() if value else None

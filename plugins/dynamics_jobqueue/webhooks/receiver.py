@@ -18,13 +18,35 @@ https://learn.microsoft.com/dynamics365/business-central/dev-itpro/api-reference
   recorded *before* the notification is remembered, so a failure in between makes Business Central send again
   (answer ``503``) instead of losing the change.
 
-This app has no Airflow login: Business Central cannot sign in; the clientState is the shared secret.
+The **Dataverse** route (``/dynamics-webhooks/dataverse``) receives what the webhook of
+:mod:`dynamics_jobqueue.webhooks.dataverse_steps` sends ("Use webhooks to create external handlers for server
+events", https://learn.microsoft.com/power-apps/developer/data-platform/use-webhooks): a POST of one operation's
+``RemoteExecutionContext`` (JSON), with the HttpHeader secret.
+
+- **Secret**: the header's SHA-256 is compared in constant time with the stored one; a POST without it or with
+  another is answered ``401`` and logged (organisation and table, never the value).
+- **Context**: ``MessageName``, ``PrimaryEntityName`` (a table's logical name), ``PrimaryEntityId``,
+  ``InitiatingUserId``/``UserId``, ``OperationId`` (the system job; else ``RequestId``), ``OrganizationId``; a body
+  that is not such a context is answered ``400``.
+- **Own writes**: a change initiated by the integration user (the sync's own write; the user ``WhoAmI`` names)
+  records nothing, as the change-tracking trigger ignores rows it modified.
+- **Effect**: one asset event on ``dataverse/<entity set>`` (the table's entity set, from the registered steps).
+- **Idempotent**: the operation id is remembered four days (``dynamics.dataverse_webhook_deliveries``); a context
+  sent again records nothing. If the asset event cannot be recorded the answer is ``503``: for 502/503/504 the
+  service makes one more attempt (the docs' Troubleshoot section); after that the system job fails and the
+  change-tracking safety poll of the table brings the change.
+
+This app has no Airflow login: the services cannot sign in; the clientState and the header are the shared secrets.
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import json
 import logging
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
@@ -33,7 +55,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dynamics_jobqueue.hooks.business_central import Notification, parse_notifications
 from dynamics_jobqueue.hooks.errors import MalformedResponseError
-from dynamics_jobqueue.sync.assets import erp_asset
+from dynamics_jobqueue.sync.assets import crm_asset, erp_asset
+from dynamics_jobqueue.webhooks import queries
+from dynamics_jobqueue.webhooks.dataverse_steps import HEADER, secret_hash, stored_endpoints
 from dynamics_jobqueue.webhooks.subscriptions import client_state_hash, stored_subscriptions
 
 if TYPE_CHECKING:
@@ -103,12 +127,7 @@ def accept(
         return 401, {"error": "no notification of a subscription held here", "refused": refused}
     keys = list(dict.fromkeys(_key(n) for n in valid))
     with store.transaction() as cur:
-        cur.execute(
-            "SELECT subscription_id, resource, change_type, last_modified FROM dynamics.bc_webhook_notifications"
-            " WHERE (subscription_id, resource, change_type, last_modified) IN"
-            " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]))",
-            [list(column) for column in zip(*keys, strict=True)],
-        )
+        cur.execute(queries.BC_SEEN_NOTIFICATIONS, [list(column) for column in zip(*keys, strict=True)])
         seen = {tuple(row) for row in cur.fetchall()}
     new = [k for k in keys if k not in seen]
     by_set: dict[str, dict[str, Any]] = {}
@@ -128,15 +147,8 @@ def accept(
             return 503, {"error": "asset event not recorded"}
     if new:
         with store.transaction() as cur:
-            cur.executemany(
-                "INSERT INTO dynamics.bc_webhook_notifications (subscription_id, resource, change_type, last_modified)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                new,
-            )
-            cur.execute(
-                "DELETE FROM dynamics.bc_webhook_notifications WHERE received_at < now() - make_interval(days => %s)",
-                (KEEP_DAYS,),
-            )
+            cur.executemany(queries.BC_REMEMBER_NOTIFICATION, new)
+            cur.execute(queries.BC_FORGET_OLD_NOTIFICATIONS, (KEEP_DAYS,))
     LOG.info(
         "webhook: %d notification(s) accepted (%d new, entity sets %s), %d refused",
         len(valid),
@@ -147,14 +159,125 @@ def accept(
     return 202, {"accepted": len(valid), "new": len(new), "refused": refused}
 
 
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+@dataclass(frozen=True)
+class DataverseContext:
+    """The parts of a ``RemoteExecutionContext`` the receiver uses (names as in the context)."""
+
+    message: str  # MessageName: Create, Update, Delete
+    table: str  # PrimaryEntityName: the table's logical name
+    record_id: str  # PrimaryEntityId
+    user_id: str  # InitiatingUserId (else UserId): who made the change
+    operation_id: str  # OperationId (the system job), else RequestId
+    organization_id: str  # OrganizationId
+
+
+def parse_execution_context(body: bytes) -> DataverseContext:
+    """Parse a webhook body. :raises ValueError: when it is not a ``RemoteExecutionContext`` with those fields."""
+    data = json.loads(body.decode("utf-8-sig"))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+
+    def text(*names: str) -> str:
+        for name in names:
+            value = data.get(name)
+            if isinstance(value, str) and value:
+                return value
+        raise ValueError(f"no {'/'.join(names)}")
+
+    context = DataverseContext(
+        message=text("MessageName"),
+        table=text("PrimaryEntityName"),
+        record_id=text("PrimaryEntityId"),
+        user_id=text("InitiatingUserId", "UserId").lower(),
+        operation_id=text("OperationId", "RequestId").lower(),
+        organization_id=text("OrganizationId"),
+    )
+    for name in ("record_id", "user_id", "operation_id"):
+        if not _GUID.match(getattr(context, name)):
+            raise ValueError(f"{name} is not a GUID")
+    return context
+
+
+def accept_dataverse(
+    body: bytes,
+    key: str | None,
+    store: StateStoreHook,
+    integration_user: Callable[[], str],
+    record: Callable[[str, str, dict[str, Any]], None] = record_asset_event,
+    organization: str = "",
+) -> tuple[int, dict[str, Any]]:
+    """Check and record one Dataverse webhook POST. :return: ``(status, JSON answer)``."""
+    endpoints = stored_endpoints(store)
+    given = secret_hash(key or "")
+    valid = any(hmac.compare_digest(given, e.secret_sha256) for e in endpoints) and bool(key)
+    if not valid:
+        LOG.warning(
+            "refused a Dataverse webhook POST from %r: %s %s",
+            organization[:128],
+            "missing" if not key else "wrong",
+            HEADER,
+        )
+        return 401, {"error": "not this deployment's webhook"}
+    try:
+        context = parse_execution_context(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        LOG.warning("refused a Dataverse webhook POST: not a RemoteExecutionContext (%s)", exc)
+        return 400, {"error": "not a RemoteExecutionContext"}
+    try:
+        me = integration_user().lower()
+    except Exception:
+        LOG.exception("could not ask Dataverse who the integration user is; answering 503")
+        return 503, {"error": "integration user unknown"}
+    if context.user_id == me:  # the sync's own write: recording it would wake crm_sync for nothing
+        return 200, {"ignored": "a change of the integration user"}
+    with store.transaction() as cur:
+        cur.execute(queries.DV_ENTITY_SET_OF, (context.table,))
+        row = cur.fetchone()
+        entity_set = row[0] if row else None
+        cur.execute(queries.DV_SEEN_DELIVERY, (context.operation_id,))
+        seen = cur.fetchone() is not None
+    if entity_set is None:
+        LOG.info("Dataverse webhook for %s, which no mapping reads: ignored", context.table)
+        return 200, {"ignored": f"no mapping reads {context.table}"}
+    if seen:
+        return 200, {"new": 0}
+    asset = crm_asset(entity_set)
+    extra = {"source": "dataverse_webhook", "message": context.message, "table": context.table, "records": 1}
+    try:
+        record(asset.name, asset.uri, extra)
+    except Exception:
+        LOG.exception("could not record the asset event of %s; answering 503 (Dataverse tries once more)", entity_set)
+        return 503, {"error": "asset event not recorded"}
+    with store.transaction() as cur:
+        cur.execute(queries.DV_REMEMBER_DELIVERY, (context.operation_id, context.table, context.message))
+        cur.execute(queries.DV_FORGET_OLD_DELIVERIES, (KEEP_DAYS,))
+    LOG.info(
+        "Dataverse webhook: %s of %s %s recorded on %s", context.message, context.table, context.record_id, asset.name
+    )
+    return 202, {"new": 1, "asset": asset.name}
+
+
+@functools.cache
+def _who_am_i(conn_id: str) -> str:
+    from dynamics_jobqueue.hooks.dataverse import DataverseHook
+
+    return DataverseHook(conn_id).who_am_i()
+
+
 def create_webhook_app(
     store: Callable[[], StateStoreHook] | None = None,
     record: Callable[[str, str, dict[str, Any]], None] = record_asset_event,
+    integration_user: Callable[[], str] | None = None,
 ) -> FastAPI:
     """The receiver app.
 
     :param store: the state store factory (default: the ``dynamics_state`` connection).
     :param record: records one asset event ``(name, uri, extra)`` (default: Airflow's asset manager).
+    :param integration_user: the integration user's ``systemuserid`` (default: ``WhoAmI`` of the
+        ``dataverse_default`` connection, asked once per process).
     """
     app = FastAPI(title="Dynamics webhooks", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -178,6 +301,25 @@ def create_webhook_app(
         if len(body) > MAX_BODY:
             return PlainTextResponse("too large", status_code=413)
         status, answer = await run_in_threadpool(accept, body, state(), record)
+        return JSONResponse(answer, status_code=status)
+
+    def me() -> str:
+        return integration_user() if integration_user is not None else _who_am_i("dataverse_default")
+
+    @app.post("/dataverse")
+    async def dataverse(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return PlainTextResponse("too large", status_code=413)
+        status, answer = await run_in_threadpool(
+            accept_dataverse,
+            body,
+            request.headers.get(HEADER),
+            state(),
+            me,
+            record,
+            request.headers.get("x-ms-dynamics-organization", ""),
+        )
         return JSONResponse(answer, status_code=status)
 
     return app

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
+from dynamics_jobqueue.webhooks import queries
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -58,25 +59,18 @@ class Outcome:
 def stored_subscriptions(store: StateStoreHook) -> dict[str, StoredSubscription]:
     """The subscriptions in the state store, by subscription id."""
     with store.transaction() as cur:
-        cur.execute(
-            "SELECT subscription_id, entity_set, client_state_sha256, expires_at FROM dynamics.bc_webhook_subscriptions"
-        )
+        cur.execute(queries.BC_SUBSCRIPTIONS)
         return {row[0]: StoredSubscription(*row) for row in cur.fetchall()}
 
 
 def _save(store: StateStoreHook, sub: Subscription, entity_set: str, client_state: str | None) -> None:
     with store.transaction() as cur:
         if client_state is None:
-            cur.execute(
-                "UPDATE dynamics.bc_webhook_subscriptions SET expires_at = %s, etag = %s, renewed_at = now()"
-                " WHERE subscription_id = %s",
-                (sub.expires, sub.etag, sub.subscription_id),
-            )
+            cur.execute(queries.BC_RENEWED, (sub.expires, sub.etag, sub.subscription_id))
             return
-        cur.execute("DELETE FROM dynamics.bc_webhook_subscriptions WHERE entity_set = %s", (entity_set,))
+        cur.execute(queries.BC_FORGET_ENTITY_SET, (entity_set,))
         cur.execute(
-            "INSERT INTO dynamics.bc_webhook_subscriptions (subscription_id, entity_set, resource, notification_url,"
-            " client_state_sha256, expires_at, etag) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            queries.BC_INSERT_SUBSCRIPTION,
             (
                 sub.subscription_id,
                 entity_set,
@@ -91,7 +85,7 @@ def _save(store: StateStoreHook, sub: Subscription, entity_set: str, client_stat
 
 def _forget(store: StateStoreHook, subscription_id: str) -> None:
     with store.transaction() as cur:
-        cur.execute("DELETE FROM dynamics.bc_webhook_subscriptions WHERE subscription_id = %s", (subscription_id,))
+        cur.execute(queries.BC_FORGET_SUBSCRIPTION, (subscription_id,))
 
 
 def ensure_subscriptions(
