@@ -12,7 +12,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG, Param
 
-from dynamics_jobqueue.operators.mailbox_remap import DAG_ID, RemapApprovalOperator
+from dynamics_jobqueue.operators.mailbox_remap import DAG_ID, TASK_ID, RemapApprovalOperator
 
 with DAG(
     dag_id=DAG_ID,
@@ -23,4 +23,4 @@ with DAG(
     tags=["dynamics", "mailbox"],
     doc_md=__doc__,
 ):
-    RemapApprovalOperator(task_id="approve_remap", retries=0)
+    RemapApprovalOperator(task_id=TASK_ID, retries=0)

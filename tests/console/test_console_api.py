@@ -391,6 +391,11 @@ def test_a_breaking_remap_waits_for_approval_as_a_required_action(
     assert (first["status"], first["requested_by"], first["decided_by"]) == ("pending", "operator", None)
     assert first["dag_run_id"]
     assert "already has mailbox sales@cronus.example" in first["reason"]
+    # Where it is approved: the approval task's Required Actions tab in the Airflow UI.
+    assert (first["dag_id"], first["task_id"]) == ("mailbox_remap_approval", "approve_remap")
+    assert first["required_action_url"].endswith(
+        f"/dags/mailbox_remap_approval/runs/{quote(first['dag_run_id'], safe='')}/tasks/approve_remap/required_actions"
+    )
 
     # Rejected: nothing changes, the console shows who rejected it.
     output = _answer_remap(console, airflow_env, first["request_id"], "Reject", tmp_path / "reject.log")

@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from console_support import CRM_USER_1, CRM_USER_2, CUSTOMER_MAPPING, HTML_SUBJECT, SCRIPT_NAME, Console
@@ -295,13 +296,22 @@ def test_mailboxes_actions(operator: Operator, console: Console) -> None:
     operator.shot("12-remap-confirmation")
     mapped = "SELECT mailbox_id, crm_user_id FROM dynamics.mailbox ORDER BY mailbox_id"
     assert console.query(mapped) == [(sales, CRM_USER_1), (support, CRM_USER_2)]
-    assert "confirm it below" in operator.notice()
+    assert "request its approval below" in operator.notice()
     operator.close_notice()
-    # Confirmed, the remap waits for approval as a required action (mailbox_remap_approval): nothing changes yet.
-    box.locator("#confirm-remap").click()
+    # Confirmed, the remap waits for approval as a required action (mailbox_remap_approval): nothing changes yet,
+    # and the mailbox shows the pending request with a link to the task's Required Actions tab.
+    box.get_by_role("button", name="Request approval").click()
     assert "waits for approval in Required Actions" in operator.notice()
     assert console.query(mapped) == [(sales, CRM_USER_1), (support, CRM_USER_2)]
-    assert console.query("SELECT status, requested_by FROM dynamics.mailbox_remap_request") == [("pending", "admin")]
+    [(status, requested_by, run_id)] = console.query(
+        "SELECT status, requested_by, dag_run_id FROM dynamics.mailbox_remap_request"
+    )
+    assert (status, requested_by) == ("pending", "admin")
+    request = box.locator("[data-testid=remap-request][data-request-status=pending]")
+    assert "Pending approval" in request.inner_text() and "requested by admin" in request.inner_text()
+    assert request.locator("[data-testid=required-action-link]").get_attribute("href") == (
+        f"/dags/mailbox_remap_approval/runs/{quote(run_id, safe='')}/tasks/approve_remap/required_actions"
+    )
     operator.shot("13-remap-awaiting-approval")
     operator.close_notice()
 
@@ -320,6 +330,53 @@ def test_mailboxes_actions(operator: Operator, console: Console) -> None:
     page.wait_for_url(f"**{href}")
     page.get_by_text(run_id).first.wait_for()
     operator.shot("14b-test-and-enable-dag-run")
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_mailboxes_show_a_pending_and_a_decided_remap_request(
+    browser: playwright_api.Browser, console: Console, artifacts: Path, theme: str
+) -> None:
+    """Each mailbox shows its latest remap request: the support mailbox's waits for approval (who asked, when,
+    the link to the approval task's Required Actions tab), the sales mailbox's was rejected (by whom, when)."""
+    from dynamics_jobqueue.mailbox import records
+
+    sales, support = console.seed.mailbox_ids
+    pending = records.request_remap(
+        console.store, support, CRM_USER_1, reason="CRM user 1 already has mailbox sales", requested_by="operator"
+    )
+    records.set_remap_run(console.store, pending, f"manual__pending-{theme}")
+    rejected = records.request_remap(
+        console.store, sales, CRM_USER_2, reason="CRM user 2 already has mailbox support", requested_by="admin"
+    )
+    records.set_remap_run(console.store, rejected, f"manual__rejected-{theme}")
+    records.decide_remap(console.store, rejected, approved=False, decided_by="operator")
+
+    context = _context(browser, console, theme)
+    user = Operator(context.new_page(), console, artifacts)
+    try:
+        page = user.open("mailboxes")
+        waiting = page.locator(f"#mailbox-{support} [data-testid=remap-request]")
+        waiting.wait_for()
+        assert waiting.get_attribute("data-request-status") == "pending"
+        text = waiting.inner_text()
+        assert f"Remap to CRM user {CRM_USER_1}, requested by operator on " in text
+        assert "Waiting for approval in Airflow's Required Actions" in text
+        assert waiting.locator("[data-testid=required-action-link]").get_attribute("href") == (
+            f"/dags/mailbox_remap_approval/runs/manual__pending-{theme}/tasks/approve_remap/required_actions"
+        )
+        decided = page.locator(f"#mailbox-{sales} [data-testid=remap-request]")
+        assert decided.get_attribute("data-request-status") == "rejected"
+        assert "requested by admin" in decided.inner_text()
+        assert (
+            decided.locator("[data-testid=remap-decision]")
+            .inner_text()
+            .startswith("Rejected (nothing changed) by operator on ")
+        )
+        assert decided.locator("[data-testid=required-action-link]").count() == 0
+        user.shot(f"13c-remap-requests-{theme}")
+        assert user.dialogs == []
+    finally:
+        context.close()
 
 
 def test_viewer_sees_no_actions(browser: playwright_api.Browser, console: Console, artifacts: Path) -> None:

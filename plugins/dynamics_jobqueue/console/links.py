@@ -9,7 +9,7 @@ from ``[api] base_url`` as Airflow's own links are.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from airflow.sdk import BaseOperatorLink
 
@@ -24,6 +24,36 @@ def console_url(page: str, **params: Any) -> str:
     base = conf.get("api", "base_url", fallback="").rstrip("/")
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
     return f"{base}/plugin/dynamics-{page}" + (f"?{query}" if query else "")
+
+
+def task_instance_url(
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    *,
+    map_index: int | None = None,
+    try_number: int | None = None,
+    tab: str = "",
+) -> str:
+    """The Airflow UI URL of a task instance: its logs (of try ``try_number``), or one of its tabs (``tab``:
+    ``required_actions`` ...).
+
+    The Airflow UI's route ``/dags/<dag_id>/runs/<run_id>/tasks/<task_id>[/mapped/<map_index>][/<tab>]``
+    (``?try_number=<n>`` picks the try whose log shows); path segments are quoted (a run id may hold ``+`` and
+    ``:``). Absolute from ``[api] base_url`` as :func:`console_url`.
+
+    :param map_index: the mapped task instance's index; ``None`` or -1 for an unmapped task.
+    """
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="").rstrip("/")
+    path = "/".join(quote(part, safe="") for part in ("dags", dag_id, "runs", run_id, "tasks", task_id))
+    if map_index is not None and map_index >= 0:
+        path += f"/mapped/{map_index}"
+    if tab:
+        path += f"/{tab}"
+    query = f"?try_number={try_number}" if try_number else ""
+    return f"{base}/{path}{query}"
 
 
 class _ConsoleLink(BaseOperatorLink):

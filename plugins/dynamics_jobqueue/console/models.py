@@ -229,6 +229,12 @@ class RemapRequestOut(BaseModel):
     decided_by: str | None
     decided_at: datetime | None
     dag_run_id: str | None
+    dag_id: str = Field(description="the DAG whose run asks: mailbox_remap_approval")
+    task_id: str = Field(description="the task that waits for the answer: approve_remap")
+    required_action_url: str | None = Field(
+        description="the task instance's Required Actions tab in the Airflow UI, where it is approved or rejected "
+        "(none before the run exists)"
+    )
 
 
 class MailboxOut(BaseModel):

@@ -17,8 +17,10 @@ from psycopg.rows import dict_row
 
 from dynamics_jobqueue.console import labels
 from dynamics_jobqueue.console import queries as q
+from dynamics_jobqueue.console.links import task_instance_url
 from dynamics_jobqueue.console.listing import PageRequest, Period, fetch_page
-from dynamics_jobqueue.mailbox.records import latest_remap_requests
+from dynamics_jobqueue.mailbox.records import RemapRequest, latest_remap_requests
+from dynamics_jobqueue.operators import mailbox_remap
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
 
 if TYPE_CHECKING:
@@ -208,7 +210,7 @@ def couple(
 # -- mailboxes ------------------------------------------------------------------------------------------------
 def mailboxes(store: StateStoreHook) -> list[dict[str, Any]]:
     """Mailboxes, each with ``workloads``: status, last error and its fix, next sync, items processed; and
-    ``remap_request``: the latest remap waiting for (or given) approval (:class:`RemapRequest` fields), or None."""
+    ``remap_request``: the latest remap waiting for (or given) approval (:func:`remap_request`), or None."""
     boxes = _rows(store, q.MAILBOXES, {})
     workloads = _rows(store, q.WORKLOADS, {"mailbox_id": None})
     by_mailbox: dict[int, list[dict[str, Any]]] = {}
@@ -218,8 +220,25 @@ def mailboxes(store: StateStoreHook) -> list[dict[str, Any]]:
     for box in boxes:
         box["workloads"] = by_mailbox.get(box["mailbox_id"], [])
         request = requests.get(box["mailbox_id"])
-        box["remap_request"] = asdict(request) if request else None
+        box["remap_request"] = remap_request(request) if request else None
     return boxes
+
+
+def remap_request(request: RemapRequest) -> dict[str, Any]:
+    """A remap request's fields (:class:`RemapRequest`) with the task that asks for its approval: ``dag_id``,
+    ``task_id`` and ``required_action_url``, its Required Actions tab in the Airflow UI (``None`` until the
+    mailbox_remap_approval run is known)."""
+    run_id = request.dag_run_id
+    return {
+        **asdict(request),
+        "dag_id": mailbox_remap.DAG_ID,
+        "task_id": mailbox_remap.TASK_ID,
+        "required_action_url": task_instance_url(
+            mailbox_remap.DAG_ID, run_id, mailbox_remap.TASK_ID, tab="required_actions"
+        )
+        if run_id
+        else None,
+    }
 
 
 def sync_now(store: StateStoreHook, mailbox_id: int) -> int:

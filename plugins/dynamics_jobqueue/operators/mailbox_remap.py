@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 STATE_CONN_ID = "dynamics_state"
 DAG_ID = "mailbox_remap_approval"
+#: The task of a mailbox_remap_approval run that waits in Required Actions.
+TASK_ID = "approve_remap"
 
 
 def remap_subject(request: RemapRequest) -> str:

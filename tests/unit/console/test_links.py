@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.types import TaskInstanceKey
 
+from dynamics_jobqueue.console.links import task_instance_url
 from dynamics_jobqueue.operators.mailbox import MailboxSyncOperator
 from dynamics_jobqueue.operators.posting import BatchPostOperator, DrainJobQueueOperator
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
@@ -42,3 +43,15 @@ def test_each_operator_links_to_its_console_page() -> None:
 def test_the_plugin_registers_the_links() -> None:
     registered = {type(link).__name__ for link in DynamicsJobQueuePlugin.operator_extra_links}
     assert registered == {"SyncConsoleLink", "PostingConsoleLink", "MailboxConsoleLink"}
+
+
+def test_task_instance_urls_follow_the_airflow_ui_routes() -> None:
+    run_id = "manual__2026-11-30T10:00:00+00:00"
+    assert task_instance_url("salespost", run_id, "drain", try_number=2) == (
+        "https://airflow.example/dags/salespost/runs/manual__2026-11-30T10%3A00%3A00%2B00%3A00/tasks/drain"
+        "?try_number=2"
+    )
+    assert task_instance_url("d", "r", "t", map_index=3) == "https://airflow.example/dags/d/runs/r/tasks/t/mapped/3"
+    assert task_instance_url("d", "r", "t", map_index=-1, tab="required_actions") == (
+        "https://airflow.example/dags/d/runs/r/tasks/t/required_actions"
+    )

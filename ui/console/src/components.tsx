@@ -161,6 +161,9 @@ const PALETTE: Record<string, string> = {
   "Filtered out": "gray",
   Quarantined: "red",
   Skipped: "yellow",
+  "Pending approval": "orange",
+  Approved: "green",
+  Rejected: "red",
 };
 
 export const StatusBadge = ({ label }: { label: string }) => (
@@ -263,10 +266,26 @@ export function ConfirmButton({
 export const runPath = (dagId: string, runId: string) =>
   `/dags/${encodeURIComponent(dagId)}/runs/${encodeURIComponent(runId)}`;
 
-export const DagRunLink = ({ dagId, runId, taskId }: { dagId: string; runId?: string | null; taskId?: string }) =>
+/** A task instance's page in the Airflow UI (its logs), as the UI routes it (mapped: /mapped/<index>). */
+export const taskPath = (dagId: string, runId: string, taskId: string, mapIndex?: number | null) =>
+  `${runPath(dagId, runId)}/tasks/${encodeURIComponent(taskId)}${mapIndex != null && mapIndex >= 0 ? `/mapped/${mapIndex}` : ""}`;
+
+export const DagRunLink = ({
+  dagId,
+  runId,
+  taskId,
+  mapIndex,
+  tryNumber,
+}: {
+  dagId: string;
+  runId?: string | null;
+  taskId?: string;
+  mapIndex?: number | null;
+  tryNumber?: number | null;
+}) =>
   runId ? (
     <RouterLink
-      to={taskId ? `${runPath(dagId, runId)}/tasks/${encodeURIComponent(taskId)}` : runPath(dagId, runId)}
+      to={taskId ? `${taskPath(dagId, runId, taskId, mapIndex)}${tryNumber ? `?try_number=${tryNumber}` : ""}` : runPath(dagId, runId)}
       style={{ textDecoration: "underline" }}
       data-testid="run-link"
     >

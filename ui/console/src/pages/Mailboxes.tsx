@@ -1,6 +1,8 @@
 // Mailboxes: each workload's status, last error and its fix; Test & Enable (a mailbox_sync DAG run, linked), Sync
-// now, Remap to a CRM user picked from Dataverse (breaking a mapping asks first), and the messages handled.
+// now, Remap to a CRM user picked from Dataverse (a remap that breaks a mapping is requested and approved as an
+// Airflow required action: the latest request shows with who asked and who decided), and the messages handled.
 import { Box, Button, Heading, HStack, Input, Stack, Table, Text } from "@chakra-ui/react";
+import { Link as RouterLink } from "react-router-dom";
 import { useCallback, useEffect, useState } from "react";
 
 import { type ActionResult, ApiError, type DagRunTriggered, get, post } from "../api";
@@ -11,6 +13,7 @@ import {
   type Message,
   Notice,
   runPath,
+  taskPath,
   Select,
   StatusBadge,
   useAction,
@@ -28,6 +31,19 @@ type Workload = {
   items_processed: number;
   items_failed: number;
 };
+type RemapRequest = {
+  request_id: number;
+  crm_user_id: string;
+  reason: string;
+  requested_by: string;
+  requested_at: string;
+  status: "pending" | "approved" | "rejected";
+  decided_by: string | null;
+  decided_at: string | null;
+  dag_id: string;
+  dag_run_id: string | null;
+  task_id: string;
+};
 type Mailbox = {
   mailbox_id: number;
   name: string;
@@ -35,7 +51,51 @@ type Mailbox = {
   crm_user_id: string | null;
   server_type: string;
   workloads: Workload[];
+  remap_request: RemapRequest | null;
 };
+
+const REQUEST_STATUS = { pending: "Pending approval", approved: "Approved", rejected: "Rejected" } as const;
+
+/** The mailbox's latest remap that breaks a mapping: who asked and when, and either the required action that
+ * waits for the answer (Airflow's Required Actions tab of the approval task) or who approved/rejected it. */
+function RemapRequestInfo({ request }: { request: RemapRequest }) {
+  return (
+    <Box data-testid="remap-request" data-request-status={request.status} borderWidth="1px" borderRadius="md" p={2} mt={3}>
+      <HStack gap={2} wrap="wrap">
+        <StatusBadge label={REQUEST_STATUS[request.status]} />
+        <Text fontSize="sm">
+          Remap to CRM user {request.crm_user_id}, requested by <b>{request.requested_by}</b> on {formatTime(request.requested_at)}
+        </Text>
+      </HStack>
+      <Text fontSize="sm" color="fg.muted" mt={1}>
+        It breaks a mapping: {request.reason}
+      </Text>
+      {request.status === "pending" ? (
+        <Text fontSize="sm" mt={1}>
+          Waiting for approval in Airflow&apos;s Required Actions
+          {request.dag_run_id ? (
+            <>
+              {": "}
+              <RouterLink
+                to={`${taskPath(request.dag_id, request.dag_run_id, request.task_id)}/required_actions`}
+                style={{ textDecoration: "underline" }}
+                data-testid="required-action-link"
+              >
+                approve or reject it
+              </RouterLink>
+            </>
+          ) : null}
+          .
+        </Text>
+      ) : (
+        <Text fontSize="sm" mt={1} data-testid="remap-decision">
+          {request.status === "approved" ? "Approved (the remap is applied)" : "Rejected (nothing changed)"} by{" "}
+          <b>{request.decided_by}</b> on {formatTime(request.decided_at)}.
+        </Text>
+      )}
+    </Box>
+  );
+}
 type CrmUser = { systemuserid: string; fullname: string | null; internalemailaddress: string | null };
 type MailMessage = {
   mailbox_id: number;
@@ -69,7 +129,7 @@ function Remap({ mailbox, onDone, setMessage }: { mailbox: Mailbox; onDone: () =
       } catch (error) {
         if (error instanceof ApiError && error.status === 409) {
           setConflict(error.message);
-          return { kind: "error", text: "Remapping breaks a mapping: confirm it below." } as Message;
+          return { kind: "error", text: "Remapping breaks a mapping: request its approval below." } as Message;
         }
         throw error;
       }
@@ -92,9 +152,13 @@ function Remap({ mailbox, onDone, setMessage }: { mailbox: Mailbox; onDone: () =
       {conflict ? (
         <Box id="remap-conflict" borderWidth="1px" borderRadius="md" p={2} bg="bg.warning">
           <Text>{conflict}</Text>
+          <Text fontSize="sm" mt={1}>
+            Breaking a mapping needs approval: the request waits in Airflow&apos;s Required Actions, and the remap is
+            applied only when it is approved.
+          </Text>
           <HStack mt={2}>
-            <Button size="xs" colorPalette="red" id="confirm-remap" onClick={() => remap(true)}>
-              Remap anyway
+            <Button size="xs" colorPalette="orange" id="confirm-remap" onClick={() => remap(true)}>
+              Request approval
             </Button>
             <Button size="xs" variant="ghost" onClick={() => setConflict(undefined)}>
               Cancel
@@ -166,6 +230,7 @@ export function MailboxesPage({ canEdit }: { canEdit: boolean }) {
               ))}
             </Table.Body>
           </Table.Root>
+          {box.remap_request ? <RemapRequestInfo request={box.remap_request} /> : null}
           {canEdit ? (
             <Stack mt={3} gap={2}>
               <HStack>
