@@ -48,8 +48,7 @@ def test_the_plugin_registers_the_links() -> None:
 def test_task_instance_urls_follow_the_airflow_ui_routes() -> None:
     run_id = "manual__2026-11-30T10:00:00+00:00"
     assert task_instance_url("salespost", run_id, "drain", try_number=2) == (
-        "https://airflow.example/dags/salespost/runs/manual__2026-11-30T10%3A00%3A00%2B00%3A00/tasks/drain"
-        "?try_number=2"
+        "https://airflow.example/dags/salespost/runs/manual__2026-11-30T10%3A00%3A00%2B00%3A00/tasks/drain?try_number=2"
     )
     assert task_instance_url("d", "r", "t", map_index=3) == "https://airflow.example/dags/d/runs/r/tasks/t/mapped/3"
     assert task_instance_url("d", "r", "t", map_index=-1, tab="required_actions") == (
