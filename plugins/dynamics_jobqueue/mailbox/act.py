@@ -30,6 +30,7 @@ from dynamics_jobqueue.hooks.dataverse import bind
 from dynamics_jobqueue.hooks.errors import NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
 from dynamics_jobqueue.hooks.microsoft import and_filters, compare_filter, eq_filter
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.store import load_delta_link, save_delta_link
 
 if TYPE_CHECKING:
@@ -174,8 +175,7 @@ def filter_expression(conn: psycopg.Connection, mailbox_id: int, entity: str) ->
     """The OR of the enabled synchronization filters of ``entity`` for the mailbox (its own and the
     organisation's), or ``None`` when there is none (the entity does not sync)."""
     rows = conn.execute(
-        "SELECT odata_filter FROM dynamics.mailbox_sync_filter WHERE entity = %s AND enabled"
-        " AND (mailbox_id = %s OR mailbox_id IS NULL) ORDER BY filter_id",
+        q.SYNC_FILTERS,
         (entity, mailbox_id),
     ).fetchall()
     conn.commit()
@@ -213,8 +213,7 @@ class ActSync:
 
     def _link_row(self, spec: EntitySpec, column: str, value: str) -> tuple[Any, ...] | None:
         row = self.conn.execute(
-            f"SELECT crm_id::text, graph_id, graph_changekey, crm_version FROM dynamics.mailbox_item_link"
-            f" WHERE mailbox_id = %s AND entity = %s AND {column} = %s",  # column: crm_id or graph_id (fixed)
+            q.ITEM_LINK_BY.format(column=column),  # column: crm_id or graph_id (fixed)
             (self.mailbox.mailbox_id, spec.entity, value),
         ).fetchone()
         self.conn.commit()
@@ -222,18 +221,14 @@ class ActSync:
 
     def _link(self, spec: EntitySpec, crm_id: str, graph_id: str, changekey: str | None, version: int | None) -> None:
         self.conn.execute(
-            "INSERT INTO dynamics.mailbox_item_link (mailbox_id, entity, crm_id, graph_id, graph_changekey,"
-            " crm_version) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (mailbox_id, entity, crm_id)"
-            " DO UPDATE SET graph_id = EXCLUDED.graph_id, graph_changekey = EXCLUDED.graph_changekey,"
-            " crm_version = COALESCE(EXCLUDED.crm_version, dynamics.mailbox_item_link.crm_version),"
-            " updated_at = now()",
+            q.LINK_ITEM,
             (self.mailbox.mailbox_id, spec.entity, crm_id, graph_id, changekey, version),
         )
         self.conn.commit()
 
     def _unlink(self, spec: EntitySpec, graph_id: str) -> None:
         self.conn.execute(
-            "DELETE FROM dynamics.mailbox_item_link WHERE mailbox_id = %s AND entity = %s AND graph_id = %s",
+            q.UNLINK_ITEM,
             (self.mailbox.mailbox_id, spec.entity, graph_id),
         )
         self.conn.commit()
@@ -241,7 +236,7 @@ class ActSync:
     # -- CRM -> Exchange ---------------------------------------------------------------------------------------
     def _to_exchange(self, spec: EntitySpec, expression: str) -> None:
         row = self.conn.execute(
-            "SELECT modified_after FROM dynamics.mailbox_crm_watermark WHERE mailbox_id = %s AND entity = %s",
+            q.CRM_WATERMARK,
             (self.mailbox.mailbox_id, spec.entity),
         ).fetchone()
         self.conn.commit()
@@ -261,8 +256,7 @@ class ActSync:
                 newest = max(newest, datetime.fromisoformat(str(record["modifiedon"]).replace("Z", "+00:00")))
         if newest > watermark:
             self.conn.execute(
-                "INSERT INTO dynamics.mailbox_crm_watermark (mailbox_id, entity, modified_after) VALUES (%s, %s, %s)"
-                " ON CONFLICT (mailbox_id, entity) DO UPDATE SET modified_after = EXCLUDED.modified_after",
+                q.SAVE_CRM_WATERMARK,
                 (self.mailbox.mailbox_id, spec.entity, newest),
             )
             self.conn.commit()

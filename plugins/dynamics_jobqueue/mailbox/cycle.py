@@ -18,6 +18,7 @@ from dynamics_jobqueue.hooks.mail import MailError, MailHook
 from dynamics_jobqueue.hooks.microsoft import and_filters, eq_filter
 from dynamics_jobqueue.hooks.state import StateStoreHook
 from dynamics_jobqueue.mailbox import crm, schedule
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.act import ActSync
 from dynamics_jobqueue.mailbox.incoming import IncomingSync
 from dynamics_jobqueue.mailbox.outgoing import OutgoingSync
@@ -115,7 +116,7 @@ def sync_mailbox(
         mailbox = get_mailbox(conn, mailbox_id)
         summary = MailboxSummary(mailbox.email_address, owner_id=mailbox.crm_user_id)
         # one run per mailbox at a time (a manual run next to the scheduled one): session-level lock
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_MAILBOX_LOCK_CLASS, mailbox_id)).fetchone()
+        locked = conn.execute(q.TRY_LOCK_MAILBOX, (_MAILBOX_LOCK_CLASS, mailbox_id)).fetchone()
         conn.commit()
         if not (locked and locked[0]):
             summary.notes.append("skipped: another run of this mailbox is in progress")
@@ -225,8 +226,7 @@ def sync_mailboxes(
     resolver = crm.PartyResolver(dataverse)
     with transaction(state) as cur:
         cur.execute(
-            "SELECT crm_user_id::text FROM dynamics.mailbox WHERE mailbox_id = ANY(%s)"
-            " AND crm_user_id IS NOT NULL AND outgoing_method <> 'none'",
+            q.OUTGOING_OWNERS,
             (list(mailbox_ids),),
         )
         owners = [row[0] for row in cur.fetchall()]
@@ -288,8 +288,7 @@ def test_and_enable(
     summary = sync_mailbox(state, mailbox_id, dataverse=dataverse, now=now, force=True)
     with transaction(state) as cur:
         cur.execute(
-            "UPDATE dynamics.mailbox_workload SET enabled = (status = 'success'), last_test_at = %s"
-            " WHERE mailbox_id = %s AND workload = ANY(%s)",
+            q.ENABLE_TESTED_WORKLOADS,
             (now, mailbox_id, summary.ran),
         )
     if summary.errors:

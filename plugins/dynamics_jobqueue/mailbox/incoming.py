@@ -32,6 +32,7 @@ from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
 from dynamics_jobqueue.hooks.graph import DeltaExpiredError, GraphHook
 from dynamics_jobqueue.hooks.mail import MailError, UnreadableMessage
 from dynamics_jobqueue.mailbox import crm
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.message import (
     ParsedMessage,
     UnparseableMessage,
@@ -112,8 +113,7 @@ class IncomingSync:
     def _run_imap_folder(self, session: ImapSession, folder: str) -> None:
         status = session.status(folder)
         row = self.conn.execute(
-            "SELECT uidvalidity, last_uid, uidnext, highest_modseq FROM dynamics.mailbox_folder_state"
-            " WHERE mailbox_id = %s AND folder = %s",
+            q.FOLDER_STATE,
             (self.mailbox.mailbox_id, folder),
         ).fetchone()
         self.conn.commit()  # no read transaction left open: the schedule update after an idle check must persist
@@ -142,10 +142,7 @@ class IncomingSync:
         """Store the folder position. During a pass ``uidnext``/``modseq`` are ``None`` (unknown), so a run
         that resumes after a crash never takes the "nothing changed" shortcut or a MODSEQ search."""
         self.conn.execute(
-            "INSERT INTO dynamics.mailbox_folder_state (mailbox_id, folder, uidvalidity, last_uid, uidnext,"
-            " highest_modseq) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (mailbox_id, folder) DO UPDATE SET"
-            " uidvalidity = EXCLUDED.uidvalidity, last_uid = EXCLUDED.last_uid, uidnext = EXCLUDED.uidnext,"
-            " highest_modseq = EXCLUDED.highest_modseq, updated_at = now()",
+            q.SAVE_FOLDER_STATE,
             (self.mailbox.mailbox_id, folder, uidvalidity, last_uid, uidnext, modseq),
         )
         self.conn.commit()
@@ -174,7 +171,7 @@ class IncomingSync:
             for message in page.messages:
                 source_key = f"graph:{message['id']}"
                 known = self.conn.execute(
-                    "SELECT source_uid FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
+                    q.SOURCE_UID_OF_MESSAGE,
                     (self.mailbox.mailbox_id, normalise_message_id(str(message.get("internetMessageId") or ""))),
                 ).fetchone()
                 self.conn.commit()
@@ -200,12 +197,7 @@ class IncomingSync:
     def _run_pop3(self) -> None:
         with self.mail.pop3() as session:
             listing = session.uidl()
-            known = {
-                r[0]
-                for r in self.conn.execute(
-                    "SELECT uidl FROM dynamics.mailbox_pop3_uidl WHERE mailbox_id = %s", (self.mailbox.mailbox_id,)
-                ).fetchall()
-            }
+            known = {r[0] for r in self.conn.execute(q.POP3_UIDLS, (self.mailbox.mailbox_id,)).fetchall()}
             self.conn.commit()
             for number, uidl in sorted(listing.items()):
                 if uidl in known:
@@ -218,7 +210,7 @@ class IncomingSync:
                     raw = exc
                 self._handle(raw, folder="INBOX", source_key=f"pop3:{uidl}")
                 self.conn.execute(
-                    "INSERT INTO dynamics.mailbox_pop3_uidl (mailbox_id, uidl) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    q.ADD_POP3_UIDL,
                     (self.mailbox.mailbox_id, uidl),
                 )
                 self.conn.commit()
@@ -239,7 +231,7 @@ class IncomingSync:
             return
         digest = body_digest(raw)
         seen = self.conn.execute(
-            "SELECT body_sha256, source_uid FROM dynamics.mailbox_message WHERE mailbox_id = %s AND message_id = %s",
+            q.SEEN_MESSAGE,
             (self.mailbox.mailbox_id, message.message_id),
         ).fetchone()
         if seen:
@@ -271,9 +263,7 @@ class IncomingSync:
             self._quarantine(raw, folder, source_key, f"not tracked: {type(exc).__name__}: {exc}")
             return
         self.conn.execute(
-            "INSERT INTO dynamics.mailbox_message (mailbox_id, message_id, outcome, reason, activity_id, regarding,"
-            " subject, folder, source_uid, body_sha256) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT DO NOTHING",
+            q.RECORD_MESSAGE,
             (
                 self.mailbox.mailbox_id,
                 message.message_id,
@@ -326,13 +316,11 @@ class IncomingSync:
         # an unreadable message may have no bytes at all: its source key then tells it apart
         digest = hashlib.sha256(raw or source_key.encode()).hexdigest()
         self.conn.execute(
-            "INSERT INTO dynamics.mailbox_quarantine (mailbox_id, source_key, folder, reason, raw)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (mailbox_id, source_key) DO NOTHING",
+            q.QUARANTINE,
             (self.mailbox.mailbox_id, f"sha256:{digest}", folder, reason, raw),
         )
         inserted = self.conn.execute(
-            "INSERT INTO dynamics.mailbox_message (mailbox_id, message_id, outcome, reason, folder, source_uid)"
-            " VALUES (%s, %s, 'quarantined', %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            q.RECORD_QUARANTINED_MESSAGE,
             (self.mailbox.mailbox_id, f"<{digest[:40]}@quarantine.invalid>", reason, folder, source_key),
         ).fetchone()
         self.conn.commit()

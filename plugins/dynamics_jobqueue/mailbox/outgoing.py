@@ -30,6 +30,7 @@ from dynamics_jobqueue.hooks.errors import ApiError, NotFoundError
 from dynamics_jobqueue.hooks.graph import GraphHook
 from dynamics_jobqueue.hooks.mail import MailError
 from dynamics_jobqueue.mailbox import crm
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.message import TRACKING_TOKEN
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class OutgoingSync:
             self.pending if self.pending is not None else crm.pending_send(self.dataverse, [self.mailbox.crm_user_id])
         )
         unfinished = self.conn.execute(
-            "SELECT activity_id::text FROM dynamics.mailbox_outgoing WHERE mailbox_id = %s AND state = 'sent'",
+            q.UNFINISHED_SENDS,
             (self.mailbox.mailbox_id,),
         ).fetchall()
         self.conn.commit()
@@ -130,18 +131,17 @@ class OutgoingSync:
     def _send_one(self, email: dict[str, Any]) -> None:
         activity_id = str(email["activityid"])
         row = self.conn.execute(
-            "SELECT state, message_id, raw FROM dynamics.mailbox_outgoing WHERE activity_id = %s FOR UPDATE",
+            q.LOCK_OUTGOING,
             (activity_id,),
         ).fetchone()
         if row is None:
             token = str(email.get("trackingtoken") or "")
             if not token:
-                seq = self.conn.execute("SELECT nextval('dynamics.mailbox_tracking_token_seq')").fetchone()
+                seq = self.conn.execute(q.NEXT_TRACKING_TOKEN).fetchone()
                 token = f"CRM:{int(seq[0]) if seq else 0:07d}"
             message_id, raw, _ = build_message(self.mailbox, email, token)
             self.conn.execute(
-                "INSERT INTO dynamics.mailbox_outgoing (activity_id, mailbox_id, message_id, raw, state)"
-                " VALUES (%s, %s, %s, %s, 'intent')",
+                q.OUTGOING_INTENT,
                 (activity_id, self.mailbox.mailbox_id, message_id, raw),
             )
             state, raw_bytes = "intent", raw
@@ -152,14 +152,12 @@ class OutgoingSync:
             return
         parsed_subject, recipients = _envelope(raw_bytes)
         if state == "intent":
-            self.conn.execute(
-                "UPDATE dynamics.mailbox_outgoing SET attempts = attempts + 1 WHERE activity_id = %s", (activity_id,)
-            )
+            self.conn.execute(q.OUTGOING_ATTEMPT, (activity_id,))
             self.conn.commit()
 
             def accepted() -> None:
                 self.conn.execute(
-                    "UPDATE dynamics.mailbox_outgoing SET state = 'sent', sent_at = now() WHERE activity_id = %s",
+                    q.OUTGOING_SENT,
                     (activity_id,),
                 )
                 self.conn.commit()
@@ -180,9 +178,7 @@ class OutgoingSync:
                     raise
                 self._fail(activity_id, parsed_subject, str(exc))
                 return
-        sent_at = self.conn.execute(
-            "SELECT sent_at FROM dynamics.mailbox_outgoing WHERE activity_id = %s", (activity_id,)
-        ).fetchone()
+        sent_at = self.conn.execute(q.OUTGOING_SENT_AT, (activity_id,)).fetchone()
         self.conn.commit()
         sent_on = (sent_at[0] if sent_at and sent_at[0] else datetime.now(UTC)).astimezone(UTC)
         token_match = TRACKING_TOKEN.search(parsed_subject)
@@ -198,7 +194,7 @@ class OutgoingSync:
             # deleted in the CRM after it went out: nothing left to mark, and nothing to send again
             log.warning("Email %s was sent but deleted in the CRM before it could be marked Sent", activity_id)
         self.conn.execute(
-            "UPDATE dynamics.mailbox_outgoing SET state = 'marked', marked_at = now() WHERE activity_id = %s",
+            q.OUTGOING_MARKED,
             (activity_id,),
         )
         self.conn.commit()
@@ -227,7 +223,7 @@ class OutgoingSync:
 
     def _fail(self, activity_id: str, subject: str, reason: str) -> None:
         self.conn.execute(
-            "UPDATE dynamics.mailbox_outgoing SET state = 'failed', last_error = %s WHERE activity_id = %s",
+            q.OUTGOING_FAILED,
             (reason, activity_id),
         )
         self.conn.commit()

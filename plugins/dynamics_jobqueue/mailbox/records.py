@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.store import StateLike, transaction
 
 if TYPE_CHECKING:
@@ -97,15 +98,6 @@ class Mailbox:
         return found
 
 
-_SELECT_MAILBOX = """
-SELECT m.mailbox_id, m.name, m.email_address, m.crm_user_id::text, p.name, p.server_type, p.conn_id,
-       m.credentials_conn_id, m.incoming_method, m.outgoing_method, m.act_method, m.incoming_filter,
-       m.folders, m.process_after, m.pop3_delete, m.base_interval_s, m.max_interval_s, m.email_approval,
-       m.recovery_rule
-  FROM dynamics.mailbox m JOIN dynamics.email_server_profile p ON p.name = m.server_profile
-"""
-
-
 def _mailbox(row: tuple[Any, ...]) -> Mailbox:
     return Mailbox(
         mailbox_id=row[0],
@@ -136,8 +128,7 @@ def save_profile(state: StateLike, name: str, server_type: str, conn_id: str) ->
     """
     with transaction(state) as cur:
         cur.execute(
-            "INSERT INTO dynamics.email_server_profile (name, server_type, conn_id) VALUES (%s, %s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET server_type = EXCLUDED.server_type, conn_id = EXCLUDED.conn_id",
+            q.SAVE_PROFILE,
             (name, server_type, conn_id),
         )
     return ServerProfile(name, server_type, conn_id)
@@ -167,10 +158,7 @@ def create_mailbox(
     """
     with transaction(state) as cur:
         cur.execute(
-            "INSERT INTO dynamics.mailbox (name, email_address, server_profile, credentials_conn_id,"
-            " incoming_filter, incoming_method, outgoing_method, act_method, folders, process_after,"
-            " base_interval_s, max_interval_s) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-            " RETURNING mailbox_id",
+            q.CREATE_MAILBOX,
             (
                 name,
                 email_address,
@@ -190,7 +178,7 @@ def create_mailbox(
         assert row is not None
         mailbox_id = int(row[0])
         cur.executemany(
-            "INSERT INTO dynamics.mailbox_workload (mailbox_id, workload) VALUES (%s, %s)",
+            q.ADD_WORKLOAD,
             [(mailbox_id, str(w)) for w in Workload],
         )
     return get_mailbox(state, mailbox_id)
@@ -199,7 +187,7 @@ def create_mailbox(
 def get_mailbox(state: StateLike, mailbox_id: int) -> Mailbox:
     """Load one mailbox. :raises KeyError: when there is no such mailbox."""
     with transaction(state) as cur:
-        cur.execute(_SELECT_MAILBOX + " WHERE m.mailbox_id = %s", (mailbox_id,))
+        cur.execute(q.MAILBOX_BY_ID, (mailbox_id,))
         row = cur.fetchone()
     if row is None:
         raise KeyError(f"no mailbox {mailbox_id}")
@@ -209,7 +197,7 @@ def get_mailbox(state: StateLike, mailbox_id: int) -> Mailbox:
 def find_mailbox(state: StateLike, email_address: str) -> Mailbox | None:
     """The mailbox of an email address (case-insensitive), or ``None``."""
     with transaction(state) as cur:
-        cur.execute(_SELECT_MAILBOX + " WHERE lower(m.email_address) = lower(%s)", (email_address,))
+        cur.execute(q.MAILBOX_BY_ADDRESS, (email_address,))
         row = cur.fetchone()
     return _mailbox(row) if row else None
 
@@ -229,10 +217,7 @@ def update_mailbox(state: StateLike, mailbox_id: int, **fields: Any) -> Mailbox:
             value = list(value) if column == "folders" else value
             value = str(value) if isinstance(value, enum.Enum) else value
             # column names come from the allow-list above, never from the caller's text
-            cur.execute(
-                f"UPDATE dynamics.mailbox SET {column} = %s, updated_at = now() WHERE mailbox_id = %s",
-                (value, mailbox_id),
-            )
+            cur.execute(q.SET_MAILBOX_FIELD.format(column=column), (value, mailbox_id))
     return get_mailbox(state, mailbox_id)
 
 
@@ -247,8 +232,7 @@ def add_sync_filter(
     """
     with transaction(state) as cur:
         cur.execute(
-            "INSERT INTO dynamics.mailbox_sync_filter (mailbox_id, entity, name, odata_filter)"
-            " VALUES (%s, %s, %s, %s) RETURNING filter_id",
+            q.ADD_SYNC_FILTER,
             (mailbox_id, entity, name, odata_filter),
         )
         row = cur.fetchone()
@@ -278,8 +262,7 @@ def map_user(
     with transaction(state) as cur:
         # row locks on both rows so two concurrent remaps cannot interleave
         cur.execute(
-            "SELECT mailbox_id, email_address, crm_user_id::text FROM dynamics.mailbox"
-            " WHERE mailbox_id = %s OR crm_user_id = %s ORDER BY mailbox_id FOR UPDATE",
+            q.LOCK_MAILBOXES_OF_MAPPING,
             (mailbox_id, user),
         )
         rows = cur.fetchall()
@@ -319,12 +302,11 @@ def _set_user(
     reason: str,
 ) -> None:
     cur.execute(
-        "UPDATE dynamics.mailbox SET crm_user_id = %s, updated_at = now() WHERE mailbox_id = %s",
+        q.SET_MAILBOX_USER,
         (new_user, mailbox_id),
     )
     cur.execute(
-        "INSERT INTO dynamics.mailbox_mapping_log (mailbox_id, action, previous_user_id, new_user_id,"
-        " changed_by, reason) VALUES (%s, %s, %s, %s, %s, %s)",
+        q.LOG_MAPPING,
         (mailbox_id, action, previous_user, new_user, changed_by, reason),
     )
 
@@ -352,13 +334,6 @@ class RemapRequest:
     dag_run_id: str | None
 
 
-_SELECT_REQUEST = (
-    "SELECT r.request_id, r.mailbox_id, m.email_address, r.crm_user_id::text, m.crm_user_id::text, r.reason,"
-    " r.requested_by, r.requested_at, r.status, r.decided_by, r.decided_at, r.dag_run_id"
-    " FROM dynamics.mailbox_remap_request r JOIN dynamics.mailbox m ON m.mailbox_id = r.mailbox_id"
-)
-
-
 def request_remap(
     state: StateLike, mailbox_id: int, crm_user_id: str | uuid.UUID, *, reason: str, requested_by: str
 ) -> int:
@@ -369,8 +344,7 @@ def request_remap(
     """
     with transaction(state) as cur:
         cur.execute(
-            "INSERT INTO dynamics.mailbox_remap_request (mailbox_id, crm_user_id, reason, requested_by)"
-            " VALUES (%s, %s, %s, %s) RETURNING request_id",
+            q.REQUEST_REMAP,
             (mailbox_id, str(crm_user_id).lower(), reason, requested_by),
         )
         row = cur.fetchone()
@@ -381,15 +355,13 @@ def request_remap(
 def set_remap_run(state: StateLike, request_id: int, dag_run_id: str) -> None:
     """Note the DAG run that asks for the approval of ``request_id``."""
     with transaction(state) as cur:
-        cur.execute(
-            "UPDATE dynamics.mailbox_remap_request SET dag_run_id = %s WHERE request_id = %s", (dag_run_id, request_id)
-        )
+        cur.execute(q.SET_REMAP_RUN, (dag_run_id, request_id))
 
 
 def get_remap_request(state: StateLike, request_id: int) -> RemapRequest:
     """Load one remap request. :raises KeyError: when there is none."""
     with transaction(state) as cur:
-        cur.execute(_SELECT_REQUEST + " WHERE r.request_id = %s", (request_id,))
+        cur.execute(q.REMAP_REQUEST_BY_ID, (request_id,))
         row = cur.fetchone()
     if row is None:
         raise KeyError(f"no remap request {request_id}")
@@ -399,10 +371,7 @@ def get_remap_request(state: StateLike, request_id: int) -> RemapRequest:
 def latest_remap_requests(state: StateLike) -> dict[int, RemapRequest]:
     """Each mailbox's latest remap request (pending or decided), by mailbox id."""
     with transaction(state) as cur:
-        cur.execute(
-            _SELECT_REQUEST + " WHERE r.request_id IN"
-            " (SELECT max(request_id) FROM dynamics.mailbox_remap_request GROUP BY mailbox_id)"
-        )
+        cur.execute(q.LATEST_REMAP_REQUESTS)
         rows = cur.fetchall()
     return {int(row[1]): RemapRequest(*row) for row in rows}
 
@@ -421,7 +390,7 @@ def decide_remap(state: StateLike, request_id: int, *, approved: bool, decided_b
     """
     broken: list[str] = []
     with transaction(state) as cur:
-        cur.execute(_SELECT_REQUEST + " WHERE r.request_id = %s FOR UPDATE OF r", (request_id,))
+        cur.execute(q.LOCK_REMAP_REQUEST, (request_id,))
         row = cur.fetchone()
         if row is None:
             raise KeyError(f"no remap request {request_id}")
@@ -434,8 +403,7 @@ def decide_remap(state: StateLike, request_id: int, *, approved: bool, decided_b
                 cur.connection, request.mailbox_id, request.crm_user_id, confirm=True, changed_by=decided_by
             )
         cur.execute(
-            "UPDATE dynamics.mailbox_remap_request SET status = %s, decided_by = %s, decided_at = now()"
-            " WHERE request_id = %s",
+            q.DECIDE_REMAP,
             ("approved" if approved else "rejected", decided_by, request_id),
         )
     return broken

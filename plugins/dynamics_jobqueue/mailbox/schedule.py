@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from dynamics_jobqueue.mailbox import queries as q
 from dynamics_jobqueue.mailbox.store import StateLike, transaction
 
 if TYPE_CHECKING:
@@ -118,8 +119,7 @@ def record_outcome(
     now = now or datetime.now(UTC)
     with transaction(state) as cur:
         cur.execute(
-            "SELECT empty_cycles, error_count FROM dynamics.mailbox_workload"
-            " WHERE mailbox_id = %s AND workload = %s FOR UPDATE",
+            q.LOCK_WORKLOAD_COUNTS,
             (mailbox.mailbox_id, str(workload)),
         )
         row = cur.fetchone()
@@ -129,10 +129,7 @@ def record_outcome(
             delay = success_interval(mailbox, workload, outcome.processed, empty_cycles)
             next_at = now + timedelta(seconds=delay)
             cur.execute(
-                "UPDATE dynamics.mailbox_workload SET status = 'success', permanent_error = false,"
-                " error_count = 0, last_success_at = %s, last_run_at = %s,"
-                " items_processed = items_processed + %s, items_failed = items_failed + %s,"
-                " empty_cycles = %s, next_sync_at = %s WHERE mailbox_id = %s AND workload = %s",
+                q.WORKLOAD_SUCCEEDED,
                 (now, now, outcome.processed, outcome.failed, empty_cycles, next_at, mailbox.mailbox_id, str(workload)),
             )
         else:
@@ -145,11 +142,7 @@ def record_outcome(
             # Microsoft's rule: a permanent error disables the workload until Test & Enable
             enabled = not (permanent and mailbox.recovery_rule == "microsoft")
             cur.execute(
-                "UPDATE dynamics.mailbox_workload SET status = 'failure', enabled = enabled AND %s,"
-                " permanent_error = %s,"
-                " last_error_code = %s, last_error_message = %s, last_error_fix = %s, error_count = %s,"
-                " last_error_at = %s, last_run_at = %s, items_processed = items_processed + %s,"
-                " items_failed = items_failed + %s, next_sync_at = %s WHERE mailbox_id = %s AND workload = %s",
+                q.WORKLOAD_FAILED,
                 (
                     enabled,
                     permanent,
@@ -177,29 +170,17 @@ def wake_outgoing(state: StateLike, owner_ids: Iterable[str], now: datetime | No
         return 0
     with transaction(state) as cur:
         cur.execute(
-            "UPDATE dynamics.mailbox_workload w SET next_sync_at = %s FROM dynamics.mailbox m"
-            " WHERE m.mailbox_id = w.mailbox_id AND w.workload = 'outgoing' AND m.crm_user_id = ANY(%s::uuid[])"
-            " AND w.next_sync_at > %s AND NOT w.permanent_error",
+            q.WAKE_OUTGOING,
             (now or datetime.now(UTC), owners, now or datetime.now(UTC)),
         )
         return cur.rowcount
-
-
-#: A workload runs when its method is server-side synchronization, it is enabled and, for email, the
-#: mailbox's address is approved (Approve Email).
-_RUNNABLE = (
-    "w.enabled AND ((w.workload = 'incoming' AND m.incoming_method <> 'none' AND m.email_approval = 'approved')"
-    " OR (w.workload = 'outgoing' AND m.outgoing_method <> 'none' AND m.email_approval = 'approved')"
-    " OR (w.workload = 'act' AND m.act_method <> 'none'))"
-)
 
 
 def due_workloads(state: StateLike, mailbox_id: int, now: datetime | None = None) -> set[str]:
     """Names of the mailbox's runnable workloads (enabled, approved for email) whose next sync time has come."""
     with transaction(state) as cur:
         cur.execute(
-            "SELECT w.workload FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
-            " WHERE w.mailbox_id = %s AND w.next_sync_at <= %s AND " + _RUNNABLE,
+            q.DUE_WORKLOADS,
             (mailbox_id, now or datetime.now(UTC)),
         )
         return {row[0] for row in cur.fetchall()}
@@ -209,9 +190,7 @@ def due_mailboxes(state: StateLike, now: datetime | None = None) -> list[int]:
     """Ids of mailboxes with at least one enabled workload due now, most overdue first."""
     with transaction(state) as cur:
         cur.execute(
-            "SELECT w.mailbox_id FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
-            " WHERE w.next_sync_at <= %s AND " + _RUNNABLE + " GROUP BY w.mailbox_id"
-            " ORDER BY min(w.next_sync_at), w.mailbox_id",
+            q.DUE_MAILBOXES,
             (now or datetime.now(UTC),),
         )
         return [row[0] for row in cur.fetchall()]
@@ -221,8 +200,7 @@ def next_sync_at(state: StateLike, mailbox_id: int) -> datetime | None:
     """The mailbox's next sync time: the earliest of its enabled workloads' (UTC)."""
     with transaction(state) as cur:
         cur.execute(
-            "SELECT min(w.next_sync_at) FROM dynamics.mailbox_workload w JOIN dynamics.mailbox m USING (mailbox_id)"
-            " WHERE w.mailbox_id = %s AND " + _RUNNABLE,
+            q.NEXT_SYNC_AT,
             (mailbox_id,),
         )
         row = cur.fetchone()

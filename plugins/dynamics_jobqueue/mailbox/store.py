@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import psycopg
 
+from dynamics_jobqueue.mailbox import queries as q
+
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.state import StateStoreHook
 
@@ -31,7 +33,7 @@ def load_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str) ->
     """The stored Graph delta link of one mailbox resource (``messages:<folder>``, ``contacts:default`` ...),
     or ``None`` before the first complete round. Commits, so the mailbox run holds no transaction open."""
     row = conn.execute(
-        "SELECT delta_link FROM dynamics.mailbox_delta_link WHERE mailbox_id = %s AND resource = %s",
+        q.DELTA_LINK,
         (mailbox_id, resource),
     ).fetchone()
     conn.commit()
@@ -41,8 +43,7 @@ def load_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str) ->
 def save_delta_link(conn: psycopg.Connection, mailbox_id: int, resource: str, delta_link: str) -> None:
     """Store the delta link a Graph round ended with, as returned (docs/reference/api-contracts.md), and commit."""
     conn.execute(
-        "INSERT INTO dynamics.mailbox_delta_link (mailbox_id, resource, delta_link) VALUES (%s, %s, %s)"
-        " ON CONFLICT (mailbox_id, resource) DO UPDATE SET delta_link = EXCLUDED.delta_link, updated_at = now()",
+        q.SAVE_DELTA_LINK,
         (mailbox_id, resource, delta_link),
     )
     conn.commit()
