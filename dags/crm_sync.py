@@ -6,8 +6,10 @@ the mappings it looks up have synced and independent ones run in parallel - BC's
 Every 30 minutes by default (setting ``crm_sync_schedule``: a cron expression, or ``none`` for manual runs
 only) **or** as soon as a table a mapping reads changed (``AssetOrTimeSchedule``): each mapping's Business Central
 entity set and Dataverse table is an Asset (:mod:`dynamics_jobqueue.sync.assets`) whose events come from Business
-Central webhooks (the receiver in the api-server; subscriptions kept by the ``bc_subscriptions`` DAG) and from a
-Dataverse change-tracking watcher in the triggerer (every ``crm_change_poll_interval_s`` seconds). A run started
+Central webhooks and Dataverse webhooks (the receiver in the api-server; subscriptions and steps kept by the
+``webhook_subscriptions`` DAG) and from a Dataverse change-tracking watcher in the triggerer (every
+``crm_change_poll_interval_s`` seconds, or every ``crm_change_safety_poll_interval_s`` as a safety net when
+``dataverse_webhook_url`` is set; the interval is chosen when this file is parsed). A run started
 by such events syncs only the mappings reading a changed table and those depending on them (the others end
 skipped); the 30-minute schedule stays the safety net for anything a notification missed.
 
@@ -41,13 +43,13 @@ from dynamics_jobqueue.notifiers import failure_callbacks
 from dynamics_jobqueue.operators.conflicts import ask_conflicts_tasks
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.operators.watcher import watch
-from dynamics_jobqueue.sync.assets import mapping_assets
+from dynamics_jobqueue.sync.assets import change_poll_interval_s, mapping_assets
 from dynamics_jobqueue.sync.loader import load_mappings
 from dynamics_jobqueue.sync.mapping import UpdateConflictResolution
 
 MAPPINGS = load_mappings()
 SCHEDULE = settings.get("crm_sync_schedule")
-ASSETS = mapping_assets(MAPPINGS, poll_interval_s=int(settings.get("crm_change_poll_interval_s")))
+ASSETS = mapping_assets(MAPPINGS, poll_interval_s=change_poll_interval_s())
 
 with DAG(
     dag_id="crm_sync",

@@ -103,6 +103,7 @@ class Sandbox:
         seed(self.store, self.bc, self.dataverse)
         self.bc.webhooks.config = self.bc.webhooks.startup_config
         self.dataverse.webhooks.config = self.dataverse.webhooks.startup_config
+        self.dataverse.webhooks.sent = 0
         self.faults.configure(self.startup_faults)
         self.stats.reset()
 

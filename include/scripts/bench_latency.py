@@ -3,10 +3,10 @@
 Starts a sandbox (Business Central webhooks with the documented 30-second delay unless ``--bc-delay``), an
 embedded Postgres state store and ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer;
 LocalExecutor) in a temporary folder. After the first synchronization (Full Synch. Review) and the
-``bc_subscriptions`` DAG, it
+``webhook_subscriptions`` DAG, it
 
 1. measures the **idle** cost: every API request the sandbox serves during ``--idle`` seconds (the Dataverse
-   watchers' delta reads, nothing else should happen), plus the requests of one ``bc_subscriptions`` run (six
+   watchers' delta reads, nothing else should happen), plus the requests of one ``webhook_subscriptions`` run (six
    an hour) and of one crm_sync run that finds nothing (the 30-minute safety net: two an hour), per mapping
    (requests attributed by the table they read; shared ones spread evenly);
 2. changes ``--changes`` coupled customers at random times within ``--window`` seconds, alternating Business
@@ -47,6 +47,14 @@ from sandbox import connections  # noqa: E402
 from sandbox.runner import SandboxProcess  # noqa: E402
 
 RECEIVER = "/dynamics-webhooks/business-central"
+DATAVERSE_RECEIVER = "/dynamics-webhooks/dataverse"
+
+
+def dataverse_webhook_settings(base_url: str) -> dict[str, str]:
+    """The Airflow settings that register Dataverse webhooks in the bench stack (``--dataverse-webhooks``): the
+    webhook_subscriptions DAG then registers one webhook with a step per table and message, and the CRM change
+    watchers read every ``crm_change_safety_poll_interval_s`` (the default, 600 s) instead of ``--poll``."""
+    return {"AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL": f"{base_url}{DATAVERSE_RECEIVER}"}
 
 
 def free_port() -> int:
@@ -67,13 +75,15 @@ def p95(values: list[float]) -> float:
 class Stack:
     """Sandbox, state store and ``airflow standalone`` in ``folder``; the Airflow REST API without login."""
 
-    def __init__(self, folder: Path, bc_delay: float, poll_s: int) -> None:
+    def __init__(self, folder: Path, bc_delay: float, poll_s: int, dataverse_webhooks: bool = False) -> None:
         from dynamics_jobqueue.state import embedded
 
         self.folder = folder
-        self.sandbox = SandboxProcess(
-            port=None, data_dir=folder / "sandbox", env={"SANDBOX_WEBHOOK_DELAY_S": str(bc_delay)}
-        )
+        sandbox_env = {"SANDBOX_WEBHOOK_DELAY_S": str(bc_delay)}
+        if dataverse_webhooks:
+            # The api-server listens on a free loopback port; real Dataverse webhooks allow only 80/443.
+            sandbox_env["SANDBOX_DV_WEBHOOK_ALLOW_LOOPBACK_PORT"] = "1"
+        self.sandbox = SandboxProcess(port=None, data_dir=folder / "sandbox", env=sandbox_env)
         self.sandbox.start()
         self.pgdata = folder / "pgdata"
         uri = embedded.ensure_running(self.pgdata)
@@ -107,6 +117,8 @@ class Stack:
         ):
             conn = connections.airflow_connections(self.sandbox.base_url, str(self.sandbox.ca_file), client=client)
             self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn[name])
+        if dataverse_webhooks:
+            self.env.update(dataverse_webhook_settings(self.base_url))
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("AIRFLOW_CONN_")})
         self.process: subprocess.Popen[bytes] | None = None
         self.api = requests.Session()
@@ -240,10 +252,15 @@ def main() -> int:
     parser.add_argument("--bc-delay", type=float, default=30, help="Business Central's notification delay (s)")
     parser.add_argument("--poll", type=int, default=15, help="crm_change_poll_interval_s")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument(
+        "--dataverse-webhooks",
+        action="store_true",
+        help="register Dataverse webhooks (the CRM watchers then poll every crm_change_safety_poll_interval_s)",
+    )
     args = parser.parse_args()
     random.seed(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    stack = Stack(folder, args.bc_delay, args.poll)
+    stack = Stack(folder, args.bc_delay, args.poll, args.dataverse_webhooks)
     try:
         return run(stack, args)
     finally:
@@ -261,15 +278,15 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     stack.airflow("dags", "test", "crm_sync", "-c", json.dumps({"full_synch_review": True}))
     say("starting airflow standalone")
     stack.start_airflow()
-    stack.unpause("bc_subscriptions")
+    stack.unpause("webhook_subscriptions")
     started = time.monotonic()
     stack.admin("stats/reset", {})
-    stack.wait_run("bc_subscriptions", stack.trigger("bc_subscriptions"))
+    stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))
     subscription_requests = sum(stack.counted().values())
     subscribed = [
         s for route in ("api/v2.0", "api/cronus/integration/v1.0") for s in BusinessCentralHook().subscriptions(route)
     ]
-    say(f"bc_subscriptions: {len(subscribed)} subscriptions, {subscription_requests} requests per run")
+    say(f"webhook_subscriptions: {len(subscribed)} subscriptions, {subscription_requests} requests per run")
     stack.unpause("crm_sync")  # the watchers start in the triggerer: each reads its table once, then its delta link
     time.sleep(max(0.0, 3 * args.poll - (time.monotonic() - started)))
     stack.wait_quiet("crm_sync")

@@ -62,11 +62,21 @@ OPTIONS: dict[str, Option] = {
         "/dynamics-webhooks/business-central); empty: no webhook subscriptions, crm_sync waits for its schedule or "
         "the CRM change watcher.",
     ),
-    "bc_subscriptions_schedule": Option(
+    "dataverse_webhook_url": Option(
+        "string",
+        "",
+        "Public URL of the Dataverse webhook receiver (the api-server's /dynamics-webhooks/dataverse; https on port "
+        "443, or http on port 80: Dataverse webhooks support no other port). Set: the webhook_subscriptions DAG "
+        "registers one Dataverse webhook with an asynchronous step per table and message (Create, Update, Delete), "
+        "and the CRM change watcher slows to crm_change_safety_poll_interval_s. Empty: the webhook is removed and "
+        "the watcher reads every crm_change_poll_interval_s.",
+    ),
+    "webhook_subscriptions_schedule": Option(
         "string",
         "*/10 * * * *",
-        "Cron of the bc_subscriptions DAG that creates, renews (before expiry) and recreates lost Business Central "
-        "webhook subscriptions.",
+        "Cron of the webhook_subscriptions DAG that creates, renews (before expiry) and recreates lost Business "
+        "Central webhook subscriptions and recreates deleted Dataverse webhook steps (formerly "
+        "bc_subscriptions_schedule of the bc_subscriptions DAG).",
     ),
     "bc_subscription_renew_before_s": Option(
         "integer", "86400", "Renew a Business Central webhook subscription this many seconds before it expires."
@@ -75,7 +85,16 @@ OPTIONS: dict[str, Option] = {
         "integer",
         "30",
         "Seconds between two Dataverse change-tracking reads of each CRM table the mappings sync (one request per "
-        "table when nothing changed); 0 turns the CRM change watcher off.",
+        "table when nothing changed), when Dataverse webhooks are not configured; 0 turns the CRM change watcher off.",
+    ),
+    "crm_change_safety_poll_interval_s": Option(
+        "integer",
+        "600",
+        "With Dataverse webhooks (dataverse_webhook_url set): seconds between two change-tracking reads of each CRM "
+        "table, the safety net for changes whose webhook was lost (Dataverse gives up on an asynchronous webhook "
+        "after one more attempt on 502/503/504, at once on any other failure). 600 s: 6 requests an hour per table "
+        "instead of 120, and a lost change waits at most as long as a lost Business Central subscription "
+        "(webhook_subscriptions runs every 10 minutes). 0 turns the watcher off (the crm_sync schedule remains).",
     ),
     "crm_conflict_response_timeout_min": Option(
         "integer",

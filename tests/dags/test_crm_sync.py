@@ -107,6 +107,31 @@ def test_the_schedule_is_the_cron_or_any_table_a_mapping_reads(monkeypatch: pyte
     assert all(not a.watchers for a in off.timetable.asset_condition.objects)
 
 
+def test_with_dataverse_webhooks_the_change_watcher_polls_at_the_safety_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def intervals(**env: str) -> set[int]:
+        dag = load_dag(monkeypatch, AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S="15", **env).dags["crm_sync"]
+        crm = [a for a in dag.timetable.asset_condition.objects if a.name.startswith("dataverse/")]
+        assert crm
+        return {w.trigger.serialize()[1]["interval_s"] for a in crm for w in a.watchers}
+
+    assert intervals() == {15}
+    url = "https://airflow.example.com/dynamics-webhooks/dataverse"
+    assert intervals(AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url) == {600}  # the default safety interval
+    assert intervals(
+        AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url,
+        AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_SAFETY_POLL_INTERVAL_S="900",
+    ) == {900}
+    assert (
+        intervals(
+            AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url,
+            AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_SAFETY_POLL_INTERVAL_S="0",
+        )
+        == set()
+    )  # no watcher: the webhooks and the cron only
+
+
 def test_an_asset_triggered_run_syncs_the_changed_tables_mappings_and_their_dependents() -> None:
     from dynamics_jobqueue.sync.assets import affected_mappings
     from dynamics_jobqueue.sync.loader import load_mappings

@@ -1,4 +1,5 @@
-"""Operator that keeps the Business Central webhook subscriptions of crm_sync's entity sets alive."""
+"""Operators of the webhook_subscriptions DAG: the Business Central webhook subscriptions of crm_sync's entity sets
+and the Dataverse webhook steps of its tables."""
 
 from __future__ import annotations
 
@@ -85,4 +86,54 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
             "recovered": outcome.recovered,
             "deleted": outcome.deleted,
             "unsupported": sorted(outcome.unsupported),
+        }
+
+
+class DataverseWebhookStepsOperator(BaseOperator):
+    """Register this deployment's Dataverse webhook and one asynchronous PostOperation step per table the table
+    mappings read and message (Create, Update, Delete); recreate deleted steps, delete unneeded ones
+    (:func:`dynamics_jobqueue.webhooks.dataverse_steps.ensure_dataverse_webhook`).
+
+    Setting ``dataverse_webhook_url`` (empty: the webhook this deployment registered is deleted and the task ends
+    skipped).
+
+    :return: the steps (``<Message> <table>``) per outcome (``created``, ``kept``, ``recovered``, ``deleted``,
+        ``unsupported``) and ``endpoint`` (``created``, ``updated``: new secret or URL, ``kept``).
+    """
+
+    ui_color = "#fdf2d0"
+
+    def __init__(
+        self,
+        *,
+        mappings_dir: str | None = None,
+        state_conn_id: str = "dynamics_state",
+        dataverse_conn_id: str = "dataverse_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mappings_dir = mappings_dir
+        self.state_conn_id = state_conn_id
+        self.dataverse_conn_id = dataverse_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from dynamics_jobqueue.hooks.dataverse import DataverseHook
+        from dynamics_jobqueue.hooks.state import StateStoreHook
+        from dynamics_jobqueue.webhooks.dataverse_steps import delete_dataverse_webhook, ensure_dataverse_webhook
+
+        hook = DataverseHook(self.dataverse_conn_id)
+        store = StateStoreHook(state_conn_id=self.state_conn_id)
+        url = settings.get("dataverse_webhook_url").strip()
+        if not url:
+            deleted = delete_dataverse_webhook(hook, store)
+            raise AirflowSkipException(f"dataverse_webhook_url is not set: no Dataverse webhook ({deleted} deleted)")
+        entity_sets = [m.crm.entity_set for m in load_mappings(self.mappings_dir)]
+        outcome = ensure_dataverse_webhook(hook, store, entity_sets, url)
+        return {
+            "endpoint": outcome.endpoint,
+            "created": outcome.created,
+            "kept": outcome.kept,
+            "recovered": outcome.recovered,
+            "deleted": outcome.deleted,
+            "unsupported": outcome.unsupported,
         }

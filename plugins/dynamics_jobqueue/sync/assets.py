@@ -5,9 +5,11 @@ Each mapping reads a Business Central entity set and a Dataverse table; each of 
 
 - ``business_central/<entitySet>`` (URI ``x-dynamics-bc://<connection id>/<entitySet>``): its asset events come
   from the webhook receiver (:mod:`dynamics_jobqueue.webhooks.receiver`) when Business Central notifies a change;
-- ``dataverse/<table>`` (URI ``x-dynamics-dataverse://<connection id>/<table>``): watched by an
-  :class:`~airflow.sdk.AssetWatcher` whose trigger follows the table's change-tracking delta link
-  (:class:`dynamics_jobqueue.triggers.dataverse_changes.DataverseChangesTrigger`).
+- ``dataverse/<table>`` (URI ``x-dynamics-dataverse://<connection id>/<table>``): its asset events come from the
+  Dataverse webhook receiver when webhooks are configured, and from an :class:`~airflow.sdk.AssetWatcher` whose
+  trigger follows the table's change-tracking delta link
+  (:class:`dynamics_jobqueue.triggers.dataverse_changes.DataverseChangesTrigger`) every
+  :func:`change_poll_interval_s` seconds: often without webhooks, slowly (a safety net) with them.
 
 ``x-`` URIs are left as written by Airflow (no scheme normaliser applies). :func:`affected_mappings` turns the
 assets of a run's triggering events into the mappings to sync: those reading a changed table and every mapping
@@ -28,6 +30,18 @@ if TYPE_CHECKING:
 
 ERP_CONN_ID = "business_central_default"
 CRM_CONN_ID = "dataverse_default"
+
+
+def change_poll_interval_s() -> int:
+    """Seconds between the CRM change watcher's reads, chosen when crm_sync is parsed: with Dataverse webhooks
+    (setting ``dataverse_webhook_url``) the slow safety interval ``crm_change_safety_poll_interval_s`` (the webhook
+    brings changes; the poll catches those whose delivery Dataverse gave up on), else
+    ``crm_change_poll_interval_s``. ``0``: no watcher."""
+    from dynamics_jobqueue import settings
+
+    if settings.get("dataverse_webhook_url").strip():
+        return int(settings.get("crm_change_safety_poll_interval_s"))
+    return int(settings.get("crm_change_poll_interval_s"))
 
 
 def erp_asset_name(entity_set: str) -> str:

@@ -70,7 +70,7 @@ def test_outage_wrong_client_state_and_lost_subscription_each_sync_a_change_once
 
     # A wrong clientState (the state store's hash no longer matches the secret Business Central sends): the
     # notification is refused (401), no event, and Business Central deletes the subscription on that answer; the
-    # scheduled run (the safety net) syncs the change, once, and bc_subscriptions recreates the subscription.
+    # scheduled run (the safety net) syncs the change, once, and webhook_subscriptions recreates the subscription.
     sync.sql("UPDATE dynamics.bc_webhook_subscriptions SET client_state_sha256 = %s", "0" * 64)
     sync.erp_user.update("customers", customer["20000"], {"city": "Forged"})
     assert receiver.take(1, timeout=4) == []
@@ -81,7 +81,7 @@ def test_outage_wrong_client_state_and_lost_subscription_each_sync_a_change_once
     assert ensure_subscriptions(sync.bc, sync.state, ["customers"], receiver.url).recovered == ["customers"]
 
     # A lost subscription: the change made meanwhile has no notification and is synced by the scheduled run;
-    # bc_subscriptions recovers the subscription and the next change is event-driven again.
+    # webhook_subscriptions recovers the subscription and the next change is event-driven again.
     (sub,) = sync.bc.subscriptions("api/v2.0")
     sync.sandbox.admin("webhooks/expire", {"subscriptionId": sub.subscription_id})
     sync.erp_user.update("customers", customer["30000"], {"city": "Lost"})

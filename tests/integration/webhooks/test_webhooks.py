@@ -1,4 +1,4 @@
-"""Business Central webhooks end to end over real HTTP: the subscriptions the bc_subscriptions DAG keeps (create,
+"""Business Central webhooks end to end over real HTTP: the subscriptions the webhook_subscriptions DAG keeps (create,
 keep, renew, recover a lost one, delete), and the receiver (handshake, clientState, forged and repeated
 notifications, an outage, a burst of 10,000 changes) recording one asset event per entity set and delivery.
 
