@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dynamics_jobqueue.paths import migrations_dir
+from dynamics_jobqueue.state import queries as q
 
 if TYPE_CHECKING:
     import psycopg
@@ -65,21 +66,14 @@ def apply(conn: psycopg.Connection, folder: Path | None = None) -> list[int]:
     applied: list[int] = []
     for migration in discover(folder):
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            cur.execute("CREATE SCHEMA IF NOT EXISTS dynamics")
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS dynamics.schema_migrations ("
-                " version integer PRIMARY KEY, name text NOT NULL,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur.execute("SELECT 1 FROM dynamics.schema_migrations WHERE version = %s", (migration.version,))
+            cur.execute(q.LOCK_MIGRATIONS, (_MIGRATION_LOCK_KEY,))
+            cur.execute(q.CREATE_SCHEMA)
+            cur.execute(q.CREATE_SCHEMA_MIGRATIONS)
+            cur.execute(q.MIGRATION_APPLIED, (migration.version,))
             if cur.fetchone():
                 continue
             log.info("Applying state-store migration %04d_%s", migration.version, migration.name)
             cur.execute(migration.sql.encode())
-            cur.execute(
-                "INSERT INTO dynamics.schema_migrations (version, name) VALUES (%s, %s)",
-                (migration.version, migration.name),
-            )
+            cur.execute(q.RECORD_MIGRATION, (migration.version, migration.name))
             applied.append(migration.version)
     return applied
