@@ -69,6 +69,14 @@ LENGTH_EXCEEDED = "0x80044331"
 #: A choice (option set) value that is not one of the column's options.
 OUT_OF_RANGE = "0x8004431a"
 EXPIRED_VERSION_STAMP = "0x80044352"
+#: A statuscode that does not belong to the record's statecode.
+INVALID_STATUS = "0x80048408"
+
+#: State (statecode) -> its Status Reasons (statuscode), the first the state's default, per table whose state the
+#: sandbox checks. Product: Active 0 (Active 1), Retired 1 (Retired 2), Draft 2 (Draft 0), Under Revision 3
+#: (Under Revision 3) (Product table reference; Business Central's "CRM Product" table has the same options).
+STATE_STATUSES: dict[str, dict[int, tuple[int, ...]]] = {"products": {0: (1,), 1: (2,), 2: (0,), 3: (3,)}}
+_STATE_NAMES = {"products": ("ProductState", {0: "Active", 1: "Retired", 2: "Draft", 3: "UnderRevision"})}
 
 _SET_PATH = re.compile(r"^(?P<set>[A-Za-z_]+)(?:\((?P<key>.*)\))?(?P<count>/\$count)?$")
 # The paging cookie Dataverse puts in $skiptoken ("Page results using OData"):
@@ -643,6 +651,10 @@ class Dataverse:
             or the alternate key already exists.
         """
         values, binds = self._validated(entity, payload)
+        if entity.name in STATE_STATUSES:
+            # statecode is not valid for create (IsValidForCreate false): Dataverse sets the table's initial
+            # state and ignores a client's value; a state change is an update after the create.
+            values.pop("statecode", None)
         body: dict[str, Any] = {name: spec.default for name, spec in entity.fields.items()}
         for lookup in entity.lookups.values():
             body[lookup.value_field] = None
@@ -655,6 +667,10 @@ class Dataverse:
             key = body.get(entity.business_key or "") or body.get("name") or body.get("emailaddress1")
             record_id = stable_id(entity.name, str(key)) if self.seeding and key else str(uuid.uuid4())
         body[entity.key] = record_id
+        if entity.name in STATE_STATUSES:
+            body["statecode"] = self._initial_state(entity)
+            body["statuscode"] = values.get("statuscode")
+            self._check_status(entity, body)
         if entity.name in DATAVERSE_OWNED and "ownerid" not in binds:
             binds["ownerid"] = ("ownerid", f"/systemusers({caller.systemuserid})")
         if (
@@ -698,6 +714,12 @@ class Dataverse:
         values.pop(entity.key, None)
         body = dict(row.body)
         body.update(values)
+        if entity.name in STATE_STATUSES:
+            if "statecode" in values and "statuscode" not in values:
+                # "When you update StateCode without specifying a StatusCode, the default status value will be set
+                # by the system" ("Behavior of specialized update operations", Microsoft Learn).
+                body["statuscode"] = None
+            self._check_status(entity, body)
         self._check_required(entity, body)
         self._bind(entity, body, binds)
         self._computed(entity, body)
@@ -719,6 +741,36 @@ class Dataverse:
             uoms = DATAVERSE_SETS["uoms"]
             while (unit := self.store.find(uoms, "_uomscheduleid_value", row.id)) is not None:
                 self.store.delete(db, uoms, unit.id, self.store.next_version(db))
+
+    def _initial_state(self, entity: EntitySet) -> int:
+        """The statecode a new row gets. A product is Draft unless the organization's "Create products in active
+        state" (``createproductswithoutparentinactivestate``, false on a fresh installation) is set: then Active
+        ("Publish, revise, revert, retire, and activate products (product lifecycle)", Microsoft Learn; the
+        sandbox has no product families, so every product is one without a parent)."""
+        if entity.name == "products":
+            organization = self.store.get(DATAVERSE_SETS["organizations"], ORGANIZATION_ID)
+            active = organization is not None and bool(
+                organization.body.get("createproductswithoutparentinactivestate")
+            )
+            return 0 if active else 2
+        return int(entity.fields["statecode"].default)
+
+    @staticmethod
+    def _check_status(entity: EntitySet, body: dict[str, Any]) -> None:
+        """Give a blank statuscode the state's default and refuse one of another state, with Dataverse's error
+        (0x80048408 "2 is not a valid status code for state code AccountState.Active on account with Id ...")."""
+        statuses = STATE_STATUSES[entity.name]
+        state = body.get("statecode")
+        valid = statuses.get(state, ()) if isinstance(state, int) else ()
+        if body.get("statuscode") is None and valid:
+            body["statuscode"] = valid[0]
+        if body.get("statuscode") not in valid:
+            type_name, names = _STATE_NAMES[entity.name]
+            raise _bad(
+                f"{body.get('statuscode')} is not a valid status code for state code {type_name}."
+                f"{names.get(state, state)} on {entity.type_name} with Id {body.get(entity.key)}.",
+                INVALID_STATUS,
+            )
 
     def _computed(self, entity: EntitySet, body: dict[str, Any]) -> None:
         if entity.name in ("contacts", "systemusers"):

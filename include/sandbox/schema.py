@@ -619,13 +619,25 @@ DATAVERSE_SETS: dict[str, EntitySet] = {
             DS("vendorname", 100),
             DS("vendorid", 100),
             DS("vendorpartnumber", 100),
-            *_state(statuses=(0, 1, 2, 3), states=(0, 1, 2, 3)),
+            # Created Draft unless the organization creates products Active (sandbox.dataverse.PRODUCT_STATES).
+            *_state(statuses=(0, 1, 2, 3), states=(0, 1, 2, 3), default_state=2, default_status=0),
             lookups=(
                 _CURRENCY,
                 Lookup("defaultuomid", {"defaultuomid": "uoms"}),
                 Lookup("defaultuomscheduleid", {"defaultuomscheduleid": "uomschedules"}),
                 Lookup("pricelevelid", {"pricelevelid": "pricelevels"}),
             ),
+        ),
+        _dv(
+            # The organization table (one row): the settings the sandbox honours. "Create products in active
+            # state" (createproductswithoutparentinactivestate) is false on a fresh installation of Dynamics 365
+            # Sales ("Publish, revise, revert, retire, and activate products", Microsoft Learn).
+            "organizations",
+            "organization",
+            "organizationid",
+            None,
+            DS("name", 160),
+            DN("createproductswithoutparentinactivestate", "bool", False),
         ),
         _dv(
             # Price List (pricelevel): Name is SystemRequired, MaxLength 100.

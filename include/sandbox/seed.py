@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.api import Caller
 from sandbox.auth import CRM_USER_EMAIL, INTEGRATION_USER_EMAIL, systemuser_id
 from sandbox.business_central import stable_id
-from sandbox.dataverse import BUSINESS_UNIT_ID
+from sandbox.dataverse import BUSINESS_UNIT_ID, ORGANIZATION_ID
 from sandbox.schema import BC_CUSTOM_SETS, BC_SETS, DATAVERSE_SETS
 
 if TYPE_CHECKING:
@@ -292,6 +292,14 @@ def _seed_dataverse(db: Any, dv: Dataverse) -> None:
         user(first, last, email, disabled, licensed, isintegrationuser=integration_user)
     assert dv.store.get(users, systemuser_id(CRM_USER_EMAIL)) is not None
 
+    # The organization as a fresh installation of Dynamics 365 Sales has it: products are created Draft.
+    dv.create(
+        db,
+        DATAVERSE_SETS["organizations"],
+        {"name": "CRONUS", "createproductswithoutparentinactivestate": False},
+        integration,
+        record_id=ORGANIZATION_ID,
+    )
     dv.create(
         db,
         DATAVERSE_SETS["transactioncurrencies"],

@@ -181,6 +181,10 @@ class FieldMapping:
     :param match_priority: ``Use For Match-Based Coupling`` with its ``Match Priority`` (1 first); pairs of the
         same priority must all match.
     :param insert_only: written when a record is created, never on updates (e.g. a derived business key).
+    :param after_insert: to the CRM, left out of the create and written by an update of the record just
+        created, and by every update after (a column Dataverse does not take in a create: ``statecode``, whose
+        IsValidForCreate is false; Business Central's 5341 ``UpdateCRMProductAfterInsertRecord`` sets a new
+        product Active by a Modify after the Insert).
     :param label: how messages name this entry (``fields[3] displayName -> name``).
     :param compute: a computation of :mod:`.computed` (``exchange_rate``): the value written to the CRM is
         computed from the ERP field (or from nothing), as Business Central's integration subscribers do.
@@ -198,6 +202,7 @@ class FieldMapping:
     insert_only: bool = False
     label: str = ""
     compute: str | None = None
+    after_insert: bool = False
 
     @property
     def binds(self) -> bool:
@@ -354,6 +359,7 @@ _FIELD_KEYS = {
     "lookup",
     "match_priority",
     "insert_only",
+    "after_insert",
     "compute",
 }
 _LOOKUP_KEYS = {"mapping", "bind", "erp_via", "crm_via", "on_missing"}
@@ -615,6 +621,11 @@ def _build_field(raw: Any, index: int, mapping_direction: Direction, fail: Any) 
     insert_only = raw.get("insert_only", False)
     if not isinstance(insert_only, bool):
         raise fail("insert_only must be true or false", label)
+    after_insert = raw.get("after_insert", False)
+    if not isinstance(after_insert, bool):
+        raise fail("after_insert must be true or false", label)
+    if after_insert and (direction is not Direction.TO_CRM or insert_only):
+        raise fail("after_insert is for a field written to_crm on creates and updates (not insert_only)", label)
     return FieldMapping(
         erp=erp.strip() if isinstance(erp, str) else None,
         crm=crm.strip() if isinstance(crm, str) else None,
@@ -628,6 +639,7 @@ def _build_field(raw: Any, index: int, mapping_direction: Direction, fail: Any) 
         insert_only=insert_only,
         label=label,
         compute=compute,
+        after_insert=after_insert,
     )
 
 

@@ -60,6 +60,11 @@ class FieldSpec(_Model):
     lookup: Name | LookupSpec | None = None
     match_priority: Annotated[StrictInt, Field(ge=1)] | None = Field(None, description="match-based coupling, 1 first")
     insert_only: StrictBool = False
+    after_insert: StrictBool = Field(
+        False,
+        description="to_crm: left out of the create, written by an update right after it and on every update "
+        "(statecode, which Dataverse does not take in a create)",
+    )
     compute: Literal["exchange_rate", "vendor_name", "lcy_currency", "default_price_list"] | None = Field(
         None, description="a value Business Central's subscribers compute (dynamics_jobqueue.sync.computed), to CRM"
     )

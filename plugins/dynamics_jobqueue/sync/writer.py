@@ -187,8 +187,11 @@ class PageWriter:
         """
         body: dict[str, Any] = {}
         to_crm = flow is Direction.TO_CRM
+        after_insert = self._after_insert_fields if to_crm and insert else frozenset()
         for target, insert_only, kind, navigation, entity_set in self._payload_fields(flow):
             if insert_only and not insert:
+                continue
+            if target in after_insert:
                 continue
             value = canonical(values.get(target))
             if insert and value is None:
@@ -226,6 +229,40 @@ class PageWriter:
                     fields.append((target, f.insert_only, "value", target, None))
             cache[flow] = fields
         return list(cache[flow])
+
+    @cached_property
+    def _after_insert_fields(self) -> frozenset[str]:
+        """The CRM fields left out of a create and written by an update right after it (``after_insert``)."""
+        return frozenset(str(f.crm) for f in self.mapping.fields_for(Direction.TO_CRM) if f.after_insert)
+
+    def _write_after_insert(
+        self, page: Page, created: list[tuple[str, str]], outcome: PageOutcome
+    ) -> list[tuple[str, str]]:
+        """Write the ``after_insert`` fields of CRM records just created, as Business Central's subscriber does
+        after the Insert (5341 ``UpdateCRMProductAfterInsertRecord``: the product's statecode and statuscode
+        Active by a Modify; Dataverse takes no statecode in a create, "Behavior of specialized update
+        operations": a state change is an Update of statecode and statuscode).
+
+        :param created: ``(source_id, crm_id)`` of the successful creates.
+        :return: those whose update succeeded (all of them when the mapping has no such field). One whose update
+            failed fails with the update's error and is not coupled: the record exists, so the next run couples
+            it by its key and writes the fields in that update.
+        """
+        if not created or not self._after_insert_fields:
+            return created
+        ops = []
+        for source_id, crm_id in created:
+            values = page.value_rows[source_id]
+            body = {name: canonical(values.get(name)) for name in sorted(self._after_insert_fields)}
+            ops.append(self.crm.upsert_op(source_id, self.mapping.crm, crm_id, body, mode="update"))
+        done: list[tuple[str, str]] = []
+        for (source_id, crm_id), op, result in zip(created, ops, self._send(page, self.crm, ops), strict=True):
+            if result.ok:
+                done.append((source_id, crm_id))
+            else:
+                message, detail = error_text(result, op)
+                self._fail(page, outcome, source_id, ErrorKind.RECORD.value, message, detail, destination_id=crm_id)
+        return done
 
     def _send(self, page: Page, endpoint: CrmEndpoint | ErpEndpoint, ops: list[BatchOperation]) -> list[BatchResult]:
         """Send ``ops`` in ``$batch`` requests, passing the crash points just before and just after."""
@@ -475,14 +512,16 @@ class PageWriter:
             ],
         )
         second: list[BatchOperation] = []
+        created: list[tuple[str, str]] = []
         for op, result in zip(first, self._send(page, self.crm, first), strict=True):
             action = page.plan_rows[op.id]["action"]
             if result.ok:
                 if action == Action.INSERT.value:
-                    outcome.counts["inserted"] += 1
-                else:  # COUPLE: the update by the alternate key found its match
-                    outcome.counts["modified"] += 1
-                    outcome.counts["coupled"] += 1
+                    created.append((op.id, _record_id(result)))
+                    continue
+                # COUPLE: the update by the alternate key found its match
+                outcome.counts["modified"] += 1
+                outcome.counts["coupled"] += 1
                 self._couple(page, outcome, op.id, _record_id(result), written=True, is_new=True)
             elif action == Action.INSERT.value and result.status == 412:
                 # The key exists in the CRM: match-based coupling on the alternate key, then update it.
@@ -495,6 +534,9 @@ class PageWriter:
             else:
                 message, detail = error_text(result, op)
                 self._fail(page, outcome, op.id, ErrorKind.RECORD.value, message, detail)
+        for source_id, crm_id in self._write_after_insert(page, created, outcome):
+            outcome.counts["inserted"] += 1
+            self._couple(page, outcome, source_id, crm_id, written=True, is_new=True)
         for op, result in zip(second, self._send(page, self.crm, second), strict=True):
             if result.ok:
                 outcome.counts["modified"] += 1
@@ -516,13 +558,16 @@ class PageWriter:
             for source_id in source_ids
         ]
         self._add_pending(page, [(op.id, crm_id_for(self.mapping, op.id), True) for op in ops])
+        created: list[tuple[str, str]] = []
         for op, result in zip(ops, self._send(page, self.crm, ops), strict=True):
             if result.ok:
-                outcome.counts["inserted"] += 1
-                self._couple(page, outcome, op.id, crm_id_for(self.mapping, op.id), written=True, is_new=True)
+                created.append((op.id, crm_id_for(self.mapping, op.id)))
             else:
                 message, detail = error_text(result, op)
                 self._fail(page, outcome, op.id, ErrorKind.RECORD.value, message, detail)
+        for source_id, crm_id in self._write_after_insert(page, created, outcome):
+            outcome.counts["inserted"] += 1
+            self._couple(page, outcome, source_id, crm_id, written=True, is_new=True)
 
     def erp_key_for_insert(self, page: Page, source_id: str) -> str | None:
         """The business key a record created in the ERP from this CRM record gets (decided before the write)."""
@@ -751,13 +796,16 @@ class PageWriter:
                 )
                 for s in source_ids
             ]
+            restored: list[tuple[str, str]] = []
             for op, result in zip(ops, self._send(page, self.crm, ops), strict=True):
                 if result.ok:
-                    outcome.counts["inserted"] += 1
-                    self._couple(page, outcome, op.id, str(page.plan_rows[op.id]["dest_id"]), written=True)
+                    restored.append((op.id, str(page.plan_rows[op.id]["dest_id"])))
                 else:
                     message, detail = error_text(result, op)
                     self._fail(page, outcome, op.id, ErrorKind.DELETED.value, message, detail)
+            for source_id, crm_id in self._write_after_insert(page, restored, outcome):
+                outcome.counts["inserted"] += 1
+                self._couple(page, outcome, source_id, crm_id, written=True)
             return
         for source_id in source_ids:
             outcome.removed_couplings.append(str(page.existing[source_id]["erp_id"]))

@@ -261,6 +261,47 @@ def test_unit_groups_and_products(dv):
     assert product.json()["_transactioncurrencyid_value"] is not None  # the organisation's base currency
 
 
+def test_products_are_created_draft_unless_the_organization_creates_them_active(dv):
+    """ "Publish, revise, revert, retire, and activate products" (Microsoft Learn): a product is Draft when
+    created, unless Organization.CreateProductsWithoutParentInActiveState is true (false on a fresh install).
+    statecode is not valid for create (a client's value is ignored), a statuscode must belong to the state
+    (0x80048408), and an update of statecode alone gets that state's default statuscode ("Behavior of
+    specialized update operations"). Product states: Active 0/1, Retired 1/2, Draft 2/0, Under Revision 3/3."""
+    schedule = dv.post(
+        "uomschedules", json={"name": "NAV SET", "baseuomname": "SET"}, headers={"Prefer": "return=representation"}
+    ).json()
+    unit = dv.get("uoms", params={"$filter": f"_uomscheduleid_value eq {schedule['uomscheduleid']}"}).json()["value"]
+    product = {
+        "name": "Desk set",
+        "defaultuomscheduleid@odata.bind": f"/uomschedules({schedule['uomscheduleid']})",
+        "defaultuomid@odata.bind": f"/uoms({unit[0]['uomid']})",
+    }
+    [organization] = dv.get("organizations").json()["value"]
+    assert organization["createproductswithoutparentinactivestate"] is False
+
+    def state(response) -> tuple[int, int]:
+        body = dv.get(f"products({_id_of(response)})", params={"$select": "statecode,statuscode"}).json()
+        return body["statecode"], body["statuscode"]
+
+    draft = dv.post("products", json={**product, "productnumber": "SET-1", "statecode": 0})
+    assert draft.status_code == 204 and state(draft) == (2, 0)
+    wrong = dv.post("products", json={**product, "productnumber": "SET-2", "statuscode": 1})
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["code"] == "0x80048408"
+    assert wrong.json()["error"]["message"].startswith("1 is not a valid status code for state code ProductState.Draft")
+    published = dv.patch(f"products({_id_of(draft)})", json={"statecode": 0}, headers={"If-Match": "*"})
+    assert published.status_code == 204 and state(draft) == (0, 1)
+    mismatch = dv.patch(f"products({_id_of(draft)})", json={"statecode": 1, "statuscode": 1})
+    assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == "0x80048408"
+    assert dv.patch(f"products({_id_of(draft)})", json={"statecode": 1, "statuscode": 2}).status_code == 204
+    assert state(draft) == (1, 2)
+
+    organization_id = organization["organizationid"]
+    dv.patch(f"organizations({organization_id})", json={"createproductswithoutparentinactivestate": True})
+    active = dv.post("products", json={**product, "productnumber": "SET-3"})
+    assert active.status_code == 204 and state(active) == (0, 1)
+
+
 def test_change_tracking_reports_changes_and_deletions(dv):
     initial = dv.get("accounts", headers={"Prefer": "odata.track-changes"}, params={"$select": "name"})
     assert initial.headers["Preference-Applied"] == "odata.track-changes"

@@ -105,6 +105,26 @@ def test_products_carry_vendor_price_list_item_and_lcy_and_names_come_back(sync,
     assert sync.only(sync.erp("items"), number="1900-S")["displayName"] == "PARIS Guest Chair (CRM)"
 
 
+def test_products_are_set_active_after_insert_as_business_central_does(sync, review) -> None:
+    """Dataverse creates a product Draft (the sandbox's organization does not create products Active); 5341
+    UpdateCRMProductAfterInsertRecord sets it Active (statecode 0, statuscode 1) after the insert, and an update
+    sets a product of an unblocked item Active again (5341 UpdateCRMProductAfterTransferRecordFields)."""
+    [organization] = sync.crm("organizations")
+    assert organization["createproductswithoutparentinactivestate"] is False
+    products = sync.crm("products")
+    assert len(products) == 24
+    assert {(p["statecode"], p["statuscode"]) for p in products} == {(0, 1)}
+
+    lamp = sync.only(products, productnumber="1900-S")
+    sync.crm_user.upsert("products", lamp["productid"], {"statecode": 2, "statuscode": 0}, mode="update")
+    item = sync.only(sync.erp("items"), number="1900-S")
+    sync.erp_user.update("items", item["id"], {"unitPrice": 199})
+    counts = sync.counts(sync.run("ITEM-PRODUCT", run_id="draft-again", full_synch_review=False))
+    assert counts["ITEM-PRODUCT to CRM"] == {"modified": 1}
+    lamp = sync.only(sync.crm("products"), productnumber="1900-S")
+    assert (lamp["statecode"], lamp["statuscode"], lamp["price"]) == (0, 1, 199)
+
+
 def test_only_active_products_come_back(sync, review) -> None:
     lamp = sync.only(sync.crm("products"), productnumber="1900-S")
     sync.crm_user.upsert("products", lamp["productid"], {"name": "Retired chair", "statecode": 1}, mode="update")
