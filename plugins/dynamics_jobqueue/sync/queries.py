@@ -39,18 +39,14 @@ FINISH_JOB = """
 UPDATE dynamics.sync_job SET status = %s, finished_at = clock_timestamp(), message = %s WHERE id = %s
 """
 
-COUPLINGS_BY_ERP_ID = """
+# A mapping's coupling rows by one key column (erp_id, crm_id or erp_key), columns as store.COUPLING_COLUMNS.
+COUPLINGS_BY = {
+    column: f"""
 SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
-  FROM dynamics.sync_coupling WHERE mapping = %s AND erp_id = ANY(%s)
+  FROM dynamics.sync_coupling WHERE mapping = %s AND {column} = ANY(%s)
 """
-COUPLINGS_BY_CRM_ID = """
-SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
-  FROM dynamics.sync_coupling WHERE mapping = %s AND crm_id = ANY(%s)
-"""
-COUPLINGS_BY_ERP_KEY = """
-SELECT erp_id, crm_id, erp_key, crm_key, erp_modified_at, crm_version, erp_hash, crm_hash, write_back_pending
-  FROM dynamics.sync_coupling WHERE mapping = %s AND erp_key = ANY(%s)
-"""
+    for column in ("erp_id", "crm_id", "erp_key")
+}
 # A page's couplings arrive by COPY into a per-connection temporary table, then merge in one statement:
 # 20,000 rows take a fraction of a second instead of 20,000 round trips.
 CREATE_COUPLING_INPUT = """

@@ -228,9 +228,8 @@ class SyncStore:
     def couplings(self, by: str, values: Sequence[str], mapping: str | None = None) -> pd.DataFrame:
         """Coupling rows of ``mapping`` (default this run's) whose ``by`` column (``erp_id``, ``crm_id`` or
         ``erp_key``) is one of ``values``; columns :data:`COUPLING_COLUMNS`."""
-        sql = {"erp_id": q.COUPLINGS_BY_ERP_ID, "crm_id": q.COUPLINGS_BY_CRM_ID, "erp_key": q.COUPLINGS_BY_ERP_KEY}[by]
         with self.conn.transaction():
-            rows = self.conn.execute(sql, (mapping or self.mapping, list(values))).fetchall()
+            rows = self.conn.execute(q.COUPLINGS_BY[by], (mapping or self.mapping, list(values))).fetchall()
         return pd.DataFrame(rows, columns=COUPLING_COLUMNS, dtype=object)
 
     def record_state(self, job_id: int, to_crm_ids: Sequence[str], from_crm_ids: Sequence[str]) -> pd.DataFrame:
