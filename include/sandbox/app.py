@@ -217,6 +217,17 @@ def _query(request: Request) -> dict[str, str]:
     return dict(parse_qsl(request.url.query, keep_blank_values=True))
 
 
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body of a control call (``/_sandbox/...``) as a JSON object; an empty body is ``{}``.
+
+    :raises ValueError: when the body is not JSON (:class:`json.JSONDecodeError`) or not an object.
+    """
+    data = json.loads(await request.body() or b"{}")
+    if not isinstance(data, dict):
+        raise ValueError("a JSON object is required")
+    return data
+
+
 def _raw_path(request: Request) -> str:
     raw = request.scope.get("raw_path")
     return raw.decode("latin-1").split("?", 1)[0] if raw else request.url.path
@@ -363,9 +374,7 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
         if (refused := loopback_only(request)) is not None:
             return refused
         try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is required")
+            data = await _json_object(request)
             config = FaultConfig.from_json(data)
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -393,9 +402,7 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
         if (refused := loopback_only(request)) is not None:
             return refused
         try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is required")
+            data = await _json_object(request)
             sandbox.bc.webhooks.config = WebhookConfig.from_json(data, sandbox.bc.webhooks.config)
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
@@ -423,9 +430,7 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
             return refused
         hooks = sandbox.dataverse.webhooks
         try:
-            data = json.loads(await request.body() or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("a JSON object is required")
+            data = await _json_object(request)
             hooks.config = DataverseWebhookConfig.from_json(data, hooks.config)
         except (ValueError, TypeError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

@@ -83,6 +83,18 @@ def test_generate_bulk_customers_pages_them_back(sandbox, bc):
     assert more["first"] == "S0002501"
 
 
+@pytest.mark.parametrize("path", ["faults", "webhooks", "dataverse-webhooks"])
+def test_a_settings_call_takes_a_json_object_and_refuses_anything_else(sandbox, path):
+    before = sandbox.admin(path)
+    with sandbox.session() as session:
+        url = f"{sandbox.base_url}/_sandbox/{path}"
+        listed = session.post(url, data=b"[1]", headers={"Content-Type": "application/json"})
+        assert (listed.status_code, listed.json()) == (400, {"error": "a JSON object is required"})
+        garbled = session.post(url, data=b"{not json", headers={"Content-Type": "application/json"})
+        assert garbled.status_code == 400 and "Expecting property name" in garbled.json()["error"]
+    assert sandbox.admin(path) == before  # refused: nothing changed
+
+
 def test_data_and_tokens_survive_a_restart(tmp_path):
     process = SandboxProcess(data_dir=tmp_path / "sandbox")
     with process:
