@@ -37,7 +37,7 @@ from sandbox.api import (
     query_page,
 )
 from sandbox.dataverse_webhooks import DataverseWebhooks
-from sandbox.metadata import csdl
+from sandbox.metadata import csdl, entity_definitions
 from sandbox.odata import QueryError, format_datetime, parse_select
 from sandbox.optionsets import ATTRIBUTE_PATH, OptionSets
 from sandbox.schema import DATAVERSE_OWNED, DATAVERSE_REQUIRED_LOOKUPS, DATAVERSE_SETS, EntitySet
@@ -187,6 +187,10 @@ class Dataverse:
             )
         if self.webhooks.handles(request.path):
             return self.webhooks.handle(request)
+        if request.path == "EntityDefinitions":
+            if request.method != "GET":
+                raise ApiError(405, BAD_REQUEST, f"'{request.method}' is not allowed on EntityDefinitions.")
+            return ApiResponse(200, entity_definitions(request.root, request.query, DATAVERSE_SETS))
         option_answer = self._option_sets(request)
         if option_answer is not None:
             return option_answer

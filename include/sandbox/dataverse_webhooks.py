@@ -55,7 +55,7 @@ from xml.etree import ElementTree
 import requests
 
 from sandbox.api import ApiError, ApiRequest, ApiResponse
-from sandbox.odata import Compare, Literal, Logical, Node, Prop, QueryError, parse_filter
+from sandbox.odata import matches, parse_filter
 
 if TYPE_CHECKING:
     import sqlite3
@@ -126,26 +126,6 @@ class DataverseWebhookConfig:
 
 def _bad(message: str) -> ApiError:
     return ApiError(400, BAD_REQUEST, message)
-
-
-def _matches(node: Node, row: dict[str, Any]) -> bool:
-    """Evaluate a parsed ``$filter`` (``eq``/``ne``, ``and``/``or``) against a rendered row."""
-    if isinstance(node, Logical):
-        left, right = _matches(node.left, row), _matches(node.right, row)
-        return left and right if node.op == "and" else left or right
-    if isinstance(node, Compare) and node.op in ("eq", "ne"):
-
-        def value(side: Prop | Literal) -> Any:
-            if isinstance(side, Prop):
-                if side.name not in row:
-                    raise QueryError(f"Could not find a property named '{side.name}'.")
-                found = row[side.name]
-                return found.lower() if isinstance(found, str) and _GUID.match(found) else found
-            return str(side.value).lower() if side.kind == "guid" else side.value
-
-        equal = value(node.left) == value(node.right)
-        return equal if node.op == "eq" else not equal
-    raise QueryError("The sandbox supports only eq/ne with and/or on this entity set.")
 
 
 def _ticks(seconds: float) -> str:
@@ -234,7 +214,7 @@ class DataverseWebhooks:
             return ApiResponse(200, {"@odata.context": f"{request.root}$metadata#{name}/$entity", **found})
         if "$filter" in request.query:
             node = parse_filter(request.query["$filter"])
-            rows = [r for r in rows if _matches(node, r)]
+            rows = [r for r in rows if matches(node, r)]
         if "$select" in request.query:
             wanted = [c.strip() for c in request.query["$select"].split(",") if c.strip()]
             unknown = [c for c in wanted if rows and c not in rows[0]]

@@ -9,9 +9,52 @@ single-valued navigation properties) and the entity container's entity sets.
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from sandbox.odata import QueryError, matches, parse_filter
 from sandbox.schema import EntitySet
+
+#: The table definition properties the sandbox serves (EntityMetadata; MetadataId is always returned).
+ENTITY_DEFINITION_PROPERTIES = ("MetadataId", "LogicalName", "EntitySetName", "SchemaName")
+
+
+def entity_definitions(root: str, query: dict[str, str], sets: dict[str, EntitySet]) -> dict[str, Any]:
+    """``GET EntityDefinitions`` with ``$select`` and ``$filter`` (``eq``/``ne``, ``and``/``or``): one row per table
+    ("Query table definitions using the Web API", learn.microsoft.com/power-apps/developer/data-platform/webapi/
+    query-metadata-web-api). Other query options -> :class:`QueryError`."""
+    for option in query:
+        if option not in ("$select", "$filter"):
+            raise QueryError(f"The query option {option} is not supported on EntityDefinitions by the sandbox.")
+    tables = dict.fromkeys((e.type_name, e.name) for e in sets.values())
+    rows = [
+        {
+            "MetadataId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"EntityDefinitions/{logical}")),
+            "LogicalName": logical,
+            "EntitySetName": entity_set,
+            "SchemaName": logical.capitalize(),
+        }
+        for logical, entity_set in tables
+    ]
+    if "$filter" in query:
+        node = parse_filter(query["$filter"])
+        rows = [r for r in rows if matches(node, r)]
+    selected = list(ENTITY_DEFINITION_PROPERTIES)
+    if "$select" in query:
+        selected = [c.strip() for c in query["$select"].split(",") if c.strip()]
+        unknown = [c for c in selected if c not in ENTITY_DEFINITION_PROPERTIES]
+        if unknown:
+            raise QueryError(
+                f"Could not find a property named '{unknown[0]}' on type 'Microsoft.Dynamics.CRM.EntityMetadata'."
+            )
+        selected = list(dict.fromkeys(["MetadataId", *selected]))
+    columns = f"({','.join(selected)})" if "$select" in query else ""
+    return {
+        "@odata.context": f"{root}$metadata#EntityDefinitions{columns}",
+        "value": [{c: r[c] for c in selected} for r in rows],
+    }
+
 
 _EDM_TYPES = {
     "string": "Edm.String",

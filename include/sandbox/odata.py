@@ -396,6 +396,33 @@ def to_sql(node: Node, entity: EntitySet, resolve: Callable[[str], Column | None
 # $select, $orderby, Prefer
 
 
+_GUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def matches(node: Node, row: dict[str, Any]) -> bool:
+    """Evaluate a parsed ``$filter`` against a rendered row (a dict), for the small system sets served from memory:
+    only ``eq``/``ne`` comparisons joined by ``and``/``or``; GUIDs compare case-insensitively.
+
+    :raises QueryError: for an unknown property or another operator.
+    """
+    if isinstance(node, Logical):
+        left, right = matches(node.left, row), matches(node.right, row)
+        return left and right if node.op == "and" else left or right
+    if isinstance(node, Compare) and node.op in ("eq", "ne"):
+
+        def value(side: Prop | Literal) -> Any:
+            if isinstance(side, Prop):
+                if side.name not in row:
+                    raise QueryError(f"Could not find a property named '{side.name}'.")
+                found = row[side.name]
+                return found.lower() if isinstance(found, str) and _GUID_TEXT.match(found) else found
+            return str(side.value).lower() if side.kind == "guid" else side.value
+
+        equal = value(node.left) == value(node.right)
+        return equal if node.op == "eq" else not equal
+    raise QueryError("The sandbox supports only eq/ne with and/or on this entity set.")
+
+
 def parse_select(text: str | None, entity: EntitySet) -> list[str] | None:
     """The property names of ``$select`` in request order, or ``None`` for all.
 

@@ -218,3 +218,15 @@ def test_the_sandbox_validates_endpoints_and_steps_as_documented(sandbox) -> Non
     with pytest.raises(ApiError) as in_use:  # a step still names it as its event handler
         hook.delete("serviceendpoints", endpoint)
     assert in_use.value.status == 400
+
+
+def test_table_definitions_name_the_logical_name_of_an_entity_set(sandbox) -> None:
+    hook = DataverseHook()
+    assert hook.table_names(["accounts", "systemusers", "productpricelevels", "nosuchset"]) == {
+        "accounts": "account",
+        "systemusers": "systemuser",
+        "productpricelevels": "productpricelevel",
+    }
+    with pytest.raises(ApiError) as refused:  # the sandbox serves $select and $filter only
+        hook.request("GET", "api/data/v9.2/EntityDefinitions", params={"$top": "1"})
+    assert refused.value.status == 400

@@ -507,16 +507,26 @@ class DataverseHook(MicrosoftApiHook):
             },
         )
 
-    def entity_set_tables(self) -> dict[str, str]:
-        """``entity set -> table logical name`` from ``$metadata`` (an EntitySet's EntityType is the table)."""
-        from xml.etree import ElementTree
-
-        root = ElementTree.fromstring(self.metadata())
-        return {
-            str(e.get("Name")): str(e.get("EntityType", "")).rsplit(".", 1)[-1]
-            for e in root.iter()
-            if e.tag.endswith("}EntitySet") and e.get("Name")
-        }
+    def table_names(self, entity_sets: Sequence[str]) -> dict[str, str]:
+        """``entity set -> table logical name`` (``accounts`` -> ``account``) from the table definitions:
+        ``GET EntityDefinitions?$select=LogicalName,EntitySetName&$filter=EntitySetName eq '...' or ...`` ("Query
+        table definitions using the Web API"); one small answer rather than the whole ``$metadata``. Entity sets
+        that name no table are missing from the result."""
+        if not entity_sets:
+            return {}
+        body = self.request_json(
+            "GET",
+            f"{API_PATH}EntityDefinitions",
+            params={
+                "$select": "LogicalName,EntitySetName",
+                "$filter": " or ".join(f"EntitySetName eq {_quoted(s)}" for s in entity_sets),
+            },
+            entity_set="EntityDefinitions",
+        )
+        rows = body.get("value")
+        if not isinstance(rows, list):
+            raise MalformedResponseError("EntityDefinitions answer without value", entity_set="EntityDefinitions")
+        return {str(r["EntitySetName"]): str(r["LogicalName"]) for r in rows if r.get("EntitySetName")}
 
     def delete(self, entity_set: str, key: str | Mapping[str, Any]) -> None:
         """Delete a row. :raises NotFoundError: when it does not exist."""

@@ -134,7 +134,7 @@ def ensure_dataverse_webhook(
     """Make Dataverse hold this deployment's webhook to ``url`` and exactly one asynchronous PostOperation step
     per table of ``entity_sets`` and message (Create, Update, Delete), and the state store know them.
 
-    Requests: the endpoint by name; ``$metadata`` (entity set -> table); the three messages; per table its
+    Requests: the endpoint by name; the table definitions (entity set -> table); the three messages; per table its
     message filters; the endpoint's steps; then one create per missing step and one delete per unneeded one.
 
     :param entity_sets: the Dataverse entity sets the table mappings read (``accounts``).
@@ -144,14 +144,14 @@ def ensure_dataverse_webhook(
     outcome = Outcome()
     wanted_sets = list(dict.fromkeys(entity_sets))
     endpoint_id = _ensure_endpoint(hook, store, url, outcome)
-    tables = hook.entity_set_tables()
+    tables = hook.table_names(wanted_sets)
     messages = hook.sdk_messages(MESSAGES)
     message_names = {v: k for k, v in messages.items()}
     wanted: dict[tuple[str, str], tuple[str, str]] = {}  # (table, message) -> (filter id, entity set)
     for entity_set in wanted_sets:
         table = tables.get(entity_set)
         if table is None:
-            raise NotFoundError(f"no table with the entity set {entity_set!r} in $metadata", entity_set=entity_set)
+            raise NotFoundError(f"no table with the entity set {entity_set!r}", entity_set=entity_set)
         filters = {f.sdkmessage_id: f for f in hook.message_filters(table)}
         for message in MESSAGES:
             found = filters.get(messages.get(message, ""))
