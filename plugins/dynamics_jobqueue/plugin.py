@@ -8,8 +8,9 @@ EmotionReact taken from the host's globals, so the pages use Airflow's own theme
 page has its own ``bundle_url`` (a ``page`` query) because the UI imports one module per app and a module runs
 once. ``operator_extra_links`` are the links from sync, posting and mailbox task instances to their console pages.
 The console checks authentication and permissions itself (:mod:`dynamics_jobqueue.console.security`).
-The Business Central webhook receiver (:mod:`dynamics_jobqueue.webhooks.receiver`) is a second app under
-:data:`WEBHOOKS_PREFIX`, checked by clientState instead of a login.
+The webhook receiver (:mod:`dynamics_jobqueue.webhooks.receiver`: ``/business-central`` and ``/dataverse``) is a
+second app under :data:`WEBHOOKS_PREFIX`, checked by the clientState or the webhook's header secret instead of a
+login.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dynamics_jobqueue.console.links import OPERATOR_LINKS
 from dynamics_jobqueue.webhooks.receiver import create_webhook_app
 
 URL_PREFIX = "/dynamics"
-#: The Business Central webhook receiver (no Airflow login: the clientState is the shared secret).
+#: The Business Central and Dataverse webhook receiver (no Airflow login: the clientState and the Dataverse
+#: webhook's header are the shared secrets).
 WEBHOOKS_PREFIX = "/dynamics-webhooks"
 
 #: (navigation label, page key): the UI's route is ``plugin/dynamics-<key>``.

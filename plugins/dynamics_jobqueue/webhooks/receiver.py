@@ -311,15 +311,21 @@ def create_webhook_app(
         body = await request.body()
         if len(body) > MAX_BODY:
             return PlainTextResponse("too large", status_code=413)
-        status, answer = await run_in_threadpool(
-            accept_dataverse,
-            body,
-            request.headers.get(HEADER),
-            state(),
-            me,
-            record,
-            request.headers.get("x-ms-dynamics-organization", ""),
-        )
+        try:
+            status, answer = await run_in_threadpool(
+                accept_dataverse,
+                body,
+                request.headers.get(HEADER),
+                state(),
+                me,
+                record,
+                request.headers.get("x-ms-dynamics-organization", ""),
+            )
+        except Exception:
+            # The state store is unreachable: 503 is one of the answers Dataverse tries once more after (a 500
+            # would fail the system job at once).
+            LOG.exception("could not check a Dataverse webhook POST; answering 503")
+            return JSONResponse({"error": "state store unavailable"}, status_code=503)
         return JSONResponse(answer, status_code=status)
 
     return app

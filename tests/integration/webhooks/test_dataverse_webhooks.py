@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,22 @@ def test_a_receiver_outage_fails_the_system_job_and_a_503_gets_one_more_attempt(
     events = receiver.take(1)
     assert [name for name, _ in events] == ["dataverse/accounts"]
     assert _jobs(sandbox)["failed"] == 1  # only the outage's job
+
+
+def test_an_unreachable_state_store_is_answered_503_so_dataverse_tries_once_more(
+    sandbox, state_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dynamics_jobqueue.hooks.state import StateStoreHook
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = {"conn_type": "postgres", "host": "127.0.0.1", "port": port, "login": "x", "schema": "x"}
+    monkeypatch.setenv("AIRFLOW_CONN_STATE_DOWN", json.dumps(conn))
+    receiver = Receiver(StateStoreHook(state_conn_id="state_down"))
+    receiver.start()
+    try:
+        answer = requests.post(receiver.dataverse_url, data=SAMPLE.read_bytes(), headers={HEADER: "x"}, timeout=30)
+    finally:
+        receiver.stop()
+    assert answer.status_code == 503 and receiver.events == []
