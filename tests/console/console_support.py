@@ -32,6 +32,10 @@ PASSWORDS = {"admin": "admin-pw", "operator": "operator-pw", "viewer": "viewer-p
 SCRIPT_NAME = "<script>alert(1)</script>"
 HTML_SUBJECT = '<b>Quarterly</b> <img src=x onerror="alert(2)"> offer'
 CUSTOMER_MAPPING = "CUSTOMER"
+#: The posting DAG of each job queue category (dags/background_posting.py).
+POSTING_DAGS = {"SALESPOST": "sales_background_posting", "PURCHPOST": "purchase_background_posting"}
+#: The drain run and try of the seeded Job Queue Log Entries, by their status.
+LOG_ENTRY_RUNS = {"Error": ("scheduled__2026-11-30T10:00:00+00:00", 3), "Success": ("manual__2026-11-30T09:00", 1)}
 # Two of the sandbox's CRM users (the CRONUS salespeople), so Remap's check finds them in Dataverse.
 CRM_USER_1 = uuid.UUID(systemuser_id("JO@contoso.com"))
 CRM_USER_2 = uuid.UUID(systemuser_id("LT@contoso.com"))
@@ -191,12 +195,15 @@ def seed_state(store: Any, conninfo: str) -> Seed:
             "UPDATE dynamics.job_queue_entries SET status = 'Error', attempts = 3, error_message = %s WHERE id = %s",
             (message, failed.id),
         )
+        # Each attempt names the drain task instance that ran it (its DAG run and try).
         for status, error in (("Error", message), ("Success", None)):
             entry = failed if status == "Error" else other
+            run_id, try_number = LOG_ENTRY_RUNS[status]
             conn.execute(
                 "INSERT INTO dynamics.job_queue_log_entries (job_queue_entry_id, category_code, document_type,"
                 " document_id, document_number, user_id, description, status, started_at, ended_at, error_message,"
-                " error_detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, now() - interval '1 hour', now(), %s, %s)",
+                " error_detail, dag_id, run_id, task_id, map_index, try_number) VALUES (%s, %s, %s, %s, %s, %s, %s,"
+                " %s, now() - interval '1 hour', now(), %s, %s, %s, %s, 'drain', -1, %s)",
                 (
                     entry.id,
                     entry.category_code,
@@ -208,6 +215,9 @@ def seed_state(store: Any, conninfo: str) -> Seed:
                     status,
                     error,
                     "HTTP 400 Internal_DataNotFound in postPurchaseInvoice" if error else None,
+                    POSTING_DAGS[entry.category_code],
+                    run_id,
+                    try_number,
                 ),
             )
         # What sync runs write: two runs of the customer mapping, a failing and a skipped record, couplings.

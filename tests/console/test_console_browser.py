@@ -15,7 +15,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from console_support import CRM_USER_1, CRM_USER_2, CUSTOMER_MAPPING, HTML_SUBJECT, SCRIPT_NAME, Console
+from console_support import (
+    CRM_USER_1,
+    CRM_USER_2,
+    CUSTOMER_MAPPING,
+    HTML_SUBJECT,
+    LOG_ENTRY_RUNS,
+    SCRIPT_NAME,
+    Console,
+)
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -159,6 +167,14 @@ def test_job_queue_entries_and_actions(operator: Operator, console: Console) -> 
     page.locator("#error-message").wait_for()
     assert page.locator("#error-message").inner_text() == f"Vendor {SCRIPT_NAME} is blocked for posting."
     assert "Internal_DataNotFound" in page.locator("#log-entries").inner_text()
+    # The attempt links to the drain's DAG run and to its task log (of that try) in the Airflow UI.
+    run_id, try_number = LOG_ENTRY_RUNS["Error"]
+    run = f"/dags/purchase_background_posting/runs/{quote(run_id, safe='')}"
+    links = page.locator("#log-entries a[data-testid=run-link]")
+    assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [
+        run,
+        f"{run}/tasks/drain?try_number={try_number}",
+    ]
     operator.shot("04-show-error")
 
 
@@ -179,6 +195,18 @@ def test_documents_to_handle_retry(operator: Operator, console: Console) -> None
 
 
 def test_job_queue_log_entries_filters(operator: Operator) -> None:
+    page = operator.open("job-queue-log")
+    operator.wait_range("log", shown(1, 2, 2))
+    # Each attempt links to the task log of the drain that ran it; a posting task's extra link (?run_id=) lists
+    # the attempts of its DAG run only.
+    run_id, try_number = LOG_ENTRY_RUNS["Success"]
+    task_log = f"/dags/sales_background_posting/runs/{quote(run_id, safe='')}/tasks/drain?try_number={try_number}"
+    page.locator(f"#log a[data-testid=run-link][href='{task_log}']").wait_for()
+    page = operator.open("job-queue-log", f"?run_id={quote(run_id, safe='')}")
+    operator.wait_range("log", shown(1, 1, 1))
+    assert page.locator("#log tbody [data-status]").all_inner_texts() == ["Success"]
+    assert f"Attempts of DAG run {run_id}" in page.locator("[data-testid=dynamics-console]").inner_text()
+    operator.shot("07a-log-entries-of-a-dag-run")
     page = operator.open("job-queue-log")
     operator.wait_range("log", shown(1, 2, 2))
     page.select_option("select[name=status]", "Error")

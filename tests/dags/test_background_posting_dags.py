@@ -252,3 +252,46 @@ def test_both_posting_dags_triggered_through_the_rest_api_with_no_conf_run_to_su
     assert len(queue.list_entries(state_store, category_code="SALESPOST", statuses=[Status.FINISHED])) == 11
     assert len(queue.list_entries(state_store, category_code="PURCHPOST", statuses=[Status.FINISHED])) == 8
     assert overlaps(sandbox.admin("postings")["value"]) == []
+
+
+@pytest.mark.slow
+def test_each_attempt_names_the_dag_run_and_task_that_posted_it(airflow_env, state_store, sandbox, monkeypatch) -> None:
+    """A drain run by Airflow keeps its task instance on each Job Queue Log Entry; the console's log entries (the
+    list filtered by the run, and Show Error's) link to that run's task log in the Airflow UI."""
+    import uuid
+    from urllib.parse import quote
+
+    from dynamics_jobqueue.console import service
+    from dynamics_jobqueue.console.listing import PageRequest
+    from dynamics_jobqueue.console.models import JobQueueLogEntryOut
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.posting import queue
+
+    sandbox.admin("posting", {})
+    [invoice] = next(BusinessCentralHook().iter_pages("salesInvoices", filter="number eq 'S-INV1001'"))
+    entry = queue.enqueue(
+        state_store,
+        queue.EnqueueRequest(
+            document_type="Sales Invoice", document_id=uuid.UUID(invoice["id"]), document_number="S-INV1001",
+            user_id="ALICE",
+        ),
+    )  # fmt: skip
+    env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
+    result = airflow_env.dags_test("sales_background_posting", {"batch_post": "never"}, extra_env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    run = max(airflow_env.cli_json("dags", "list-runs", "sales_background_posting"), key=lambda r: r["run_after"])
+    assert run["state"] == "success"
+    run_id = run["run_id"]
+
+    [log] = queue.list_log_entries(state_store, entry.id)
+    assert (log.status, log.dag_id, log.run_id, log.task_id, log.map_index, log.try_number) == (
+        "Success", "sales_background_posting", run_id, "drain", -1, 1,
+    )  # fmt: skip
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example")
+    expected = (
+        f"https://airflow.example/dags/sales_background_posting/runs/{quote(run_id, safe='')}/tasks/drain?try_number=1"
+    )
+    assert JobQueueLogEntryOut.model_validate(log.__dict__).task_log_url == expected  # Show Error's attempts
+    rows, total, _ = service.log_entries(state_store, service.LogFilter(run_id=run_id), PageRequest())
+    assert total == 1 and JobQueueLogEntryOut.model_validate(rows[0]).task_log_url == expected
+    assert service.log_entries(state_store, service.LogFilter(run_id="manual__other"), PageRequest())[1] == 0

@@ -382,11 +382,13 @@ def api_log_entries(
     date_to: date | None = None,
     search: Search = None,
     job_queue_entry_id: uuid.UUID | None = None,
+    run_id: Annotated[str | None, Query(description="the DAG run whose task ran the attempts")] = None,
 ) -> dict[str, Any]:
-    """Job Queue Log Entries, newest first, filtered by category, status, user, start date (UTC days) and entry.
+    """Job Queue Log Entries, newest first, filtered by category, status, user, start date (UTC days), entry and
+    DAG run; each names the task instance that ran it and links to its log (``task_log_url``).
     Sorts: entry_no, started_at, ended_at, status, category_code, document_number, user_id."""
     filters = service.LogFilter(
-        category, log_status, user_id, date_from, date_to, search, str(job_queue_entry_id or "") or None
+        category, log_status, user_id, date_from, date_to, search, str(job_queue_entry_id or "") or None, run_id
     )
     rows, total, sort = service.log_entries(store, filters, paging)
     return _page(rows, total, sort, paging)

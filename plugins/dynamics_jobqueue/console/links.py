@@ -77,13 +77,13 @@ class SyncConsoleLink(_ConsoleLink):
 
 
 class PostingConsoleLink(_ConsoleLink):
-    """A posting task -> Job Queue Log Entries of its category."""
+    """A posting task -> Job Queue Log Entries of its category and DAG run (the attempts its runs posted)."""
 
     name = "Job Queue Log Entries (console)"
     page = "job-queue-log"
 
     def params(self, operator: Any, ti_key: TaskInstanceKey) -> dict[str, Any]:
-        return {"category": getattr(operator, "category_code", None)}
+        return {"category": getattr(operator, "category_code", None), "run_id": ti_key.run_id}
 
 
 class MailboxConsoleLink(_ConsoleLink):

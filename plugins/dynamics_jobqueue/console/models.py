@@ -10,7 +10,9 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from dynamics_jobqueue.console.links import task_instance_url
 
 
 class JobQueueEntryOut(BaseModel):
@@ -37,7 +39,9 @@ class JobQueueEntryOut(BaseModel):
 
 
 class JobQueueLogEntryOut(BaseModel):
-    """A Job Queue Log Entry: one attempt of one entry."""
+    """A Job Queue Log Entry: one attempt of one entry, with the Airflow task instance that ran it (``dag_id``,
+    ``run_id``, ``task_id``, ``map_index``, ``try_number``; all null for an attempt of the posting CLI) and the
+    link to that task instance's log."""
 
     entry_no: int
     job_queue_entry_id: uuid.UUID
@@ -51,7 +55,24 @@ class JobQueueLogEntryOut(BaseModel):
     ended_at: datetime | None
     error_message: str | None
     error_detail: str | None
-    worker: str | None
+    worker: str | None = Field(description="the process that ran it (<host>:<pid>)")
+    dag_id: str | None = Field(None, description="the DAG of the posting task (<category>_background_posting ...)")
+    run_id: str | None = Field(None, description="its DAG run")
+    task_id: str | None = Field(None, description="its task (the drain)")
+    map_index: int | None = Field(None, description="-1 for an unmapped task")
+    try_number: int | None = None
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the task instance's log (of this try) in the Airflow UI, from [api] base_url; null without a "
+        "task instance"
+    )
+    @property
+    def task_log_url(self) -> str | None:
+        if not (self.dag_id and self.run_id and self.task_id):
+            return None
+        return task_instance_url(
+            self.dag_id, self.run_id, self.task_id, map_index=self.map_index, try_number=self.try_number
+        )
 
 
 class JobQueueEntryDetail(BaseModel):

@@ -71,17 +71,19 @@ SELECT s.document_type, s.document_number, s.document_id, s.category_code, s.job
 )
 
 #: Job Queue Log Entries filtered as the reference's page: category, status, user and a date range (UTC days,
-#: on the attempt's start).
+#: on the attempt's start); ``run_id`` gives the attempts of one DAG run (a posting task's extra link).
 LOG_ENTRIES = Listing(
     select="""
 SELECT entry_no, job_queue_entry_id, category_code, document_type, document_number, user_id, description,
-       status, started_at, ended_at, error_message, error_detail, worker
+       status, started_at, ended_at, error_message, error_detail, worker, dag_id, run_id, task_id, map_index,
+       try_number
   FROM dynamics.job_queue_log_entries""",
     filters={
         "category_code": "category_code = %(category_code)s",
         "status": "status = %(status)s",
         "user_id": "user_id = %(user_id)s",
         "job_queue_entry_id": "job_queue_entry_id = %(job_queue_entry_id)s",
+        "run_id": "run_id = %(run_id)s",
         "date_from": "started_at >= %(date_from)s::date::timestamp AT TIME ZONE 'UTC'",
         "date_to": "started_at < (%(date_to)s::date + 1)::timestamp AT TIME ZONE 'UTC'",
         "search": "(document_number ILIKE '%%' || %(search)s || '%%'"

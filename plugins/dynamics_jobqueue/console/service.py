@@ -85,6 +85,7 @@ class LogFilter:
     date_to: date | None = None
     search: str | None = None
     job_queue_entry_id: str | None = None
+    run_id: str | None = None
 
 
 def log_entries(store: StateStoreHook, filters: LogFilter, request: PageRequest) -> Page:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.posting.entries import PostingTask
     from dynamics_jobqueue.posting.runner import PostingRunner
     from dynamics_jobqueue.posting.schedule import PostingSchedule
 
@@ -156,8 +156,8 @@ class DrainJobQueueOperator(BaseOperator):
         self.state_conn_id = state_conn_id
         self.business_central_conn_id = business_central_conn_id
 
-    @cached_property
-    def runner(self) -> PostingRunner:
+    def runner(self, task: PostingTask | None = None) -> PostingRunner:
+        """The category's runner; ``task``: the task instance its Job Queue Log Entries name."""
         from dynamics_jobqueue.hooks.state import StateStoreHook
         from dynamics_jobqueue.posting.printing import printer_for
         from dynamics_jobqueue.posting.runner import PostingRunner
@@ -167,12 +167,17 @@ class DrainJobQueueOperator(BaseOperator):
             _bc(self.business_central_conn_id),
             self.category_code,
             printer=printer_for(self.print_destination or None, conn_id=self.print_conn_id),
+            task=task,
             lease_s=self.lease_s,
             lock_wait_s=self.lock_wait_s,
         )
 
     def execute(self, context: Context) -> dict[str, Any]:
-        result = self.runner.drain(max_entries=self.max_entries)
+        from dynamics_jobqueue.posting.entries import PostingTask
+
+        ti = context.get("ti")
+        runner = self.runner(PostingTask.of(ti) if ti is not None else None)
+        result = runner.drain(max_entries=self.max_entries)
         self.log.info("%s", result.summary())
         summary = {
             "posted": result.posted,

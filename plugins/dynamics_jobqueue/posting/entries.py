@@ -118,8 +118,26 @@ class JobQueueEntry:
 
 
 @dataclass(frozen=True)
+class PostingTask:
+    """The Airflow task instance that runs a drain, kept on each attempt's Job Queue Log Entry so the console links
+    the entry to its DAG run and task log (``map_index`` -1 for an unmapped task, ``try_number`` from 1)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    map_index: int = -1
+    try_number: int | None = None
+
+    @classmethod
+    def of(cls, ti: Any) -> PostingTask:
+        """From a running task instance (the task context's ``ti``)."""
+        return cls(ti.dag_id, ti.run_id, ti.task_id, int(ti.map_index), ti.try_number)
+
+
+@dataclass(frozen=True)
 class JobQueueLogEntry:
-    """One row of ``dynamics.job_queue_log_entries``: one attempt of one entry."""
+    """One row of ``dynamics.job_queue_log_entries``: one attempt of one entry; ``dag_id`` ... ``try_number`` name
+    the task instance that ran it (:class:`PostingTask`; all ``None`` for an attempt of the posting CLI)."""
 
     entry_no: int
     job_queue_entry_id: uuid.UUID
@@ -135,6 +153,11 @@ class JobQueueLogEntry:
     error_message: str | None
     error_detail: str | None
     worker: str | None
+    dag_id: str | None = None
+    run_id: str | None = None
+    task_id: str | None = None
+    map_index: int | None = None
+    try_number: int | None = None
 
     @classmethod
     def columns(cls) -> str:

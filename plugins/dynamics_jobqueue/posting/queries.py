@@ -112,7 +112,8 @@ ORDER BY priority, entry_no
 # Waiting entries of a category) and open its log entry, in one round trip. Nothing is claimed while another
 # entry of the category is In Process: under the category lock that entry is one a dead worker left behind (or
 # one whose posting got no answer), and its posting may still be running in the ERP. ``{columns}`` is qualified
-# with ``claimed.`` (the log entries have an entry_no too).
+# with ``claimed.`` (the log entries have an entry_no too). The log entry names the Airflow task instance that
+# claims (NULLs for the posting CLI).
 CLAIM_NEXT = """
 WITH next AS (
     SELECT id FROM dynamics.job_queue_entries
@@ -136,9 +137,9 @@ WITH next AS (
 ), log AS (
     INSERT INTO dynamics.job_queue_log_entries
         (job_queue_entry_id, category_code, document_type, document_id, document_number, user_id,
-         description, status, worker)
+         description, status, worker, dag_id, run_id, task_id, map_index, try_number)
     SELECT id, category_code, document_type, document_id, document_number, user_id, description,
-           'In Process', worker
+           'In Process', worker, %(dag_id)s, %(run_id)s, %(task_id)s, %(map_index)s, %(try_number)s
     FROM claimed
     RETURNING entry_no
 )

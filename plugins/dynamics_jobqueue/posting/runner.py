@@ -38,7 +38,7 @@ import threading
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -47,7 +47,7 @@ import requests
 from dynamics_jobqueue.hooks.errors import ApiError, MissingEndpointError, NotFoundError
 from dynamics_jobqueue.posting import queries
 from dynamics_jobqueue.posting.categories import DocumentType, PostedEvidence, document_type
-from dynamics_jobqueue.posting.entries import JobQueueEntry, LogStatus, Status
+from dynamics_jobqueue.posting.entries import JobQueueEntry, LogStatus, PostingTask, Status
 from dynamics_jobqueue.posting.printing import Printer, PrintError, pdf_file_name
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: First key of the two-key advisory lock; the second is ``hashtext(category code)``.
 CATEGORY_LOCK_NAMESPACE = 4_207_311
+#: The claim's task parameters (all NULL when no Airflow task runs the drain).
+_TASK_FIELDS = [f.name for f in fields(PostingTask)]
 
 #: Named points of one entry's life where the crash-safety tests kill the runner (see the module docstring):
 #: ``claimed`` (In Process, nothing sent yet; ``sent_at`` is set by the claim unless options are written to
@@ -186,6 +188,8 @@ class PostingRunner:
     :param printer: where Post & Print sends PDFs; ``None`` makes Post & Print entries fail with
         "posted but not printed".
     :param worker: names this runner in entries and logs; default ``<host>:<pid>``.
+    :param task: the Airflow task instance running this drain, kept on each attempt's Job Queue Log Entry (the
+        console links the entry to its DAG run and task log); ``None`` outside Airflow (the posting CLI).
     :param lease_s: lease of an In Process entry, renewed by a heartbeat every third of it (seconds).
     :param lock_wait_s: how long to wait for another runner holding the category (seconds).
     :param lock_slice_s: how long the runner keeps the category lock across entries before offering it to
@@ -201,6 +205,7 @@ class PostingRunner:
         *,
         printer: Printer | None = None,
         worker: str | None = None,
+        task: PostingTask | None = None,
         lease_s: float = 60.0,
         lock_wait_s: float = 60.0,
         lock_slice_s: float = 0.5,
@@ -211,6 +216,7 @@ class PostingRunner:
         self.category_code = category_code
         self.printer = printer
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.task = task
         self.lease_s = lease_s
         self.lock_wait_s = lock_wait_s
         self.lock_slice_s = lock_slice_s
@@ -343,7 +349,12 @@ class PostingRunner:
     def _claim(self, conn: psycopg.Connection) -> tuple[JobQueueEntry, int] | None:
         row = conn.execute(
             queries.CLAIM_NEXT.format(columns=JobQueueEntry.columns("claimed.")),
-            {"category_code": self.category_code, "worker": self.worker, "lease_s": self.lease_s},
+            {
+                "category_code": self.category_code,
+                "worker": self.worker,
+                "lease_s": self.lease_s,
+                **(asdict(self.task) if self.task else dict.fromkeys(_TASK_FIELDS)),
+            },
         ).fetchone()
         if row is None:
             return None

@@ -33,7 +33,9 @@ def test_each_operator_links_to_its_console_page() -> None:
         BatchPostOperator(task_id="batch", category_code="SALESPOST", schedule=PostingSchedule.from_env()),
         DrainJobQueueOperator(task_id="drain", category_code="SALESPOST"),
     ):
-        assert _link(posting) == "https://airflow.example/plugin/dynamics-job-queue-log?category=SALESPOST"
+        assert _link(posting, "manual__1") == (
+            "https://airflow.example/plugin/dynamics-job-queue-log?category=SALESPOST&run_id=manual__1"
+        )
     assert (
         _link(MailboxSyncOperator(task_id="sync", mailbox_ids=[1]))
         == "https://airflow.example/plugin/dynamics-mailboxes"

@@ -1,5 +1,6 @@
 // Job Queue Entries and My Job Queue (Remove from Job Queue, Set Status to Ready, Show Error), Documents to
-// handle (Retry), Job Queue Log Entries: the posting side of the job queue.
+// handle (Retry), Job Queue Log Entries (each attempt links to the DAG run and task log that ran it): the posting
+// side of the job queue.
 import { Box, Button, Heading, HStack, Stack, Table, Text } from "@chakra-ui/react";
 import { useEffect, useState } from "react";
 import { useSearchParams } from "react-router-dom";
@@ -9,6 +10,7 @@ import {
   type Column,
   ConfirmButton,
   ConsoleLink,
+  DagRunLink,
   DataTable,
   formatTime,
   type Message,
@@ -52,7 +54,23 @@ type LogEntry = {
   error_message: string | null;
   error_detail: string | null;
   worker: string | null;
+  dag_id: string | null;
+  run_id: string | null;
+  task_id: string | null;
+  map_index: number | null;
+  try_number: number | null;
 };
+
+/** The attempt's DAG run and the log of its task instance (this try) in the Airflow UI; blank for the CLI. */
+const AttemptRun = ({ log }: { log: LogEntry }) =>
+  log.dag_id && log.run_id ? (
+    <HStack gap={2} data-testid="attempt-run">
+      <DagRunLink dagId={log.dag_id} runId={log.run_id} />
+      {log.task_id ? (
+        <DagRunLink dagId={log.dag_id} runId={log.run_id} taskId={log.task_id} mapIndex={log.map_index} tryNumber={log.try_number} />
+      ) : null}
+    </HStack>
+  ) : null;
 
 type Category = { code: string; description: string | null };
 
@@ -88,7 +106,7 @@ function ShowError({ entryId, onClose }: { entryId: string; onClose: () => void 
       <Table.Root size="sm" id="log-entries">
         <Table.Header>
           <Table.Row>
-            {["Entry No.", "Status", "Started", "Ended", "Error", "Detail"].map((h) => (
+            {["Entry No.", "Status", "Started", "Ended", "Error", "Detail", "DAG run"].map((h) => (
               <Table.ColumnHeader key={h}>{h}</Table.ColumnHeader>
             ))}
           </Table.Row>
@@ -105,6 +123,9 @@ function ShowError({ entryId, onClose }: { entryId: string; onClose: () => void 
               <Table.Cell>{log.error_message}</Table.Cell>
               <Table.Cell fontFamily="mono" fontSize="xs">
                 {log.error_detail}
+              </Table.Cell>
+              <Table.Cell>
+                <AttemptRun log={log} />
               </Table.Cell>
             </Table.Row>
           ))}
@@ -281,10 +302,11 @@ export function LogPage() {
   const [dateTo, setDateTo] = useState("");
   const [search, setSearch] = useState("");
   const entry = params.get("entry") ?? "";
+  const runId = params.get("run_id") ?? "";
   const categories = useCategories();
   const list = useList<LogEntry>(
     "/job-queue-log-entries",
-    { category, status, user_id: userId, date_from: dateFrom, date_to: dateTo, search, job_queue_entry_id: entry },
+    { category, status, user_id: userId, date_from: dateFrom, date_to: dateTo, search, job_queue_entry_id: entry, run_id: runId },
     "-entry_no",
   );
   const columns: Column<LogEntry>[] = [
@@ -297,10 +319,12 @@ export function LogPage() {
     { key: "end", label: "Ended", sort: "ended_at", render: (l) => formatTime(l.ended_at) },
     { key: "error", label: "Error", render: (l) => <Text color="fg.error">{l.error_message}</Text> },
     { key: "worker", label: "Worker", render: (l) => l.worker },
+    { key: "run", label: "DAG run", render: (l) => <AttemptRun log={l} /> },
   ];
   return (
     <Stack gap={3}>
       {entry ? <Text color="fg.muted">Attempts of job queue entry {entry}</Text> : null}
+      {runId ? <Text color="fg.muted">Attempts of DAG run {runId}</Text> : null}
       <HStack gap={4} align="end" wrap="wrap">
         <Select label="Category" name="category" value={category} onChange={setCategory} options={categories} />
         <Select
@@ -315,7 +339,14 @@ export function LogPage() {
         <TextFilter label="To (UTC day)" name="date_to" type="date" value={dateTo} onChange={setDateTo} />
         <TextFilter label="Document No. or error" name="search" value={search} onChange={setSearch} />
       </HStack>
-      <DataTable id="log" list={list} columns={columns} rowKey={(l) => String(l.entry_no)} empty="No log entries match." />
+      <DataTable
+        id="log"
+        list={list}
+        columns={columns}
+        rowKey={(l) => String(l.entry_no)}
+        rowProps={(l) => ({ "data-entry-no": String(l.entry_no) })}
+        empty="No log entries match."
+      />
     </Stack>
   );
 }
