@@ -82,6 +82,8 @@ SELECT job_queue_status FROM dynamics.document_job_queue_status WHERE document_t
 
 # -- the runner ------------------------------------------------------------------------------------------------
 
+# For the runner's session (false: not only the current transaction): how long a lock may be waited for.
+SET_LOCK_TIMEOUT = "SELECT set_config('lock_timeout', %s, false)"
 # Session-level, so that it survives the claim's and the outcome's transactions; waits up to lock_timeout.
 CATEGORY_LOCK = "SELECT pg_advisory_lock(%s, hashtext(%s))"
 RELEASE_CATEGORY_LOCK = "SELECT pg_advisory_unlock(%s, hashtext(%s))"

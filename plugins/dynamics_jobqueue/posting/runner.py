@@ -245,7 +245,7 @@ class PostingRunner:
         result = DrainResult(self.category_code)
         conn = self.store.get_conn()
         conn.autocommit = True
-        conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{int(self.lock_wait_s * 1000)}ms",))
+        conn.execute(queries.SET_LOCK_TIMEOUT, (f"{int(self.lock_wait_s * 1000)}ms",))
         heartbeat = _Heartbeat(self.store, self.lease_s)
         heartbeat.start()
         started = last_progress = time.monotonic()
