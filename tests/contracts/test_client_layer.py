@@ -7,8 +7,10 @@ import threading
 
 import pytest
 
+from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
 from dynamics_jobqueue.hooks.dataverse import DataverseHook
 from dynamics_jobqueue.hooks.errors import TransientError
+from dynamics_jobqueue.hooks.graph import GraphHook
 
 UNAVAILABLE = "HTTP/1.1 503 Service Unavailable\nContent-Length: 0\n\n"
 
@@ -69,3 +71,25 @@ def test_one_token_per_connection_and_one_session_per_thread(contract) -> None:
     assert len([r for r in contract.received if r.path.endswith("/oauth2/v2.0/token")]) == 1
     assert len({id(s) for s in sessions}) == 4  # no session shared between threads
     assert hooks[0].session is hooks[0].session  # the same thread keeps its session
+
+
+@pytest.mark.parametrize(
+    ("hook", "entity_set", "default"),
+    [(BusinessCentralHook, "customers", "20000"), (DataverseHook, "accounts", "5000")],
+)
+def test_iter_pages_asks_for_the_apis_largest_page_unless_given_a_size(contract, hook, entity_set, default) -> None:
+    empty = b'{"value":[]}'
+    contract.answer_raw(
+        "GET",
+        f"/{entity_set}",
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(empty), empty),
+    )
+    assert list(hook().iter_pages(entity_set)) == [[]]
+    assert list(hook().iter_pages(entity_set, page_size=7)) == [[]]
+    asked = [r.headers["prefer"] for r in contract.requests_to(f"/{entity_set}")]
+    assert asked == [f"odata.maxpagesize={default}", "odata.maxpagesize=7"]
+
+
+def test_graph_has_no_entity_sets_to_page(contract) -> None:
+    with pytest.raises(NotImplementedError, match="GraphHook reads no OData entity sets"):
+        next(GraphHook().iter_pages("users"))
