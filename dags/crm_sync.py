@@ -13,6 +13,16 @@ Central webhooks and Dataverse webhooks (the receiver in the api-server; subscri
 by such events syncs only the mappings reading a changed table and those depending on them (the others end
 skipped); the 30-minute schedule stays the safety net for anything a notification missed.
 
+An idle tenant costs almost nothing (Business Central's *On Hold with Inactivity Timeout*): after every sync a
+mapping's job queue entry is On Hold with Inactivity Timeout when nothing was inserted, modified, deleted or
+failed, else Ready (the task log says which; the console's ``/dynamics/api/sync/mappings`` has it as
+``job_queue_status``). A scheduled run (the cron tick) skips an on-hold mapping, before any request to either
+service, for its ``inactivity_timeout_min`` (Business Central's 720 or 1440 minutes per mapping) as long as a
+change to either of its tables starts a run instead: the Business Central entity set has a live webhook
+subscription and the Dataverse watcher is on. Mappings without a webhook (contacts, salespeople) are polled every
+30 minutes; a mapping whose dependency synced changes earlier in the run is not skipped; other run types never
+skip for it (:mod:`dynamics_jobqueue.sync.job_queue`).
+
 Scheduled runs sync coupled records only (every default mapping has *Synch. Only Coupled Records*, as in
 Business Central): an uncoupled record is coupled to its match, never created. The first synchronization is a
 run with ``full_synch_review`` (BC's Full Synch. Review): every mapping in dependency order, records coupled by

@@ -79,6 +79,7 @@ from dynamics_jobqueue.mailbox.records import (
 from dynamics_jobqueue.operators.mailbox import TEST_AND_ENABLE
 from dynamics_jobqueue.posting import queue
 from dynamics_jobqueue.posting.entries import JobQueueEntry, Status
+from dynamics_jobqueue.sync import job_queue as sync_job_queue
 from dynamics_jobqueue.sync.store import reset_skipped
 
 ENTRY_STATUSES = [str(s) for s in Status]
@@ -397,12 +398,14 @@ def api_log_entries(
 @api.get("/sync/mappings", response_model=list[MappingOut], responses=_responses())
 def api_mappings(store: Store, user: ReadUser) -> list[dict[str, Any]]:
     """The table mappings: the loaded ones (mappings folder, run order) and any other the state store has rows
-    of (``loaded`` false: a mapping removed from the folder)."""
+    of (``loaded`` false: a mapping removed from the folder), each with its job queue entry's status."""
     loaded = {name: records.mapping(name) for name in records.mapping_names()}
     names = list(loaded) + [name for name in service.mappings(store) if name not in loaded]
+    entries = sync_job_queue.entries(store)
     out = []
     for name in names:
         table = loaded.get(name)
+        entry = entries.get(name)
         out.append(
             {
                 "name": name,
@@ -412,6 +415,10 @@ def api_mappings(store: Store, user: ReadUser) -> list[dict[str, Any]]:
                 "erp_entity_set": table.erp.entity_set if table else None,
                 "crm_entity_set": table.crm.entity_set if table else None,
                 "resolve_update_conflicts": str(table.resolve_update_conflicts) if table else None,
+                "inactivity_timeout_min": table.inactivity_timeout_min if table else None,
+                "job_queue_status": entry.status.value if entry else None,
+                "job_queue_status_since": entry.status_since if entry else None,
+                "on_hold_until": entry.on_hold_until if entry else None,
             }
         )
     return out

@@ -314,6 +314,16 @@ class MappingOut(BaseModel):
     erp_entity_set: str | None
     crm_entity_set: str | None
     resolve_update_conflicts: str | None
+    inactivity_timeout_min: int | None = Field(None, description="the mapping's Inactivity Timeout Period (0: none)")
+    job_queue_status: str | None = Field(
+        None,
+        description="its job queue entry after its last sync: Ready or On Hold with Inactivity Timeout (none: "
+        "never synced since issue 17)",
+    )
+    job_queue_status_since: datetime | None = None
+    on_hold_until: datetime | None = Field(
+        None, description="end of the Inactivity Timeout: until then scheduled runs may skip it (UTC)"
+    )
 
 
 class SyncTrendOut(BaseModel):

@@ -30,6 +30,14 @@ class CrmSyncOperator(BaseOperator):
     by asset events (:mod:`dynamics_jobqueue.sync.assets`) runs only the mappings that read a changed table and
     those depending on them; the others end skipped.
 
+    Job queue entry (:mod:`dynamics_jobqueue.sync.job_queue`): after every sync the mapping is On Hold with
+    Inactivity Timeout when the sync was idle, else Ready. A *scheduled* run (``dag_run.run_type`` scheduled: the
+    cron tick) ends the task skipped, before any request to either service, while the mapping is on hold, its
+    ``inactivity_timeout_min`` has not passed, both of its tables announce their changes (a live Business Central
+    webhook subscription, the Dataverse change watcher) and no mapping it depends on synced changes earlier in
+    the run (their jobs in this run's job log). Asset-triggered, manual, ``full_sync``, ``full_synch_review`` and
+    ``mappings`` runs never skip for that.
+
     Outcomes: every record that can sync is committed. When records failed, the task fails *without* an
     Airflow retry (the next scheduled run retries exactly those records, and an immediate retry would count
     the same error twice and mark records Skipped); the failure lists the counts and the first records with
@@ -68,6 +76,7 @@ class CrmSyncOperator(BaseOperator):
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from dynamics_jobqueue.hooks.errors import AuthenticationError
         from dynamics_jobqueue.hooks.state import StateStoreHook
+        from dynamics_jobqueue.sync.job_queue import record_run, scheduled_skip_reason
         from dynamics_jobqueue.sync.mapping import MappingError
         from dynamics_jobqueue.sync.metadata import check_against_services
         from dynamics_jobqueue.sync.options import runner_class
@@ -83,6 +92,15 @@ class CrmSyncOperator(BaseOperator):
         changed = sorted({asset.name for asset in context.get("triggering_asset_events") or {}})
         if changed and not selected and mapping.name not in affected_mappings(mappings, changed):
             raise AirflowSkipException(f"{mapping.name} reads none of the changed tables ({', '.join(changed)})")
+        review = bool(params.get("full_synch_review", False))
+        full_sync = bool(params.get("full_sync", False) or review)
+        state = StateStoreHook(state_conn_id=self.state_conn_id)
+        run_type = getattr(context.get("dag_run"), "run_type", None)
+        if getattr(run_type, "value", run_type) == "scheduled" and not selected and not full_sync:
+            # Before the $metadata check: an idle tenant's cron tick costs no request for this mapping.
+            on_hold = scheduled_skip_reason(state, mapping, mappings, context["run_id"])
+            if on_hold:
+                raise AirflowSkipException(f"{mapping.name}: {on_hold}")
         erp_hook = BusinessCentralHook(self.business_central_conn_id)
         crm_hook = DataverseHook(self.dataverse_conn_id)
         try:  # a misspelt entity set or field fails here, named, instead of as an HTTP 400 per record
@@ -93,23 +111,26 @@ class CrmSyncOperator(BaseOperator):
             ) from exc
         except AuthenticationError as exc:
             raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
-        review = bool(params.get("full_synch_review", False))
         runner = runner_class(mapping)(
             mapping,
             mappings,
-            state=StateStoreHook(state_conn_id=self.state_conn_id),
+            state=state,
             erp_hook=erp_hook,
             crm_hook=crm_hook,
             run_id=context["run_id"],
-            full_sync=bool(params.get("full_sync", False) or review),
+            full_sync=full_sync,
             full_synch_review=review,
         )
         try:
             result = runner.run()
         except SyncSystemicError as exc:
+            record_run(state, mapping, context["run_id"], idle=False)  # not idle: the next cron tick runs it
             if isinstance(exc.error, AuthenticationError):
                 raise AirflowFailException(f"{exc} Check the connection's client id, secret and tenant.") from exc
             raise
+        entry = record_run(state, mapping, context["run_id"], idle=result.idle)
+        until = f" until {entry.on_hold_until:%Y-%m-%d %H:%M:%S} UTC" if entry.on_hold_until else ""
+        self.log.info("%s: job queue entry %s%s", mapping.name, entry.status.value, until)
         if result.failed:
             raise AirflowFailException(str(SyncRecordsFailed(result)))
         return {p.flow.value: {name: p.counts[name] for name in COUNT_NAMES} for p in result.passes}

@@ -251,6 +251,9 @@ class TableMapping:
     :param resolve_deletion_conflicts: :class:`DeletionConflictResolution`.
     :param skip_after_same_error: a record failing with the same error this many times in a row is marked
         Skipped until reset (BC marks it after a repeat; default 2).
+    :param inactivity_timeout_min: the Inactivity Timeout Period (minutes) of the mapping's job queue entry: after
+        an idle run it is On Hold with Inactivity Timeout, and scheduled runs skip it for this long while a change
+        to its tables wakes it (:mod:`dynamics_jobqueue.sync.job_queue`); 0 (default): never on hold.
     :param description: free text shown in the DAG docs.
     :param file: the YAML file it came from.
     """
@@ -265,6 +268,7 @@ class TableMapping:
     resolve_update_conflicts: UpdateConflictResolution = UpdateConflictResolution.NONE
     resolve_deletion_conflicts: DeletionConflictResolution = DeletionConflictResolution.NONE
     skip_after_same_error: int = 2
+    inactivity_timeout_min: int = 0
     description: str = ""
     file: str = ""
 
@@ -347,6 +351,7 @@ _MAPPING_KEYS = {
     "resolve_update_conflicts",
     "resolve_deletion_conflicts",
     "skip_after_same_error",
+    "inactivity_timeout_min",
 }
 _ERP_KEYS = {"entity_set", "key", "filter", "new_key_prefix"}
 _CRM_KEYS = {"entity_set", "key", "filter", "id", "alternate_key", "option_set"}
@@ -478,6 +483,9 @@ def build_mapping(data: Any, *, file: str = "") -> TableMapping:
     skip_after = data.get("skip_after_same_error", 2)
     if not isinstance(skip_after, int) or isinstance(skip_after, bool) or skip_after < 1:
         raise fail("skip_after_same_error must be a whole number >= 1", "skip_after_same_error")
+    inactivity_timeout = data.get("inactivity_timeout_min", 0)
+    if not isinstance(inactivity_timeout, int) or isinstance(inactivity_timeout, bool) or inactivity_timeout < 0:
+        raise fail("inactivity_timeout_min must be a whole number of minutes >= 0", "inactivity_timeout_min")
 
     if direction.includes(Direction.FROM_CRM) and not only_coupled and erp.key is None:
         raise fail(
@@ -514,6 +522,7 @@ def build_mapping(data: Any, *, file: str = "") -> TableMapping:
         resolve_update_conflicts=update_rule,
         resolve_deletion_conflicts=deletion_rule,
         skip_after_same_error=skip_after,
+        inactivity_timeout_min=inactivity_timeout,
         description=str(data.get("description") or "").strip(),
         file=file,
     )

@@ -115,6 +115,11 @@ class MappingFile(_Model):
     resolve_update_conflicts: UpdateConflictResolution = UpdateConflictResolution.NONE
     resolve_deletion_conflicts: DeletionConflictResolution = DeletionConflictResolution.NONE
     skip_after_same_error: Annotated[StrictInt, Field(ge=1)] = 2
+    inactivity_timeout_min: Annotated[StrictInt, Field(ge=0)] = Field(
+        0,
+        description="Inactivity Timeout Period of the job queue entry (minutes): after an idle run, scheduled runs "
+        "skip the mapping this long unless a change to its tables wakes it; 0: never on hold",
+    )
 
 
 def validate_file(data: Any, *, file: str = "") -> None:

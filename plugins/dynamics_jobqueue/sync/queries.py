@@ -201,3 +201,26 @@ SKIP_CONFLICT_RECORD = """
 UPDATE dynamics.sync_record_error SET skipped = true
  WHERE mapping = %s AND direction = 'to_crm' AND source_id = %s
 """
+
+# The job queue entry of a mapping (dynamics_jobqueue.sync.job_queue): set after every sync of it.
+_JOB_QUEUE_ENTRY_COLUMNS = "mapping, status, status_since, inactivity_timeout_min, last_run_id, last_run_idle"
+SET_JOB_QUEUE_ENTRY = f"""
+INSERT INTO dynamics.sync_job_queue_entry
+       (mapping, status, status_since, inactivity_timeout_min, last_run_id, last_run_idle)
+VALUES (%s, %s, clock_timestamp(), %s, %s, %s)
+ON CONFLICT (mapping) DO UPDATE
+   SET status = EXCLUDED.status, status_since = EXCLUDED.status_since,
+       inactivity_timeout_min = EXCLUDED.inactivity_timeout_min, last_run_id = EXCLUDED.last_run_id,
+       last_run_idle = EXCLUDED.last_run_idle
+RETURNING {_JOB_QUEUE_ENTRY_COLUMNS}
+"""
+JOB_QUEUE_ENTRY = f"SELECT {_JOB_QUEUE_ENTRY_COLUMNS} FROM dynamics.sync_job_queue_entry WHERE mapping = %s"
+JOB_QUEUE_ENTRIES = f"SELECT {_JOB_QUEUE_ENTRY_COLUMNS} FROM dynamics.sync_job_queue_entry ORDER BY mapping"
+# The Business Central webhook subscription of an entity set, while it lasts (kept by the webhook_subscriptions DAG).
+LIVE_WEBHOOK_SUBSCRIPTION = """
+SELECT created_at FROM dynamics.bc_webhook_subscriptions WHERE entity_set = %s AND expires_at > now()
+"""
+# The mappings among %s whose jobs in run %s were not idle (a job still running or failed counts as not idle).
+ACTIVE_MAPPINGS_OF_RUN = """
+SELECT DISTINCT mapping FROM dynamics.sync_job WHERE run_id = %s AND mapping = ANY(%s) AND NOT idle ORDER BY mapping
+"""

@@ -38,6 +38,8 @@ def test_every_shipped_mapping_follows_the_published_schema(path: Path) -> None:
         (lambda m: m.update(skip_after_same_error=0), "skip_after_same_error", "greater than or equal to 1"),
         (lambda m: m["crm"].pop("id"), "crm", "id (the primary key, e.g. accountid) is required unless option_set"),
         (lambda m: m.update(direction="sideways"), "direction", "'to_crm', 'from_crm' or 'bidirectional'"),
+        (lambda m: m.update(inactivity_timeout_min=-1), "inactivity_timeout_min", "greater than or equal to 0"),
+        (lambda m: m.update(inactivity_timeout_min="12h"), "inactivity_timeout_min", "valid integer"),
     ],
 )
 def test_a_structural_error_names_file_mapping_and_field(tmp_path: Path, edit, field: str, reason: str) -> None:
