@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,6 +32,8 @@ RECOMMENDED_ORDER = [
 ]
 OPTION_MAPPINGS = {"payment_terms", "shipment_method", "shipping_agent"}
 WATCHER = "run_failed_if_any_task_failed"
+#: ``airflow dags test`` with a scheduled run, as the cron tick creates it.
+DAGS_TEST_SCHEDULED = REPO / "include" / "scripts" / "dags_test_scheduled.py"
 
 
 def load_dag(monkeypatch: pytest.MonkeyPatch, **env: str):
@@ -356,6 +360,77 @@ def test_a_failed_mapping_fails_the_run_and_its_dependents_still_run(airflow_env
         "resource_price_list_item": "skipped",
         "item_price_list_item": "skipped",
         WATCHER: "failed",
+    }
+
+
+@pytest.mark.slow
+def test_a_cron_tick_skips_on_hold_mappings_without_a_request_and_polls_those_without_webhooks(
+    airflow_env, state_store, sandbox
+) -> None:
+    """After an idle scheduled run every mapping is On Hold with Inactivity Timeout; the next cron tick skips
+    those whose Business Central entity set has a webhook subscription (the Dataverse watcher is on by default)
+    without a request for them, and syncs SALESPEOPLE and CONTACT, whose entity sets accept no webhook."""
+    from webhook_receiver import Receiver
+
+    from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
+    from dynamics_jobqueue.sync.job_queue import entries
+    from dynamics_jobqueue.sync.loader import load_mappings
+    from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
+
+    env = {**sandbox.environment(), "AIRFLOW_CONN_DYNAMICS_STATE": os.environ["AIRFLOW_CONN_DYNAMICS_STATE"]}
+
+    def tick() -> str:
+        done = subprocess.run(
+            [sys.executable, str(DAGS_TEST_SCHEDULED), "crm_sync"],
+            env={**airflow_env.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        return done.stdout + done.stderr
+
+    mappings = load_mappings()
+    receiver = Receiver(state_store)
+    receiver.start()
+    try:
+        first = airflow_env.dags_test("crm_sync", {"full_synch_review": True}, extra_env=env)
+        assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
+        sets = [m.erp.entity_set for m in mappings]
+        outcome = ensure_subscriptions(BusinessCentralHook(), state_store, sets, receiver.url)
+        polled = {"CONTACT", "SALESPEOPLE"}
+        assert sorted(outcome.created) == sorted({m.erp.entity_set for m in mappings if m.name not in polled})
+
+        tick()
+        held = entries(state_store)
+        assert {name: e.status.value for name, e in held.items()} == {
+            m.name: "On Hold with Inactivity Timeout" for m in mappings
+        }
+        assert {e.last_run_id for e in held.values()} == {held["CUSTOMER"].last_run_id}
+        assert held["CUSTOMER"].last_run_id.startswith("scheduled__")
+
+        sandbox.admin("stats/reset", {})
+        output = tick()
+        requests = {route for route, n in sandbox.admin("stats")["by_route"].items() if n}
+    finally:
+        receiver.stop()
+    state, tasks = airflow_env.run_state("crm_sync")
+    assert state == "success"
+    assert {m.slug: tasks[m.slug] for m in mappings} == {
+        m.slug: "success" if m.name in polled else "skipped" for m in mappings
+    }
+    until = held["CUSTOMER"].on_hold_until
+    assert (
+        f"On Hold with Inactivity Timeout until {until:%Y-%m-%d %H:%M:%S} UTC: a change to "
+        "business_central/customers or dataverse/accounts wakes it"
+    ) in output
+    # Only the polled mappings' tables were read, besides those two tasks' $metadata checks (Business Central's
+    # is under the company path, which the sandbox counts as bc/companies).
+    polled_tables = {"bc/salespeoplePurchasers", "dataverse/systemusers", "bc/contacts", "dataverse/contacts"}
+    assert requests - {f"GET {t}" for t in polled_tables} <= {"GET bc/companies", "GET dataverse/$metadata"}, requests
+    assert {entry.last_run_id for name, entry in entries(state_store).items() if name not in polled} == {
+        held["CUSTOMER"].last_run_id
     }
 
 

@@ -121,7 +121,7 @@ def test_an_idle_mapping_is_on_hold_skipped_by_cron_ticks_and_woken_by_a_change(
     assert sync.stats()["GET bc/customers"] >= 1
     assert job_queue.entries(sync.state)["CUSTOMER"].last_run_id == "tick-7"
 
-    # The subscription expired (bc_subscriptions did not renew it): changes may go unnoticed, so it is polled.
+    # The subscription expired (webhook_subscriptions did not renew it): changes may go unnoticed, so it is polled.
     skipped(sync, "CUSTOMER", "tick-8")
     sync.sql("UPDATE dynamics.bc_webhook_subscriptions SET expires_at = now() - interval '1 second'")
     task(sync, "CUSTOMER", "tick-9")
