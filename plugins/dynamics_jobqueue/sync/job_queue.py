@@ -19,7 +19,8 @@ these hold:
 - both of its tables announce their changes, so a change wakes it: the Business Central entity set has a live
   webhook subscription (``dynamics.bc_webhook_subscriptions``) that existed when the mapping went on hold (a
   subscription recreated since may have missed changes), and the Dataverse table is watched (the change-tracking
-  watcher is on: setting ``crm_change_poll_interval_s`` > 0);
+  watcher is on, :func:`dynamics_jobqueue.sync.assets.change_poll_interval_s` > 0: every
+  ``crm_change_poll_interval_s`` seconds, or, with Dataverse webhooks, every ``crm_change_safety_poll_interval_s``);
 - no mapping it depends on synced changes earlier in the same run (a dependency's new couplings may let its
   failed or skipped records through).
 
@@ -36,9 +37,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from dynamics_jobqueue import settings
 from dynamics_jobqueue.sync import queries as q
-from dynamics_jobqueue.sync.assets import crm_asset_name, erp_asset_name
+from dynamics_jobqueue.sync.assets import change_poll_interval_s, crm_asset_name, erp_asset_name
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.state import StateStoreHook
@@ -106,8 +106,10 @@ def entries(state: StateStoreHook) -> dict[str, JobQueueEntry]:
 
 
 def crm_table_watched() -> bool:
-    """Dataverse changes reach crm_sync as asset events: the change-tracking watcher is on."""
-    return int(settings.get("crm_change_poll_interval_s")) > 0
+    """Dataverse changes reach crm_sync as asset events: the change-tracking watcher is on (with Dataverse
+    webhooks, at its slow safety interval: the webhook brings the change, the watcher what a lost delivery
+    missed)."""
+    return change_poll_interval_s() > 0
 
 
 def skip_reason(
