@@ -228,6 +228,12 @@ def seed_state(store: Any, conninfo: str) -> Seed:
                 " %s, %s, %s, %s, %s, %s)",
                 (CUSTOMER_MAPPING, *counts),
             )
+        # The job queue entry of the mapping after an idle run: On Hold with Inactivity Timeout.
+        conn.execute(
+            "INSERT INTO dynamics.sync_job_queue_entry (mapping, status, inactivity_timeout_min, last_run_id,"
+            " last_run_idle) VALUES (%s, 'On Hold with Inactivity Timeout', 720, 'manual__1', true)",
+            (CUSTOMER_MAPPING,),
+        )
         for skipped, key in ((False, SCRIPT_NAME), (True, "10000")):
             source_id = str(uuid.uuid4())
             seed.error_source_ids.append(source_id)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -181,6 +182,12 @@ def test_listings_are_paged_with_totals_and_labels(console: Console) -> None:
     mappings = requests.get(f"{base}/sync/mappings", headers=bearer).json()
     customer = next(m for m in mappings if m["name"] == CUSTOMER_MAPPING)
     assert customer["loaded"] and customer["crm_entity_set"] == "accounts"
+    assert (customer["inactivity_timeout_min"], customer["job_queue_status"]) == (
+        720,
+        "On Hold with Inactivity Timeout",
+    )
+    since, until = (datetime.fromisoformat(customer[k]) for k in ("job_queue_status_since", "on_hold_until"))
+    assert until - since == timedelta(minutes=720)
 
 
 def test_openapi_has_servers_status_codes_and_local_docs(console: Console) -> None:
