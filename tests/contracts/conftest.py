@@ -158,8 +158,21 @@ class _Handler(socketserver.StreamRequestHandler):
         body = self.rfile.read(int(headers.get("content-length", "0") or 0))
         contract = self.server.contract
         contract.received.append(Received(method, path, headers, body))
-        self.wfile.write(contract._route(method, path))
+        self.wfile.write(_closing(contract._route(method, path)))
         self.wfile.flush()
+
+
+def _closing(answer: bytes) -> bytes:
+    """``answer`` with ``Connection: close``: this server answers one request per connection and closes it, and
+    HTTP/1.1 says so in that header (RFC 9112, section 9.6). Without it the client keeps the connection for its next
+    request and, when the close arrives after the pick-up, that request fails as a dropped connection - which a
+    POST may not retry (it was flaky under load)."""
+    status, eol, rest = answer.partition(b"\n")
+    head = answer.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    if b"\nconnection:" in head.lower():
+        return answer
+    line_end = b"\r\n" if status.endswith(b"\r") else b"\n"
+    return status + eol + b"Connection: close" + line_end + rest
 
 
 class _TlsServer(socketserver.ThreadingMixIn, socketserver.TCPServer):

@@ -357,13 +357,12 @@ class MailHook(BaseHook):
         except MailError as exc:
             problems.append(f"{exc} ({exc.fix})")
         s = self.settings
-        try:
-            smtp = smtplib.SMTP_SSL if s["smtp_ssl"] else smtplib.SMTP
-            with smtp(s["smtp_host"], s["smtp_port"], timeout=s["timeout"]) as client:
+        try:  # the same TLS as sending: a server whose certificate sending would refuse fails the test too
+            with self._smtp() as client:
                 client.noop()
             proven.append(f"SMTP server {s['smtp_host']}:{s['smtp_port']} answers")
-        except (OSError, smtplib.SMTPException) as exc:
-            problems.append(str(self._connect_error("SMTP", s["smtp_port"], exc)))
+        except MailError as exc:
+            problems.append(str(exc))
         incoming_ok = any(p.startswith(("IMAP", "POP3")) for p in proven)
         smtp_ok = any(p.startswith("SMTP") for p in proven)
         if incoming_ok and smtp_ok:
@@ -380,8 +379,16 @@ class MailHook(BaseHook):
         )
 
     def _connect_error(self, protocol: str, port: int, exc: Exception) -> MailError:
+        host = self.settings["smtp_host"] if protocol == "SMTP" else self.settings["host"]
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return MailError(
+                f"{protocol} server {host}:{port}: its TLS certificate does not verify: {exc.verify_message}",
+                code="connection_failed",
+                fix=f"use the host name the certificate names in connection {self.mail_conn_id!r}, or trust the "
+                "certificate's CA on the workers (system store or SSL_CERT_FILE)",
+            )
         return MailError(
-            f"{protocol} server {self.settings['host']}:{port} unreachable: {exc}",
+            f"{protocol} server {host}:{port} unreachable: {exc}",
             code="connection_failed",
             fix=f"check that the {protocol} server is up and host/port in connection {self.mail_conn_id!r}",
         )
@@ -459,6 +466,34 @@ class MailHook(BaseHook):
             refused the sender or every recipient; permanent for this message).
         """
         s = self.settings
+        with self._smtp() as smtp:
+            try:
+                if s["login"] and smtp.has_extn("auth"):
+                    try:
+                        smtp.login(s["login"], s["password"])
+                    except smtplib.SMTPAuthenticationError as exc:
+                        raise self._auth_error("SMTP", exc) from exc
+                smtp.sendmail(sender, list(recipients), raw)
+                if on_accepted is not None:
+                    on_accepted()
+            except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+                raise MailError(
+                    f"SMTP server refused the message: {exc}",
+                    code="smtp_refused",
+                    permanent=True,
+                    fix="check the sender and recipient addresses of the email",
+                ) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                raise self._connect_error("SMTP", s["smtp_port"], exc) from exc
+
+    @contextmanager
+    def _smtp(self) -> Iterator[smtplib.SMTP]:
+        """A connected SMTP client: implicit TLS (``smtp_ssl``) or STARTTLS (``smtp_starttls``), both verifying
+        the server's certificate against the system's trust store (``SSL_CERT_FILE`` overrides it); ``QUIT`` on exit.
+
+        :raises MailError: ``connection_failed``, including a certificate that does not verify.
+        """
+        s = self.settings
         try:
             if s["smtp_ssl"]:
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -470,24 +505,11 @@ class MailHook(BaseHook):
             raise self._connect_error("SMTP", s["smtp_port"], exc) from exc
         try:
             if s["smtp_starttls"]:
-                smtp.starttls(context=ssl.create_default_context())
-            if s["login"] and smtp.has_extn("auth"):
                 try:
-                    smtp.login(s["login"], s["password"])
-                except smtplib.SMTPAuthenticationError as exc:
-                    raise self._auth_error("SMTP", exc) from exc
-            smtp.sendmail(sender, list(recipients), raw)
-            if on_accepted is not None:
-                on_accepted()
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            raise MailError(
-                f"SMTP server refused the message: {exc}",
-                code="smtp_refused",
-                permanent=True,
-                fix="check the sender and recipient addresses of the email",
-            ) from exc
-        except (OSError, smtplib.SMTPException) as exc:
-            raise self._connect_error("SMTP", s["smtp_port"], exc) from exc
+                    smtp.starttls(context=ssl.create_default_context())
+                except (OSError, smtplib.SMTPException) as exc:
+                    raise self._connect_error("SMTP", s["smtp_port"], exc) from exc
+            yield smtp
         finally:
             try:
                 smtp.quit()

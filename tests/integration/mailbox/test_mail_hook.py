@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import imaplib
 import json
+import socket
+import ssl
+from contextlib import suppress
 
 import pytest
+import trustme
+from aiosmtpd.controller import Controller
 
 from dynamics_jobqueue.hooks.mail import MailError, MailHook
 
@@ -103,3 +108,76 @@ def test_the_connection_test_reports_a_refused_login_with_its_fix(mail_account, 
     ok, message = MailHook(mail_account.conn_id, credentials_conn_id="mail_wrong_password").test_connection()
     assert not ok
     assert "IMAP login" in message and "refused" in message and "mail_wrong_password" in message
+
+
+@pytest.fixture(scope="module")
+def tls_ca(tmp_path_factory):
+    """A private CA (not in the system trust store), its file, and a certificate for 127.0.0.1."""
+    ca = trustme.CA()
+    ca_file = tmp_path_factory.mktemp("smtp-tls") / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem.bytes())
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    return context, str(ca_file)
+
+
+@pytest.fixture(params=["smtp_ssl", "smtp_starttls"])
+def tls_smtp(request, tls_ca, monkeypatch):
+    """An SMTP server on loopback speaking implicit TLS or STARTTLS, and a connection ``mail_tls`` to it."""
+    context, _ = tls_ca
+    port = _free_port()
+    if request.param == "smtp_ssl":
+        controller = Controller(Sink(), hostname="127.0.0.1", port=port, ssl_context=context)
+    else:
+        controller = Controller(Sink(), hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True)
+    with suppress(Exception):  # aiosmtpd's start-up probe does not trust the private CA either
+        controller.start()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MAIL_TLS",
+        json.dumps(
+            {
+                "conn_type": "dynamics_mail",
+                "host": "127.0.0.1",
+                "extra": {"imap_port": 1, "pop3_port": 1, "smtp_port": port, request.param: True, "timeout": 5},
+            }
+        ),
+    )
+    yield controller
+    with suppress(Exception):
+        controller.stop()
+
+
+def test_smtp_refuses_a_certificate_it_cannot_verify_in_the_test_and_in_sending(tls_smtp) -> None:
+    ok, message = MailHook("mail_tls").test_connection()
+    assert not ok
+    assert "SMTP server 127.0.0.1" in message and "certificate does not verify" in message, message
+    with pytest.raises(MailError) as info:
+        MailHook("mail_tls").send(b"Subject: x\r\n\r\nbody\r\n", "a@example.com", ["b@example.com"])
+    assert info.value.code == "connection_failed" and "certificate does not verify" in str(info.value)
+    assert tls_smtp.handler.received == []
+
+
+def test_smtp_over_tls_sends_when_the_certificate_verifies(tls_smtp, tls_ca, monkeypatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", tls_ca[1])  # the workers trust the CA: OpenSSL's default verify file
+    ok, message = MailHook("mail_tls").test_connection()
+    assert not ok  # no IMAP/POP3 server on port 1: the message lists those problems and none of SMTP
+    assert "IMAP server" in message and "SMTP" not in message, message
+    MailHook("mail_tls").send(b"Subject: x\r\n\r\nbody\r\n", "a@example.com", ["b@example.com"])
+    assert [envelope.rcpt_tos for envelope in tls_smtp.handler.received] == [["b@example.com"]]
+
+
+class Sink:
+    """An aiosmtpd handler keeping the envelopes it accepted."""
+
+    def __init__(self) -> None:
+        self.received: list = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd calls it by this name
+        self.received.append(envelope)
+        return "250 OK"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
