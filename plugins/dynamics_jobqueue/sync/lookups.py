@@ -62,8 +62,9 @@ class LookupResolver:
                 continue
             target = str(f.target(flow))
             distinct = [v for v in pd.unique(values[target].dropna()) if v is not None]
+            lcy = self._lcy_currency(f.lookup)
             if not distinct:
-                resolutions[target] = LookupResolution()
+                resolutions[target] = LookupResolution(blank=self._blank(flow, lcy))
                 continue
             if f.compute is not None:
                 computed = self.computed.compute(f.compute, distinct)
@@ -74,10 +75,36 @@ class LookupResolver:
                 resolution = self._to_crm(mapping, f, f.lookup, distinct)
             else:
                 resolution = self._from_crm(mapping, f, f.lookup, distinct)
+                if lcy is not None and lcy in resolution.missing:
+                    # 5342 GetNavCurrencyCode: the CRM currency of the LCY is a blank Currency Code.
+                    del resolution.missing[lcy]
+                    resolution.found[lcy] = None
+            resolution.blank = self._blank(flow, lcy)
             if f.lookup.on_missing == "fail":
                 self._scope_check(flow, f.lookup, resolution)
             resolutions[target] = resolution
         return resolutions
+
+    def _lcy_currency(self, lookup: Lookup | None) -> str | None:
+        """The CRM currency of the company's LCY when ``lookup`` goes to transaction currencies, else ``None``.
+
+        Business Central relates a blank Currency Code to the LCY both ways (5342 "CRM Synch. Helper"
+        ``FindNewValueForSpecialMapping``: a blank code is the LCY's transaction currency; ``GetNavCurrencyCode``:
+        the transaction currency whose ISO code is the LCY code is a blank code). The LCY has no Currency record,
+        so it has no CURRENCY coupling; the ``lcy_currency`` computation finds it (``None`` when it cannot).
+        """
+        if lookup is None or lookup.option or lookup.crm_via is not None:
+            return None
+        if self.mappings.get(lookup.mapping).crm.entity_set != "transactioncurrencies":
+            return None
+        found = self.computed.compute("lcy_currency", ["*"]).found.get("*")
+        return None if found is None else str(found).lower()
+
+    @staticmethod
+    def _blank(flow: Direction, lcy: str | None) -> Any:
+        """What a blank source value becomes in ``flow`` (see :attr:`LookupResolution.blank`): to the CRM a blank
+        currency is the LCY's transaction currency (``lcy``); other blanks stay blank."""
+        return lcy if flow is Direction.TO_CRM else None
 
     def _scope_check(self, flow: Direction, lookup: Lookup, resolution: LookupResolution) -> None:
         """Tell "not coupled yet" from "never will be": a target outside the looked-up mapping's filter (an
@@ -202,7 +229,8 @@ class LookupResolver:
     def _from_crm(self, mapping: TableMapping, f: FieldMapping, lookup: Lookup, values: list[Any]) -> LookupResolution:
         target = self.mappings.get(lookup.mapping)
         result = LookupResolution()
-        target_crm_of: dict[Any, Any] = {v: v for v in values}
+        # an option mapping's coupling holds the option's value as text (the CRM value is the number)
+        target_crm_of: dict[Any, Any] = {v: _option_text(v) if lookup.option else v for v in values}
         if lookup.crm_via is not None:
             via = lookup.crm_via
             rows = self._via_rows("crm", via, via.value, values)
@@ -223,6 +251,12 @@ class LookupResolver:
         for v, crm_id in target_crm_of.items():
             if crm_id in erp_of_crm:
                 erp_pairs[v] = erp_of_crm[crm_id]
+            elif lookup.option:
+                result.missing[v] = (
+                    f"{f.crm} {crm_id} must be coupled to a {target.erp.entity_set} record: no {target.name} code "
+                    f"is coupled to that option; add the code in Business Central and sync {target.name}, or choose "
+                    "another option"
+                )
             else:
                 result.missing[v] = (
                     f"dependency not coupled: {target.name} has no coupling for {target.crm.entity_set} {crm_id} "
@@ -249,3 +283,10 @@ class LookupResolver:
             for v, (_, erp_key) in erp_pairs.items():
                 result.found[v] = erp_key
         return result
+
+
+def _option_text(value: Any) -> str:
+    """An option's value as its coupling keeps it (``"3"``; a choice column read into a float column gives 3.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -137,11 +137,14 @@ class LookupResolution:
     :param found: source value -> destination value (a CRM GUID to bind, or an ERP code).
     :param out_of_scope: source values whose via hop found no row while ``on_missing`` is ``skip``.
     :param missing: source value -> why it could not be resolved ("dependency not coupled: ...").
+    :param blank: the destination value of a blank source value (``None``: blank, i.e. left out to the CRM);
+        e.g. the CRM currency of the LCY for a blank Currency Code (:class:`.lookups.LookupResolver`).
     """
 
     found: dict[Any, Any] = field(default_factory=dict)
     out_of_scope: set[Any] = field(default_factory=set)
     missing: dict[Any, str] = field(default_factory=dict)
+    blank: Any = None
 
 
 def apply_lookups(
@@ -149,7 +152,7 @@ def apply_lookups(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Replace lookup source values by their destination values.
 
-    Blank values are left out (e.g. customer currency ``""`` = LCY: no transaction currency is bound).
+    A blank value becomes the resolution's :attr:`LookupResolution.blank` (left out when that is ``None``).
 
     :param resolutions: per target field of a lookup, the :class:`LookupResolution` of this page.
     :return: ``(values, problems)``: resolved values, and per failing record ``action`` (``skip``/``fail``)
@@ -163,13 +166,20 @@ def apply_lookups(
             continue
         target = str(f.target(flow))
         resolution = resolutions.get(target, LookupResolution())
-        column = values[target]
+        # a blank is None, or NaN in a numeric column (a choice column read from the CRM)
+        column = values[target].astype(object).where(values[target].notna(), None)
         resolved = pd.Series(
-            [resolution.found.get(v) if v is not None else None for v in column], index=column.index, dtype=object
+            [resolution.found.get(v) if v is not None else resolution.blank for v in column],
+            index=column.index,
+            dtype=object,
         )
         skip = column.map(lambda v, r=resolution: v is not None and v in r.out_of_scope)
         missing = column.map(lambda v, r=resolution: v is not None and v not in r.found and v not in r.out_of_scope)
         on_missing = f.lookup.on_missing if f.lookup is not None else "fail"
+        if flow is Direction.FROM_CRM and f.lookup is not None and f.lookup.option and on_missing == "clear":
+            # An option no code is coupled to fails the record, as in Business Central (5342 "CRM Synch. Helper"
+            # ConvertOptionToTable: "%1 %2 must be coupled to a %3 record."); clearing the code would lose it.
+            on_missing = "fail"
         looked_up = f.lookup.mapping if f.lookup is not None else str(f.compute)
         if on_missing == "skip":
             skip |= missing

@@ -26,7 +26,7 @@ import pandas as pd
 
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult
 from dynamics_jobqueue.hooks.dataverse import bind
-from dynamics_jobqueue.sync.fingerprint import canonical, canonical_frame, fingerprint_rows
+from dynamics_jobqueue.sync.fingerprint import EMPTY_GUID, canonical, canonical_frame, fingerprint_rows
 from dynamics_jobqueue.sync.mapping import DeletionConflictResolution, Direction, FieldMapping, Side, TableMapping
 from dynamics_jobqueue.sync.planner import (
     BOTH_SAME,
@@ -206,8 +206,12 @@ class PageWriter:
                 continue
             if to_crm:
                 body[target] = value
+            elif value is None:
+                # Business Central's blank: the empty GUID for an id field written through an id hop (API v2.0's
+                # paymentTermsId is an Edm.Guid and refuses ""), else empty text
+                body[target] = EMPTY_GUID if kind == "erp_id" else ""
             else:
-                body[target] = "" if value is None else value
+                body[target] = value
         return body
 
     def _payload_fields(self, flow: Direction) -> list[tuple[str, bool, str, str, str | None]]:
@@ -225,6 +229,8 @@ class PageWriter:
                     entity_set = self.lookups.crm_bind_set(f.lookup) if f.lookup else str(f.bind_set)
                     navigation = f.lookup.bind if f.lookup and f.lookup.bind else target
                     fields.append((target, f.insert_only, "bind", navigation, entity_set))
+                elif flow is Direction.FROM_CRM and f.lookup is not None and _writes_erp_id(f):
+                    fields.append((target, f.insert_only, "erp_id", target, None))
                 else:
                     fields.append((target, f.insert_only, "value", target, None))
             cache[flow] = fields
@@ -821,6 +827,11 @@ def _index_rows(frame: pd.DataFrame) -> dict[Any, dict[str, Any]]:
     values = [frame[c].tolist() for c in columns]
     rows = zip(*values, strict=True)
     return {key: dict(zip(columns, row, strict=True)) for key, row in zip(frame.index, rows, strict=True)}
+
+
+def _writes_erp_id(f: FieldMapping) -> bool:
+    """True when the lookup writes an ERP record's id (an ``erp_via`` hop whose matched field is ``id``)."""
+    return f.lookup is not None and f.lookup.erp_via is not None and f.lookup.erp_via.match == "id"
 
 
 def _dest_field(f: FieldMapping, flow: Direction) -> str | None:

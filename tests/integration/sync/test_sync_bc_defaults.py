@@ -152,3 +152,74 @@ def test_two_tasks_at_once_make_one_default_price_list(sync) -> None:
     assert len(ids) == 1
     [only] = sync.crm("pricelevels")
     assert only["pricelevelid"] == ids.pop() and only["name"] == "Business Central Default Price List"
+
+
+def test_an_accounts_currency_payment_terms_and_freight_terms_come_back(sync, review) -> None:
+    """7204 ResetCustomerAccountMapping maps Currency Code, Payment Terms Code and Shipment Method Code both
+    ways: from the CRM the option is turned into the code coupled to it (5342 ConvertOptionToTable), the
+    transaction currency into the coupled currency's code, and the LCY's transaction currency and a blank
+    option into blank codes (5342 GetNavCurrencyCode); a blank Currency Code goes to the CRM as the LCY."""
+    options = dict(
+        sync.sql(
+            "SELECT mapping || ':' || erp_key, crm_id FROM dynamics.sync_coupling "
+            "WHERE mapping IN ('PAYMENT TERMS', 'SHIPMENT METHOD')"
+        )
+    )
+    account = sync.account("20000")
+    gbp = sync.only(sync.crm("transactioncurrencies"), isocurrencycode="GBP")
+    assert account["_transactioncurrencyid_value"] == gbp["transactioncurrencyid"]  # blank code = the LCY
+    assert account["paymenttermscode"] == int(options["PAYMENT TERMS:14 DAYS"])
+    eur = sync.only(sync.crm("transactioncurrencies"), isocurrencycode="EUR")
+    sync.crm_user.upsert(
+        "accounts",
+        account["accountid"],
+        {
+            "transactioncurrencyid@odata.bind": f"/transactioncurrencies({eur['transactioncurrencyid']})",
+            "paymenttermscode": int(options["PAYMENT TERMS:CM"]),
+            "address1_freighttermscode": int(options["SHIPMENT METHOD:PICKUP"]),
+        },
+        mode="update",
+    )
+    counts = sync.counts(sync.run("CUSTOMER", run_id="terms-back", full_synch_review=False))
+    assert counts["CUSTOMER from CRM"] == {"modified": 1}
+    customer = sync.customer("20000")
+    assert (customer["currencyCode"], customer["paymentTermsCode"], customer["shipmentMethodCode"]) == (
+        "EUR",
+        "CM",
+        "PICKUP",
+    )
+
+    sync.crm_user.upsert(
+        "accounts",
+        account["accountid"],
+        {
+            "transactioncurrencyid@odata.bind": f"/transactioncurrencies({gbp['transactioncurrencyid']})",
+            "paymenttermscode": None,
+        },
+        mode="update",
+    )
+    counts = sync.counts(sync.run("CUSTOMER", run_id="lcy-back", full_synch_review=False))
+    assert counts["CUSTOMER from CRM"] == {"modified": 1}
+    customer = sync.customer("20000")
+    assert (customer["currencyCode"], customer["paymentTermsCode"], customer["shipmentMethodCode"]) == (
+        "",
+        "",
+        "PICKUP",
+    )
+    assert customer["paymentTermsId"] == "00000000-0000-0000-0000-000000000000"
+
+    sync.erp_user.update("customers", customer["id"], {"currencyCode": "EUR"})
+    sync.counts(sync.run("CUSTOMER", run_id="eur-out", full_synch_review=False))
+    assert sync.account("20000")["_transactioncurrencyid_value"] == eur["transactioncurrencyid"]
+    sync.erp_user.update("customers", customer["id"], {"currencyCode": ""})
+    counts = sync.counts(sync.run("CUSTOMER", run_id="lcy-out", full_synch_review=False))
+    assert counts["CUSTOMER to CRM"] == {"modified": 1}
+    assert sync.account("20000")["_transactioncurrencyid_value"] == gbp["transactioncurrencyid"]
+
+    # An option no code is coupled to fails the customer, as 5342 ConvertOptionToTable does.
+    sync.crm_user.upsert("accounts", account["accountid"], {"paymenttermscode": 1}, mode="update")  # "Net 30"
+    assert "1" not in {v for k, v in options.items() if k.startswith("PAYMENT TERMS:")}
+    counts = sync.counts(sync.run("CUSTOMER", run_id="uncoupled-option", full_synch_review=False))
+    assert counts["CUSTOMER from CRM"] == {"failed": 1}
+    [error] = [e for e in sync.record_errors("CUSTOMER") if e["direction"] == "from_crm"]
+    assert error["message"].startswith("paymenttermscode 1 must be coupled to a paymentTerms record")
