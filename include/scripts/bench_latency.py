@@ -1,14 +1,19 @@
 """Change-to-sync latency and idle cost of event-driven crm_sync, against the 30-minute polling baseline.
 
-Starts a sandbox (Business Central webhooks with the documented 30-second delay unless ``--bc-delay``), an
-embedded Postgres state store and ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer;
-LocalExecutor) in a temporary folder. After the first synchronization (Full Synch. Review) and the
-``webhook_subscriptions`` DAG, it
+Starts a sandbox (Business Central webhooks with the documented 30-second delay unless ``--bc-delay``; Dataverse
+webhooks from its async service unless ``--no-dataverse-webhooks``), an embedded Postgres state store and
+``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor) in a temporary folder.
+After the first synchronization (Full Synch. Review) and the ``webhook_subscriptions`` DAG, it
 
-1. measures the **idle** cost: every API request the sandbox serves during ``--idle`` seconds (the Dataverse
-   watchers' delta reads, nothing else should happen), plus the requests of one ``webhook_subscriptions`` run (six
-   an hour) and of one crm_sync run that finds nothing (the 30-minute safety net: two an hour), per mapping
-   (requests attributed by the table they read; shared ones spread evenly);
+1. measures the **idle** cost per hour, from four measured parts: every API request the sandbox serves during
+   ``--idle`` seconds (the Dataverse watchers' delta reads; default one safety-poll interval, 600 s, with Dataverse
+   webhooks); the requests of one steady-state ``webhook_subscriptions`` run (six an hour); the requests of one
+   idle **cron tick** (two an hour), made with ``dags_test_scheduled.py`` as the scheduler makes it, after a first
+   tick has put every idle mapping On Hold with Inactivity Timeout; and for each mapping the tick skipped, one run
+   reading it per Inactivity Timeout Period (720 or 1440 minutes). The bench's crm_sync cron is set to once a year
+   so that no tick of its own falls inside the idle window. Requests are attributed to mappings by the table they
+   read (shared ones spread evenly). The polling baseline's idle cost is two manual runs an hour, each reading
+   every mapping;
 2. changes ``--changes`` coupled customers at random times within ``--window`` seconds, alternating Business
    Central (``phoneNumber``, as a Business Central user) and Dataverse (``telephone1``, as a CRM user; each side
    its own records, so no update conflicts), and waits for each value on the other side: the latency;
@@ -107,6 +112,9 @@ class Stack:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__DYNAMICS_JOBQUEUE__WEBHOOK_NOTIFICATION_URL": f"{self.base_url}{RECEIVER}",
             "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S": str(poll_s),
+            # Cron ticks happen only when the bench makes them (Stack.scheduled_tick), so none falls inside the
+            # idle window; the asset part of crm_sync's schedule is unchanged.
+            "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_SYNC_SCHEDULE": "0 0 1 1 *",
             "DYNAMICS_STATE_DIR": str(folder),
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join([str(REPO / "include"), os.environ.get("PYTHONPATH", "")]),
@@ -173,6 +181,22 @@ class Stack:
     def unpause(self, dag_id: str) -> None:
         self.wait_dag(dag_id)
         self.rest("PATCH", f"dags/{dag_id}", json={"is_paused": False})
+
+    def pause(self, dag_id: str) -> None:
+        self.rest("PATCH", f"dags/{dag_id}", json={"is_paused": True})
+
+    def scheduled_tick(self) -> None:
+        """One crm_sync run as its cron tick creates it (``run_type`` scheduled), in this stack's Airflow."""
+        done = subprocess.run(
+            [sys.executable, str(REPO / "include" / "scripts" / "dags_test_scheduled.py"), "crm_sync"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"scheduled crm_sync run failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
 
     def trigger(self, dag_id: str) -> str:
         run = self.rest("POST", f"dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
@@ -248,16 +272,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--changes", type=int, default=12, help="records changed (half on each side)")
     parser.add_argument("--window", type=float, default=240, help="seconds over which the changes are spread")
-    parser.add_argument("--idle", type=float, default=120, help="seconds of idle measurement")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=None,
+        help="seconds of idle measurement (default: one safety poll interval, 600 s, with Dataverse webhooks; 120 s"
+        " without)",
+    )
     parser.add_argument("--bc-delay", type=float, default=30, help="Business Central's notification delay (s)")
     parser.add_argument("--poll", type=int, default=15, help="crm_change_poll_interval_s")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument(
         "--dataverse-webhooks",
-        action="store_true",
-        help="register Dataverse webhooks (the CRM watchers then poll every crm_change_safety_poll_interval_s)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="register Dataverse webhooks (the CRM watchers then poll every crm_change_safety_poll_interval_s);"
+        " --no-dataverse-webhooks: the watchers poll every --poll seconds",
     )
     args = parser.parse_args()
+    if args.idle is None:
+        from dynamics_jobqueue import settings
+
+        args.idle = float(settings.get("crm_change_safety_poll_interval_s")) if args.dataverse_webhooks else 120.0
     random.seed(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     stack = Stack(folder, args.bc_delay, args.poll, args.dataverse_webhooks)
@@ -270,6 +306,8 @@ def main() -> int:
 def run(stack: Stack, args: argparse.Namespace) -> int:
     from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.hooks.state import StateStoreHook
+    from dynamics_jobqueue.sync import job_queue
     from dynamics_jobqueue.sync.loader import load_mappings
 
     mappings = load_mappings()
@@ -280,16 +318,33 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     stack.start_airflow()
     stack.unpause("webhook_subscriptions")
     started = time.monotonic()
+    stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))  # creates and registers
     stack.admin("stats/reset", {})
-    stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))
+    stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))  # a steady-state run
     subscription_requests = sum(stack.counted().values())
+    stack.pause("webhook_subscriptions")  # its cron must not fire inside the idle window: counted six an hour below
     subscribed = [
         s for route in ("api/v2.0", "api/cronus/integration/v1.0") for s in BusinessCentralHook().subscriptions(route)
     ]
-    say(f"webhook_subscriptions: {len(subscribed)} subscriptions, {subscription_requests} requests per run")
+    say(f"webhook_subscriptions: {len(subscribed)} BC subscriptions, {subscription_requests} requests per run")
     stack.unpause("crm_sync")  # the watchers start in the triggerer: each reads its table once, then its delta link
     time.sleep(max(0.0, 3 * args.poll - (time.monotonic() - started)))
     stack.wait_quiet("crm_sync")
+
+    # Cron ticks, as the scheduler creates them (run_type scheduled). The first puts every idle mapping On Hold
+    # with Inactivity Timeout; the second is what each later tick of an idle tenant costs.
+    stack.pause("crm_sync")
+    stack.scheduled_tick()
+    before = job_queue.entries(StateStoreHook())
+    stack.admin("stats/reset", {})
+    tick_started = time.monotonic()
+    stack.scheduled_tick()
+    tick_s = time.monotonic() - tick_started
+    tick_counts = stack.counted()
+    after = job_queue.entries(StateStoreHook())
+    skipped = sorted(n for n, e in after.items() if n in before and e.last_run_id == before[n].last_run_id)
+    say(f"an idle cron tick: {sum(tick_counts.values())} requests, {tick_s:.0f} s; On Hold, skipped: {skipped}")
+    stack.unpause("crm_sync")
 
     say(f"idle: {args.idle:.0f} s")
     stack.admin("stats/reset", {})
@@ -297,18 +352,30 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     idle_counts = stack.counted()
     stack.admin("stats/reset", {})
     idle_started = time.monotonic()
-    run_id = stack.trigger("crm_sync")
+    run_id = stack.trigger("crm_sync")  # a manual run reads every mapping: what each 30-minute poll costs
     finished = stack.wait_run("crm_sync", run_id)
     run_s = time.monotonic() - idle_started
     run_counts = stack.counted()
-    say(f"one idle crm_sync run: {sum(run_counts.values())} requests, {run_s:.0f} s ({finished['state']})")
+    say(f"one idle crm_sync run reading every mapping: {sum(run_counts.values())} requests, {run_s:.0f} s")
+    say(f"  ({finished['state']})")
     stack.wait_quiet("crm_sync")
 
     per_hour = 3600 / args.idle
     watchers = per_mapping(idle_counts, mappings)
     runs_share = per_mapping(run_counts, mappings)
+    tick_share = per_mapping(tick_counts, mappings)
     subs_share = subscription_requests * 6 / len(mappings)
-    event_idle = {n: watchers[n] * per_hour + subs_share + 2 * runs_share[n] for n in watchers}
+    # A mapping On Hold runs again when its Inactivity Timeout Period has passed (720 or 1440 minutes): one run
+    # reading it, spread over the period. A mapping the tick did not skip already pays for every tick.
+    held = {m.name: m.inactivity_timeout_min for m in mappings if m.name in skipped and m.inactivity_timeout_min}
+    wake = {n: runs_share[n] * 60 / held[n] if n in held else 0.0 for n in watchers}
+    parts = {
+        "watchers": {n: watchers[n] * per_hour for n in watchers},
+        "subscriptions": dict.fromkeys(watchers, subs_share),
+        "ticks": {n: 2 * tick_share[n] for n in watchers},
+        "wake-ups": wake,
+    }
+    event_idle = {n: sum(part[n] for part in parts.values()) for n in watchers}
     polling_idle = {n: 2 * runs_share[n] for n in watchers}
 
     say(f"latency: {args.changes} changes over {args.window:.0f} s")
@@ -370,11 +437,17 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     for side, side_values in by_side.items():
         print(f"  {side}: p50 {sorted(side_values)[len(side_values) // 2]:.0f} s, p95 {p95(side_values):.0f} s")
     print(f"crm_sync runs: {len(runs)} ({sum(1 for r in runs if r['run_type'] == 'asset_triggered')} asset-triggered)")
-    print("idle requests per hour per mapping (event-driven | 30-minute polling):")
+    print(
+        "idle requests per hour per mapping, event-driven (watchers + subscriptions + cron ticks + wake-ups after"
+        " the Inactivity Timeout) | 30-minute polling:"
+    )
     for name in event_idle:
-        print(f"  {name:17} {event_idle[name]:7.1f} | {polling_idle[name]:7.1f}")
+        split = " + ".join(f"{parts[part][name]:.2f}" for part in parts)
+        print(f"  {name:22} {event_idle[name]:6.2f} ({split}) | {polling_idle[name]:6.1f}")
     total_event, total_polling = sum(event_idle.values()), sum(polling_idle.values())
-    print(f"  {'all':17} {total_event:7.1f} | {total_polling:7.1f}")
+    split = " + ".join(f"{sum(parts[part].values()):.1f}" for part in parts)
+    print(f"  {'all':22} {total_event:6.1f} ({split}) | {total_polling:6.1f}")
+    print(f"requests of an idle cron tick: {json.dumps(tick_counts, sort_keys=True)}")
     print(f"idle requests seen in {args.idle:.0f} s: {json.dumps(idle_counts, sort_keys=True)}")
     print(
         f"change_to_sync_p95_s={p95(values):.1f} change_to_sync_p50_s={sorted(values)[len(values) // 2]:.1f}"
@@ -383,7 +456,7 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
         f" idle_requests_per_hour={total_event:.0f} polling_idle_requests_per_hour={total_polling:.0f}"
         f" idle_requests_per_hour_per_mapping={total_event / len(event_idle):.1f}"
         f" polling_idle_requests_per_hour_per_mapping={total_polling / len(polling_idle):.1f}"
-        f" bc_delay_s={args.bc_delay:g} poll_s={args.poll}"
+        f" bc_delay_s={args.bc_delay:g} poll_s={args.poll} dataverse_webhooks={args.dataverse_webhooks}"
     )
     return 0
 
