@@ -6,14 +6,14 @@ webhooks from its async service unless ``--no-dataverse-webhooks``), an embedded
 After the first synchronization (Full Synch. Review) and the ``webhook_subscriptions`` DAG, it
 
 1. measures the **idle** cost per hour, from four measured parts: every API request the sandbox serves during
-   ``--idle`` seconds (the Dataverse watchers' delta reads; default one safety-poll interval, 600 s, with Dataverse
-   webhooks); the requests of one steady-state ``webhook_subscriptions`` run (six an hour); the requests of one
-   idle **cron tick** (two an hour), made with ``dags_test_scheduled.py`` as the scheduler makes it, after a first
-   tick has put every idle mapping On Hold with Inactivity Timeout; and for each mapping the tick skipped, one run
-   reading it per Inactivity Timeout Period (720 or 1440 minutes). The bench's crm_sync cron is set to once a year
-   so that no tick of its own falls inside the idle window. Requests are attributed to mappings by the table they
-   read (shared ones spread evenly). The polling baseline's idle cost is two manual runs an hour, each reading
-   every mapping;
+   ``--idle`` seconds (the Dataverse watchers' delta reads, at the bench's ``--poll`` interval and counted per hour
+   at the deployment's default interval); the requests of one steady-state ``webhook_subscriptions`` run (times
+   its default schedule's runs per hour); the requests of one idle **cron tick** (two an hour), made with
+   ``dags_test_scheduled.py`` as the scheduler makes it, after a first tick has put every idle mapping On Hold
+   with Inactivity Timeout; and for each mapping the tick skipped, one run reading it per Inactivity Timeout Period
+   (720 or 1440 minutes). The bench's crm_sync cron is set to once a year so that no tick of its own falls inside
+   the idle window. Requests are attributed to mappings by the table they read (shared ones spread evenly). The
+   polling baseline's idle cost is two manual runs an hour, each reading every mapping;
 2. changes ``--changes`` coupled customers at random times within ``--window`` seconds, alternating Business
    Central (``phoneNumber``, as a Business Central user) and Dataverse (``telephone1``, as a CRM user; each side
    its own records, so no update conflicts), and waits for each value on the other side: the latency;
@@ -58,7 +58,7 @@ DATAVERSE_RECEIVER = "/dynamics-webhooks/dataverse"
 def dataverse_webhook_settings(base_url: str) -> dict[str, str]:
     """The Airflow settings that register Dataverse webhooks in the bench stack (``--dataverse-webhooks``): the
     webhook_subscriptions DAG then registers one webhook with a step per table and message, and the CRM change
-    watchers read every ``crm_change_safety_poll_interval_s`` (the default, 600 s) instead of ``--poll``."""
+    watchers read every ``crm_change_safety_poll_interval_s`` (the bench sets it to ``--poll``)."""
     return {"AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL": f"{base_url}{DATAVERSE_RECEIVER}"}
 
 
@@ -111,7 +111,9 @@ class Stack:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__DYNAMICS_JOBQUEUE__WEBHOOK_NOTIFICATION_URL": f"{self.base_url}{RECEIVER}",
+            # The CRM watchers' interval: the poll without Dataverse webhooks, the safety poll with them.
             "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_POLL_INTERVAL_S": str(poll_s),
+            "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_SAFETY_POLL_INTERVAL_S": str(poll_s),
             # Cron ticks happen only when the bench makes them (Stack.scheduled_tick), so none falls inside the
             # idle window; the asset part of crm_sync's schedule is unchanged.
             "AIRFLOW__DYNAMICS_JOBQUEUE__CRM_SYNC_SCHEDULE": "0 0 1 1 *",
@@ -253,6 +255,20 @@ class Stack:
         embedded.stop(self.pgdata)
 
 
+def runs_per_hour(cron: str) -> float:
+    """How many times a day ``cron`` fires, divided by 24 (``none``: 0)."""
+    from croniter import croniter
+
+    if cron.strip().lower() in ("", "none"):
+        return 0.0
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    fires = croniter(cron, start)
+    count = 0
+    while fires.get_next(datetime) <= start + timedelta(days=1):
+        count += 1
+    return count / 24
+
+
 def per_mapping(counts: dict[str, int], mappings: Any) -> dict[str, float]:
     """Requests by mapping: a request on a table goes to the mappings reading it, the rest spread evenly."""
     names = [m.name for m in mappings]
@@ -276,11 +292,16 @@ def main() -> int:
         "--idle",
         type=float,
         default=None,
-        help="seconds of idle measurement (default: one safety poll interval, 600 s, with Dataverse webhooks; 120 s"
-        " without)",
+        help="seconds of idle measurement (default: two --poll intervals, at least 120 s)",
     )
     parser.add_argument("--bc-delay", type=float, default=30, help="Business Central's notification delay (s)")
-    parser.add_argument("--poll", type=int, default=15, help="crm_change_poll_interval_s")
+    parser.add_argument(
+        "--poll",
+        type=int,
+        default=None,
+        help="the CRM watchers' interval in the bench (crm_change_poll_interval_s, or crm_change_safety_poll_interval_s"
+        " with Dataverse webhooks; default 15 s, 300 s with them); the idle figure is scaled to the deployment default",
+    )
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument(
         "--dataverse-webhooks",
@@ -290,10 +311,14 @@ def main() -> int:
         " --no-dataverse-webhooks: the watchers poll every --poll seconds",
     )
     args = parser.parse_args()
-    if args.idle is None:
-        from dynamics_jobqueue import settings
+    from dynamics_jobqueue import settings
 
-        args.idle = float(settings.get("crm_change_safety_poll_interval_s")) if args.dataverse_webhooks else 120.0
+    interval_setting = "crm_change_safety_poll_interval_s" if args.dataverse_webhooks else "crm_change_poll_interval_s"
+    args.default_poll = int(settings.get(interval_setting))  # the deployment's default (this process sets none)
+    if args.poll is None:
+        args.poll = 300 if args.dataverse_webhooks else 15
+    if args.idle is None:
+        args.idle = float(max(120, 2 * args.poll))
     random.seed(args.seed)
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     stack = Stack(folder, args.bc_delay, args.poll, args.dataverse_webhooks)
@@ -304,6 +329,7 @@ def main() -> int:
 
 
 def run(stack: Stack, args: argparse.Namespace) -> int:
+    from dynamics_jobqueue import settings
     from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
     from dynamics_jobqueue.hooks.state import StateStoreHook
@@ -321,19 +347,19 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))  # creates and registers
     stack.admin("stats/reset", {})
     stack.wait_run("webhook_subscriptions", stack.trigger("webhook_subscriptions"))  # a steady-state run
-    subscription_requests = sum(stack.counted().values())
+    subscription_counts = stack.counted()
+    subscription_requests = sum(subscription_counts.values())
     stack.pause("webhook_subscriptions")  # its cron must not fire inside the idle window: counted six an hour below
     subscribed = [
         s for route in ("api/v2.0", "api/cronus/integration/v1.0") for s in BusinessCentralHook().subscriptions(route)
     ]
     say(f"webhook_subscriptions: {len(subscribed)} BC subscriptions, {subscription_requests} requests per run")
     stack.unpause("crm_sync")  # the watchers start in the triggerer: each reads its table once, then its delta link
-    time.sleep(max(0.0, 3 * args.poll - (time.monotonic() - started)))
+    time.sleep(max(0.0, 45 - (time.monotonic() - started)))  # each watcher's first read, then its interval
     stack.wait_quiet("crm_sync")
 
     # Cron ticks, as the scheduler creates them (run_type scheduled). The first puts every idle mapping On Hold
     # with Inactivity Timeout; the second is what each later tick of an idle tenant costs.
-    stack.pause("crm_sync")
     stack.scheduled_tick()
     before = job_queue.entries(StateStoreHook())
     stack.admin("stats/reset", {})
@@ -344,7 +370,6 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     after = job_queue.entries(StateStoreHook())
     skipped = sorted(n for n, e in after.items() if n in before and e.last_run_id == before[n].last_run_id)
     say(f"an idle cron tick: {sum(tick_counts.values())} requests, {tick_s:.0f} s; On Hold, skipped: {skipped}")
-    stack.unpause("crm_sync")
 
     say(f"idle: {args.idle:.0f} s")
     stack.admin("stats/reset", {})
@@ -364,13 +389,14 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     watchers = per_mapping(idle_counts, mappings)
     runs_share = per_mapping(run_counts, mappings)
     tick_share = per_mapping(tick_counts, mappings)
-    subs_share = subscription_requests * 6 / len(mappings)
+    subs_share = subscription_requests * runs_per_hour(settings.get("webhook_subscriptions_schedule")) / len(mappings)
     # A mapping On Hold runs again when its Inactivity Timeout Period has passed (720 or 1440 minutes): one run
     # reading it, spread over the period. A mapping the tick did not skip already pays for every tick.
     held = {m.name: m.inactivity_timeout_min for m in mappings if m.name in skipped and m.inactivity_timeout_min}
     wake = {n: runs_share[n] * 60 / held[n] if n in held else 0.0 for n in watchers}
     parts = {
-        "watchers": {n: watchers[n] * per_hour for n in watchers},
+        # measured at the bench's --poll interval, scaled to the deployment's default interval
+        "watchers": {n: watchers[n] * per_hour * args.poll / args.default_poll for n in watchers},
         "subscriptions": dict.fromkeys(watchers, subs_share),
         "ticks": {n: 2 * tick_share[n] for n in watchers},
         "wake-ups": wake,
@@ -448,6 +474,8 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
     split = " + ".join(f"{sum(parts[part].values()):.1f}" for part in parts)
     print(f"  {'all':22} {total_event:6.1f} ({split}) | {total_polling:6.1f}")
     print(f"requests of an idle cron tick: {json.dumps(tick_counts, sort_keys=True)}")
+    print(f"requests of a steady-state webhook_subscriptions run: {json.dumps(subscription_counts, sort_keys=True)}")
+    print(f"watchers: measured every {args.poll} s, counted per hour at the default {args.default_poll} s")
     print(f"idle requests seen in {args.idle:.0f} s: {json.dumps(idle_counts, sort_keys=True)}")
     print(
         f"change_to_sync_p95_s={p95(values):.1f} change_to_sync_p50_s={sorted(values)[len(values) // 2]:.1f}"
@@ -456,7 +484,8 @@ def run(stack: Stack, args: argparse.Namespace) -> int:
         f" idle_requests_per_hour={total_event:.0f} polling_idle_requests_per_hour={total_polling:.0f}"
         f" idle_requests_per_hour_per_mapping={total_event / len(event_idle):.1f}"
         f" polling_idle_requests_per_hour_per_mapping={total_polling / len(polling_idle):.1f}"
-        f" bc_delay_s={args.bc_delay:g} poll_s={args.poll} dataverse_webhooks={args.dataverse_webhooks}"
+        f" bc_delay_s={args.bc_delay:g} poll_s={args.poll} default_poll_s={args.default_poll}"
+        f" dataverse_webhooks={args.dataverse_webhooks}"
     )
     return 0
 
