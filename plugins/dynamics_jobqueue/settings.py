@@ -96,6 +96,14 @@ OPTIONS: dict[str, Option] = {
         "instead of 120, and a lost change waits at most as long as a lost Business Central subscription "
         "(webhook_subscriptions runs every 10 minutes). 0 turns the watcher off (the crm_sync schedule remains).",
     ),
+    "metadata_check_max_age_h": Option(
+        "integer",
+        "24",
+        "Hours a passed $metadata check of a table mapping stays valid: a crm_sync task skips the check (and the "
+        "download of both services' $metadata) while the same mapping definition passed against the same services "
+        "within this time; a changed mapping file or route, or another environment, is checked at once. 0 checks on "
+        "every run.",
+    ),
     "crm_conflict_response_timeout_min": Option(
         "integer",
         "25",
@@ -195,3 +203,14 @@ def state_dir() -> Path:
 def alert_to() -> list[str]:
     """The failure alerts' recipients (``alert_to``, comma-separated), blanks dropped."""
     return [address.strip() for address in get("alert_to").split(",") if address.strip()]
+
+
+def metadata_check_max_age_h() -> float:
+    """Hours a passed ``$metadata`` check stays valid (``metadata_check_max_age_h``; 0: check on every run).
+
+    :raises ValueError: when the option is not a number or is negative.
+    """
+    value = float(get("metadata_check_max_age_h"))
+    if value < 0:
+        raise ValueError(f"{env_name('metadata_check_max_age_h')} must be 0 or more hours, not {value:g}")
+    return value

@@ -72,13 +72,14 @@ class CrmSyncOperator(BaseOperator):
         self.dataverse_conn_id = dataverse_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from dynamics_jobqueue import settings
         from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from dynamics_jobqueue.hooks.errors import AuthenticationError
         from dynamics_jobqueue.hooks.state import StateStoreHook
         from dynamics_jobqueue.sync.job_queue import record_run, scheduled_skip_reason
         from dynamics_jobqueue.sync.mapping import MappingError
-        from dynamics_jobqueue.sync.metadata import check_against_services
+        from dynamics_jobqueue.sync.metadata import check_unless_passed
         from dynamics_jobqueue.sync.options import runner_class
         from dynamics_jobqueue.sync.runner import COUNT_NAMES, SyncRecordsFailed, SyncSystemicError
 
@@ -104,7 +105,9 @@ class CrmSyncOperator(BaseOperator):
         erp_hook = BusinessCentralHook(self.business_central_conn_id)
         crm_hook = DataverseHook(self.dataverse_conn_id)
         try:  # a misspelt entity set or field fails here, named, instead of as an HTTP 400 per record
-            check_against_services(mapping, erp_hook, crm_hook)
+            max_age_h = settings.metadata_check_max_age_h()
+            if not check_unless_passed(state, mapping, erp_hook, crm_hook, max_age_h=max_age_h):
+                self.log.info("%s: $metadata check passed within %g h; not read again", mapping.name, max_age_h)
         except MappingError as exc:
             raise AirflowFailException(
                 f"{exc}. Fix the mapping file; the services' $metadata lists the names."

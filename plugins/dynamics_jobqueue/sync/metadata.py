@@ -4,19 +4,28 @@ A misspelt field or entity set would otherwise fail only mid-run, as an HTTP 400
 publish their schema as an OData CSDL document at ``<api root>$metadata`` (Business Central per API route:
 https://learn.microsoft.com/dynamics365/business-central/dev-itpro/webservices/return-metadata ; Dataverse:
 https://learn.microsoft.com/power-apps/developer/data-platform/webapi/web-api-service-documents).
+
+The check runs when it can find something new (:func:`check_unless_passed`): the state store keeps each mapping's
+last passed check (``dynamics.sync_metadata_check``), and a task skips the download while the same definition
+passed against the same services within ``metadata_check_max_age_h`` hours.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree
 
+from dynamics_jobqueue.sync import queries as q
 from dynamics_jobqueue.sync.mapping import MappingError, TableMapping, Via
 
 if TYPE_CHECKING:
     from dynamics_jobqueue.hooks.business_central import BusinessCentralHook
     from dynamics_jobqueue.hooks.dataverse import DataverseHook
+    from dynamics_jobqueue.hooks.state import StateStoreHook
 
 _EDM = "{http://docs.oasis-open.org/odata/ns/edm}"
 
@@ -131,3 +140,54 @@ def check_against_services(mapping: TableMapping, erp_hook: BusinessCentralHook,
 
     crm = parse_csdl(crm_hook.metadata())
     check_mapping(mapping, erp, crm)
+
+
+def check_fingerprint(mapping: TableMapping, erp_hook: BusinessCentralHook, crm_hook: DataverseHook) -> tuple[str, str]:
+    """What a passed check of ``mapping`` vouches for, without a request: ``(definition, services)``.
+
+    :return: ``definition``: SHA-256 (hex) of every (side, entity set, field, label) the check looks at, in the
+        mapping's order, and the API route of each Business Central entity set among them (``extra.endpoints``);
+        ``services``: the Business Central environment root and the Dataverse Web API root checked against.
+    """
+    names = list(_names(mapping))
+    routes = sorted({(entity_set, erp_hook.route(entity_set)) for side, entity_set, _, _ in names if side == "erp"})
+    payload = json.dumps({"names": names, "routes": routes}, separators=(",", ":"))
+    services = f"{erp_hook.url(erp_hook.environment_root)} {crm_hook.web_api_root}"
+    return hashlib.sha256(payload.encode()).hexdigest(), services
+
+
+def check_unless_passed(
+    state: StateStoreHook,
+    mapping: TableMapping,
+    erp_hook: BusinessCentralHook,
+    crm_hook: DataverseHook,
+    *,
+    max_age_h: float,
+    now: datetime | None = None,
+) -> bool:
+    """:func:`check_against_services`, unless the same definition passed against the same services lately.
+
+    The check's answer only changes when the mapping's names or routes change (a new mapping file, an edited
+    field, an ``extra.endpoints`` route), when the connections point elsewhere (:func:`check_fingerprint`), or when
+    the services' schema changes; the first two check again at once, the last within ``max_age_h``. Meanwhile a
+    field removed from a service fails the records that use it, each with the service's own error (HTTP 400
+    naming the field) in the job log, as before this check existed. A passed check is recorded in
+    ``dynamics.sync_metadata_check``; a failed one is not, so the next run checks again.
+
+    :param max_age_h: hours a passed check stays valid (setting ``metadata_check_max_age_h``); 0 checks every time.
+    :param now: the current time (UTC; default the clock).
+    :return: ``True`` when the services' ``$metadata`` was read and the mapping passed, ``False`` when skipped.
+    :raises MappingError: for the first unknown entity set or field (see :func:`check_mapping`).
+    :raises ApiError: when a ``$metadata`` document cannot be read.
+    """
+    definition, services = check_fingerprint(mapping, erp_hook, crm_hook)
+    if max_age_h > 0:
+        with state.transaction() as cur:
+            cur.execute(q.METADATA_CHECK_PASSED, (mapping.name, definition, services))
+            row = cur.fetchone()
+        if row is not None and row[0] > (now or datetime.now(UTC)) - timedelta(hours=max_age_h):
+            return False
+    check_against_services(mapping, erp_hook, crm_hook)
+    with state.transaction() as cur:
+        cur.execute(q.SET_METADATA_CHECK_PASSED, (mapping.name, definition, services))
+    return True

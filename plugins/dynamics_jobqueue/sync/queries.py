@@ -224,3 +224,13 @@ SELECT created_at FROM dynamics.bc_webhook_subscriptions WHERE entity_set = %s A
 ACTIVE_MAPPINGS_OF_RUN = """
 SELECT DISTINCT mapping FROM dynamics.sync_job WHERE run_id = %s AND mapping = ANY(%s) AND NOT idle ORDER BY mapping
 """
+
+# The last passed $metadata check of a mapping (dynamics_jobqueue.sync.metadata.check_unless_passed).
+METADATA_CHECK_PASSED = """
+SELECT checked_at FROM dynamics.sync_metadata_check WHERE mapping = %s AND definition_hash = %s AND services = %s
+"""
+SET_METADATA_CHECK_PASSED = """
+INSERT INTO dynamics.sync_metadata_check (mapping, definition_hash, services) VALUES (%s, %s, %s)
+ON CONFLICT (mapping) DO UPDATE
+   SET definition_hash = EXCLUDED.definition_hash, services = EXCLUDED.services, checked_at = clock_timestamp()
+"""
