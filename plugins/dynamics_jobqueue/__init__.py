@@ -122,7 +122,8 @@ def _business_central() -> dict[str, Any]:
         },
         "company_name": {
             "label": "Company name",
-            "description": "Used when no company ID is given, e.g. CRONUS UK Ltd.",
+            "description": "Used when no company ID is given, e.g. CRONUS UK Ltd.; crm_sync keeps the id it looks "
+            "up in the state store (looked up again when that company no longer exists).",
             "schema": {"type": ["string", "null"]},
         },
     }

@@ -8,22 +8,26 @@ URLs follow docs/reference/api-contracts.md:
 Connection (conn type ``dynamics_business_central``): ``host`` the API host
 (``https://api.businesscentral.dynamics.com``), ``login``/``password`` client id/secret, and in ``extra``:
 ``tenant_id``, ``environment`` (default ``production``), ``company_id`` (GUID; else the company named
-``company_name``, else the only company), ``endpoints``, plus the fields of
+``company_name``, else the only company; a looked-up id can be kept between processes, see
+:class:`CompanyIdCache`), ``endpoints``, plus the fields of
 :class:`~dynamics_jobqueue.hooks.microsoft.MicrosoftApiHook`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+import requests
 
 from dynamics_jobqueue.hooks.batch import BatchOperation, BatchResult, failure, roll_back
-from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError, MissingEndpointError
+from dynamics_jobqueue.hooks.errors import ApiError, MalformedResponseError, MissingEndpointError, NotFoundError
 from dynamics_jobqueue.hooks.microsoft import (
     MicrosoftApiHook,
     Page,
@@ -33,6 +37,8 @@ from dynamics_jobqueue.hooks.microsoft import (
     odata_params,
     record_path,
 )
+
+log = logging.getLogger(__name__)
 
 STANDARD_ROUTE = "api/v2.0"
 #: Business Central accepts at most 100 operations per $batch.
@@ -52,6 +58,17 @@ def decode_record(record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, str) and _ENCODED_ENUM.match(value):
             record[name] = decode_name(value)
     return record
+
+
+class CompanyIdCache(Protocol):
+    """Where :class:`BusinessCentralHook` keeps a looked-up company id between processes, by
+    :attr:`BusinessCentralHook.company_key`; the hook owns the protocol, the keeper only stores strings."""
+
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, company_id: str) -> None: ...
+
+    def drop(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,8 @@ class BusinessCentralHook(MicrosoftApiHook):
     """Reads and writes Business Central entities over API v2.0.
 
     :param business_central_conn_id: the Airflow connection id (default ``business_central_default``).
+    :param company_ids: where a company id looked up (no ``extra.company_id``) is kept between processes
+        (:class:`CompanyIdCache`); without it every process looks the company up once (``GET companies``).
     """
 
     default_conn_name = "business_central_default"
@@ -179,8 +198,13 @@ class BusinessCentralHook(MicrosoftApiHook):
     hook_name = "Dynamics 365 Business Central"
     max_page_size: ClassVar[int] = 20_000
 
-    def __init__(self, business_central_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, business_central_conn_id: str | None = None, *, company_ids: CompanyIdCache | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(business_central_conn_id or self.default_conn_name, **kwargs)
+        self.company_ids = company_ids
+        self._company_id: str | None = None
+        self._company_id_cached = False  # the id came from company_ids, not from this process's lookup
 
     def default_headers(self) -> dict[str, str]:
         return {"Accept": "application/json", "Content-Type": "application/json"}
@@ -212,14 +236,32 @@ class BusinessCentralHook(MicrosoftApiHook):
                 f'"api/<publisher>/<group>/v1.0"}}.'
             )
 
-    @cached_property
+    @property
     def company_id(self) -> str:
-        """The company GUID: ``extra.company_id``, else looked up by ``extra.company_name`` or the only company.
+        """The company GUID: ``extra.company_id``, else the id kept in ``company_ids``, else looked up by
+        ``extra.company_name`` or the only company (and kept in ``company_ids``).
 
         :raises ApiError: when the company cannot be determined.
         """
         if self.extra.get("company_id"):
             return str(self.extra["company_id"])
+        if self._company_id is None:
+            cached = self.company_ids.get(self.company_key) if self.company_ids else None
+            self._company_id, self._company_id_cached = (cached, True) if cached else (self.find_company_id(), False)
+            if not cached and self.company_ids:
+                self.company_ids.put(self.company_key, self._company_id)
+        return self._company_id
+
+    @property
+    def company_key(self) -> str:
+        """What a looked-up company id is kept under: the environment's URL and ``extra.company_name``."""
+        return f"{self.url(self.environment_root)} {self.extra.get('company_name') or ''}".rstrip()
+
+    def find_company_id(self) -> str:
+        """Look the company up (``GET companies``): the one named ``extra.company_name``, else the only one.
+
+        :raises ApiError: when no company or several match.
+        """
         companies = [
             c
             for page in self.iter_collection(
@@ -235,6 +277,38 @@ class BusinessCentralHook(MicrosoftApiHook):
                 f"set extra.company_id or extra.company_name; companies found: {names}", entity_set="companies"
             )
         return str(matches[0]["id"])
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """:meth:`MicrosoftApiHook.request`; a 404 on the path of a company id kept from an earlier process is
+        checked: when that company no longer exists (``GET companies(<id>)`` answers 404) the kept id is dropped,
+        the company looked up again and the call repeated once with the new id (nothing was written by a call
+        that answered 404). A kept id is keyed by ``extra.company_name``, so renaming the wanted company in the
+        connection never reuses the id of another company; an id of a company that still exists is never
+        dropped. The same holds for ``@odata.nextLink`` URLs that name the company.
+
+        :raises NotFoundError: when the record is missing (the company exists), as before.
+        """
+        try:
+            return super().request(method, path, **kwargs)
+        except NotFoundError:
+            stale = self._company_id
+            if not self._company_id_cached or stale is None or f"companies({stale})" not in path:
+                raise
+            if self._company_exists(stale):
+                raise
+        log.warning("company %s of %s no longer exists; looking the company up again", stale, self.company_key)
+        if self.company_ids:
+            self.company_ids.drop(self.company_key)
+        self._company_id, self._company_id_cached = None, False
+        return super().request(method, path.replace(f"companies({stale})", f"companies({self.company_id})"), **kwargs)
+
+    def _company_exists(self, company_id: str) -> bool:
+        path = f"{self.environment_root}{STANDARD_ROUTE}/companies({company_id})"
+        try:
+            super().request("GET", path, entity_set="companies", record_id=company_id)
+        except NotFoundError:
+            return False
+        return True
 
     def probe(self) -> str:
         """Resolve and read the company: proves tenant, environment and company (the "Test" button)."""

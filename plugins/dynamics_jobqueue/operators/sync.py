@@ -77,6 +77,7 @@ class CrmSyncOperator(BaseOperator):
         from dynamics_jobqueue.hooks.dataverse import DataverseHook
         from dynamics_jobqueue.hooks.errors import AuthenticationError
         from dynamics_jobqueue.hooks.state import StateStoreHook
+        from dynamics_jobqueue.sync.company_ids import StateStoreCompanyIds
         from dynamics_jobqueue.sync.job_queue import record_run, scheduled_skip_reason
         from dynamics_jobqueue.sync.mapping import MappingError
         from dynamics_jobqueue.sync.metadata import check_unless_passed
@@ -102,7 +103,8 @@ class CrmSyncOperator(BaseOperator):
             on_hold = scheduled_skip_reason(state, mapping, mappings, context["run_id"])
             if on_hold:
                 raise AirflowSkipException(f"{mapping.name}: {on_hold}")
-        erp_hook = BusinessCentralHook(self.business_central_conn_id)
+        # A company looked up by name is kept in the state store: the next tasks skip the GET companies.
+        erp_hook = BusinessCentralHook(self.business_central_conn_id, company_ids=StateStoreCompanyIds(state))
         crm_hook = DataverseHook(self.dataverse_conn_id)
         try:  # a misspelt entity set or field fails here, named, instead of as an HTTP 400 per record
             max_age_h = settings.metadata_check_max_age_h()

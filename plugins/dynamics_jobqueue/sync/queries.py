@@ -234,3 +234,4 @@ INSERT INTO dynamics.sync_metadata_check (mapping, definition_hash, services) VA
 ON CONFLICT (mapping) DO UPDATE
    SET definition_hash = EXCLUDED.definition_hash, services = EXCLUDED.services, checked_at = clock_timestamp()
 """
+DROP_SETTING = "DELETE FROM dynamics.settings WHERE key = %s"
