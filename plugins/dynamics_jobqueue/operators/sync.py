@@ -38,6 +38,11 @@ class CrmSyncOperator(BaseOperator):
     the run (their jobs in this run's job log). Asset-triggered, manual, ``full_sync``, ``full_synch_review`` and
     ``mappings`` runs never skip for that.
 
+    Before reading anything the task checks the mapping's names against both services' ``$metadata``, unless the
+    same mapping definition passed against the same services within ``metadata_check_max_age_h`` hours
+    (:func:`dynamics_jobqueue.sync.metadata.check_unless_passed`); a Business Central company looked up by name
+    is kept in the state store for the next tasks (:mod:`dynamics_jobqueue.sync.company_ids`).
+
     Outcomes: every record that can sync is committed. When records failed, the task fails *without* an
     Airflow retry (the next scheduled run retries exactly those records, and an immediate retry would count
     the same error twice and mark records Skipped); the failure lists the counts and the first records with
