@@ -16,8 +16,11 @@ Two independent tasks, each skipped when its URL setting is empty (and then remo
   mapping needs. Dataverse makes one more attempt only on 502/503/504, so a lost event is picked up by the change
   watcher's safety poll (``crm_change_safety_poll_interval_s``).
 
-Every 10 minutes by default (``webhook_subscriptions_schedule``): a lost subscription or step costs at most that
-long of notifications, and crm_sync's 30-minute schedule syncs what was missed.
+Every 30 minutes by default (``webhook_subscriptions_schedule``): a lost subscription or step is found within the
+30 minutes of the polling it replaces, and its recovery records an asset event on the entity set's asset (extra
+``{"reason": "recovered"}``) so crm_sync syncs what was missed at once, even for mappings On Hold with Inactivity
+Timeout. A steady-state run costs one ``GET subscriptions`` per API route and one read of the Dataverse webhook's
+steps.
 """
 
 from __future__ import annotations

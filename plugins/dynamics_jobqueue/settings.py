@@ -73,10 +73,13 @@ OPTIONS: dict[str, Option] = {
     ),
     "webhook_subscriptions_schedule": Option(
         "string",
-        "*/10 * * * *",
+        "*/30 * * * *",
         "Cron of the webhook_subscriptions DAG that creates, renews (before expiry) and recreates lost Business "
         "Central webhook subscriptions and recreates deleted Dataverse webhook steps (formerly "
-        "bc_subscriptions_schedule of the bc_subscriptions DAG).",
+        "bc_subscriptions_schedule of the bc_subscriptions DAG). Every 30 minutes: a lost subscription or step is "
+        "found within the 30 minutes of the polling it replaces, and its recovery records an asset event that starts "
+        "crm_sync for the tables at once; renewal a day before the three-day expiry needs no more. A steady-state "
+        "run costs one request per API route and one to Dataverse.",
     ),
     "bc_subscription_renew_before_s": Option(
         "integer", "86400", "Renew a Business Central webhook subscription this many seconds before it expires."
@@ -89,12 +92,12 @@ OPTIONS: dict[str, Option] = {
     ),
     "crm_change_safety_poll_interval_s": Option(
         "integer",
-        "600",
+        "1800",
         "With Dataverse webhooks (dataverse_webhook_url set): seconds between two change-tracking reads of each CRM "
         "table, the safety net for changes whose webhook was lost (Dataverse gives up on an asynchronous webhook "
-        "after one more attempt on 502/503/504, at once on any other failure). 600 s: 6 requests an hour per table "
-        "instead of 120, and a lost change waits at most as long as a lost Business Central subscription "
-        "(webhook_subscriptions runs every 10 minutes). 0 turns the watcher off (the crm_sync schedule remains).",
+        "after one more attempt on 502/503/504, at once on any other failure). 1800 s: 2 requests an hour per table "
+        "instead of 120, and a lost delivery is picked up within 30 minutes, never later than the 30-minute polling "
+        "it replaces. 0 turns the watcher off (the crm_sync schedule remains).",
     ),
     "metadata_check_max_age_h": Option(
         "integer",

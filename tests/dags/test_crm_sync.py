@@ -122,7 +122,7 @@ def test_with_dataverse_webhooks_the_change_watcher_polls_at_the_safety_interval
 
     assert intervals() == {15}
     url = "https://airflow.example.com/dynamics-webhooks/dataverse"
-    assert intervals(AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url) == {600}  # the default safety interval
+    assert intervals(AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url) == {1800}  # the default safety interval
     assert intervals(
         AIRFLOW__DYNAMICS_JOBQUEUE__DATAVERSE_WEBHOOK_URL=url,
         AIRFLOW__DYNAMICS_JOBQUEUE__CRM_CHANGE_SAFETY_POLL_INTERVAL_S="900",

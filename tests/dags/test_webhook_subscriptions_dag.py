@@ -16,7 +16,7 @@ DAGS = Path(__file__).resolve().parents[2] / "dags"
 URL = "https://airflow.example.com/dynamics-webhooks/dataverse"
 
 
-def test_one_task_per_service_every_ten_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_task_per_service_every_thirty_minutes(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
     monkeypatch.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
@@ -25,7 +25,7 @@ def test_one_task_per_service_every_ten_minutes(monkeypatch: pytest.MonkeyPatch)
     dag = bag.dags["webhook_subscriptions"]
     assert set(dag.task_dict) == {"business_central_subscriptions", "dataverse_webhook_steps"}
     assert all(not t.upstream_task_ids for t in dag.tasks)  # independent: one service down does not hold the other
-    assert dag.timetable.expression == "*/10 * * * *"
+    assert dag.timetable.expression == "*/30 * * * *"
 
 
 def test_the_dataverse_task_registers_the_mappings_tables_and_removes_them_without_a_url(

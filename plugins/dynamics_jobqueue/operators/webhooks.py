@@ -1,19 +1,45 @@
 """Operators of the webhook_subscriptions DAG: the Business Central webhook subscriptions of crm_sync's entity sets
-and the Dataverse webhook steps of its tables."""
+and the Dataverse webhook steps of its tables.
+
+A recovery wakes the table mappings: a subscription or step that was lost (expired, dropped, deleted) notified
+nothing in between, and mappings On Hold with Inactivity Timeout (:mod:`dynamics_jobqueue.sync.job_queue`) are
+skipped by the cron ticks while their tables look covered. So each recovered entity set gets an asset event
+(``business_central/<entity set>``, ``dataverse/<entity set>``, the assets crm_sync is scheduled on) with extra
+``{"source": <task>, "reason": "recovered"}``, emitted through the task's :data:`RECOVERED` asset alias (only the
+recovered assets get an event; a run that recovers nothing emits none), and crm_sync syncs them at once.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from dynamics_jobqueue import settings
+from dynamics_jobqueue.sync.assets import crm_asset, erp_asset
 from dynamics_jobqueue.sync.loader import load_mappings
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from collections.abc import Iterable
+
+    from airflow.sdk import Asset, Context
+
+#: The asset alias through which both tasks emit the asset events of recovered subscriptions and steps.
+RECOVERED = AssetAlias("dynamics_webhooks_recovered")
+
+
+def announce_recovered(context: Context, assets: Iterable[Asset], source: str) -> list[str]:
+    """Add one asset event per asset to the task's :data:`RECOVERED` alias (recorded by Airflow when the task
+    succeeds), extra ``{"source": source, "reason": "recovered"}``. :return: the asset names."""
+    names: list[str] = []
+    events = context.get("outlet_events")
+    for asset in assets:
+        if events is not None:
+            events[RECOVERED].add(asset, extra={"source": source, "reason": "recovered"})
+        names.append(asset.name)
+    return names
 
 
 class BusinessCentralSubscriptionsOperator(BaseOperator):
@@ -24,7 +50,7 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
     and ``bc_subscription_renew_before_s``.
 
     :return: the entity sets per outcome (``created``, ``renewed``, ``kept``, ``recovered``, ``deleted``,
-        ``unsupported``).
+        ``unsupported``) and ``woken``: the assets given an asset event (one per recovered entity set).
     """
 
     ui_color = "#fdf2d0"
@@ -37,6 +63,7 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
         business_central_conn_id: str = "business_central_default",
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", [RECOVERED])
         super().__init__(**kwargs)
         self.mappings_dir = mappings_dir
         self.state_conn_id = state_conn_id
@@ -79,6 +106,7 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
             outcome.deleted,
             sorted(outcome.unsupported),
         )
+        woken = announce_recovered(context, (erp_asset(s) for s in outcome.recovered), self.task_id)
         return {
             "created": outcome.created,
             "renewed": outcome.renewed,
@@ -86,6 +114,7 @@ class BusinessCentralSubscriptionsOperator(BaseOperator):
             "recovered": outcome.recovered,
             "deleted": outcome.deleted,
             "unsupported": sorted(outcome.unsupported),
+            "woken": woken,
         }
 
 
@@ -98,7 +127,8 @@ class DataverseWebhookStepsOperator(BaseOperator):
     skipped).
 
     :return: the steps (``<Message> <table>``) per outcome (``created``, ``kept``, ``recovered``, ``deleted``,
-        ``unsupported``) and ``endpoint`` (``created``, ``updated``: new secret or URL, ``kept``).
+        ``unsupported``), ``endpoint`` (``created``, ``updated``: new secret or URL, ``kept``) and ``woken``: the
+        assets given an asset event (one per entity set with a recovered step).
     """
 
     ui_color = "#fdf2d0"
@@ -111,6 +141,7 @@ class DataverseWebhookStepsOperator(BaseOperator):
         dataverse_conn_id: str = "dataverse_default",
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("outlets", [RECOVERED])
         super().__init__(**kwargs)
         self.mappings_dir = mappings_dir
         self.state_conn_id = state_conn_id
@@ -129,6 +160,7 @@ class DataverseWebhookStepsOperator(BaseOperator):
             raise AirflowSkipException(f"dataverse_webhook_url is not set: no Dataverse webhook ({deleted} deleted)")
         entity_sets = [m.crm.entity_set for m in load_mappings(self.mappings_dir)]
         outcome = ensure_dataverse_webhook(hook, store, entity_sets, url)
+        woken = announce_recovered(context, (crm_asset(s) for s in outcome.recovered_entity_sets), self.task_id)
         return {
             "endpoint": outcome.endpoint,
             "created": outcome.created,
@@ -136,4 +168,5 @@ class DataverseWebhookStepsOperator(BaseOperator):
             "recovered": outcome.recovered,
             "deleted": outcome.deleted,
             "unsupported": outcome.unsupported,
+            "woken": woken,
         }

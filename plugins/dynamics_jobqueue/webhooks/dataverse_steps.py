@@ -28,6 +28,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from dynamics_jobqueue.hooks.dataverse import MODE_ASYNCHRONOUS, STAGE_POST_OPERATION
 from dynamics_jobqueue.hooks.errors import NotFoundError
 from dynamics_jobqueue.webhooks import queries
 
@@ -79,6 +80,11 @@ class Outcome:
     deleted: list[str] = field(default_factory=list)
     #: ``<Message> <table>`` pairs without a message filter (the table does not support that message).
     unsupported: list[str] = field(default_factory=list)
+    #: The entity sets of the recovered steps (``accounts``): their changes since the loss were not delivered.
+    recovered_entity_sets: list[str] = field(default_factory=list)
+    #: Whether the run took the steady-state path (one request: the endpoint's steps, as the state store knows
+    #: them).
+    steady: bool = False
 
 
 def stored_endpoints(store: StateStoreHook) -> list[StoredEndpoint]:
@@ -91,6 +97,37 @@ def stored_steps(store: StateStoreHook) -> list[StoredStep]:
     with store.transaction() as cur:
         cur.execute(queries.DV_STEPS)
         return [StoredStep(*row) for row in cur.fetchall()]
+
+
+def _steady(hook: DataverseHook, store: StateStoreHook, wanted_sets: list[str], url: str, outcome: Outcome) -> bool:
+    """The steady-state check: whether Dataverse still holds exactly the steps the state store knows, read in one
+    request (the steps whose event handler is the stored endpoint), for the same entity sets and URL. Fills
+    ``outcome`` (everything kept; the messages without a stored step of a table are its unsupported ones, as the
+    full run that stored them found) and returns True; False when the full path must run.
+
+    Not seen here (until something else differs): an administrator editing the endpoint's URL or a step's message
+    in place; deleting the endpoint deletes its steps, which is seen."""
+    endpoints = [e for e in stored_endpoints(store) if e.name == ENDPOINT_NAME]
+    if len(endpoints) != 1 or endpoints[0].url != url or endpoints[0].header_name != HEADER:
+        return False
+    endpoint_id = endpoints[0].serviceendpoint_id
+    steps = [s for s in stored_steps(store) if s.serviceendpoint_id == endpoint_id]
+    if {s.entity_set for s in steps} != set(wanted_sets):
+        return False
+    live = hook.webhook_steps(endpoint_id)
+    if sorted((s.step_id, s.mode, s.stage) for s in live) != sorted(
+        (s.step_id, MODE_ASYNCHRONOUS, STAGE_POST_OPERATION) for s in steps
+    ):
+        return False
+    outcome.endpoint = "kept"
+    outcome.steady = True
+    for entity_set in wanted_sets:
+        held = {s.message: s.logical_name for s in steps if s.entity_set == entity_set}
+        table = next(iter(held.values()))
+        for message in MESSAGES:
+            (outcome.kept if message in held else outcome.unsupported).append(f"{message} {table}")
+    LOG.info("Dataverse webhook %s: all %d steps in place (steady state)", endpoint_id, len(steps))
+    return True
 
 
 def _ensure_endpoint(hook: DataverseHook, store: StateStoreHook, url: str, outcome: Outcome) -> str:
@@ -134,8 +171,11 @@ def ensure_dataverse_webhook(
     """Make Dataverse hold this deployment's webhook to ``url`` and exactly one asynchronous PostOperation step
     per table of ``entity_sets`` and message (Create, Update, Delete), and the state store know them.
 
-    Requests: the endpoint by name; the table definitions (entity set -> table); the three messages; per table its
-    message filters; the endpoint's steps; then one create per missing step and one delete per unneeded one.
+    Steady state (the state store holds the endpoint to ``url`` and steps of exactly ``entity_sets``): one request,
+    the endpoint's steps, compared with the stored ones; when they match the run ends there. Otherwise (a step
+    missing or extra, the endpoint gone, the mappings' tables changed) the full path: the endpoint by name; the
+    table definitions (entity set -> table); the three messages; per table its message filters; the endpoint's
+    steps; then one create per missing step and one delete per unneeded one.
 
     :param entity_sets: the Dataverse entity sets the table mappings read (``accounts``).
     :raises ApiError: typed, when Dataverse cannot be read or refuses a registration (e.g. a URL on a port
@@ -143,6 +183,11 @@ def ensure_dataverse_webhook(
     """
     outcome = Outcome()
     wanted_sets = list(dict.fromkeys(entity_sets))
+    if _steady(hook, store, wanted_sets, url, outcome):
+        return outcome
+    # Read before the endpoint is (re)created: a new endpoint forgets the stored steps of the old one, and steps
+    # that existed before are recovered, not created (their changes since the loss were not delivered).
+    before = {(s.logical_name, s.message): s.step_id for s in stored_steps(store)}
     endpoint_id = _ensure_endpoint(hook, store, url, outcome)
     tables = hook.table_names(wanted_sets)
     messages = hook.sdk_messages(MESSAGES)
@@ -160,7 +205,6 @@ def ensure_dataverse_webhook(
                 continue
             wanted[(table, message)] = (found.sdkmessagefilter_id, entity_set)
     by_filter = {filter_id: key for key, (filter_id, _) in wanted.items()}
-    before = {(s.logical_name, s.message): s.step_id for s in stored_steps(store)}
     held: dict[tuple[str, str], str] = {}
     for step in hook.webhook_steps(endpoint_id):
         key = by_filter.get(step.sdkmessagefilter_id or "")
@@ -168,8 +212,8 @@ def ensure_dataverse_webhook(
             key is not None
             and key not in held
             and message_names.get(step.sdkmessage_id or "") == key[1]
-            and step.mode == 1
-            and step.stage == 40
+            and step.mode == MODE_ASYNCHRONOUS
+            and step.stage == STAGE_POST_OPERATION
         )
         if usable and key is not None:
             held[key] = step.step_id
@@ -178,12 +222,17 @@ def ensure_dataverse_webhook(
         with contextlib.suppress(NotFoundError):
             hook.delete("sdkmessageprocessingsteps", step.step_id)
         outcome.deleted.append(step.name)
-    for (table, message), (filter_id, _) in wanted.items():
+    for (table, message), (filter_id, entity_set) in wanted.items():
         if (table, message) in held:
             continue
         name = f"{ENDPOINT_NAME}: {message} of {table}"
         held[(table, message)] = hook.create_webhook_step(name, endpoint_id, messages[message], filter_id).lower()
-        (outcome.recovered if (table, message) in before else outcome.created).append(f"{message} {table}")
+        if (table, message) in before:
+            outcome.recovered.append(f"{message} {table}")
+            if entity_set not in outcome.recovered_entity_sets:
+                outcome.recovered_entity_sets.append(entity_set)
+        else:
+            outcome.created.append(f"{message} {table}")
     with store.transaction() as cur:
         cur.execute(queries.DV_FORGET_STEPS, (endpoint_id,))
         for (table, message), step_id in held.items():

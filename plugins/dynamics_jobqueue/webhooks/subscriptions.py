@@ -117,6 +117,7 @@ def ensure_subscriptions(
     for entity_set in wanted:
         mine = by_set.get(entity_set)
         current = live.get(mine.subscription_id) if mine else None
+        lost = current is None
         if current is not None and current.notification_url == notification_url:
             if current.expires - now > renew_before:
                 outcome.kept.append(entity_set)
@@ -127,11 +128,12 @@ def ensure_subscriptions(
                 continue
             except NotFoundError:
                 LOG.warning("subscription to %s expired while renewing it; creating a new one", entity_set)
+                lost = True
         elif current is not None:  # the receiver moved: subscribe the new URL, drop the old subscription
             _delete(hook, current)
         if mine is not None:
             _forget(store, mine.subscription_id)
-            if current is None:
+            if lost:
                 LOG.warning("subscription to %s was lost (expired or dropped by the service); recreating", entity_set)
                 outcome.recovered.append(entity_set)
         client_state = secrets.token_urlsafe(32)
