@@ -19,6 +19,18 @@ BC_INSERT_SUBSCRIPTION = (
     " client_state_sha256, expires_at, etag) VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
 BC_FORGET_SUBSCRIPTION = "DELETE FROM dynamics.bc_webhook_subscriptions WHERE subscription_id = %s"
+#: Entity sets Business Central refused a subscription to (kept in ``dynamics.settings`` under
+#: ``bc_webhook_refused:<entity set>``, value ``{"reason": ...}``): ``(entity set, reason, refused at)``.
+BC_REFUSED = (
+    "SELECT substr(key, length('bc_webhook_refused:') + 1), value->>'reason', updated_at FROM dynamics.settings"
+    " WHERE starts_with(key, 'bc_webhook_refused:')"
+)
+BC_REMEMBER_REFUSED = (
+    "INSERT INTO dynamics.settings (key, value)"
+    " VALUES ('bc_webhook_refused:' || %s, jsonb_build_object('reason', %s::text))"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()"
+)
+BC_FORGET_REFUSED = "DELETE FROM dynamics.settings WHERE key = 'bc_webhook_refused:' || %s"
 #: The notifications of a POST already accepted: parameters are four text arrays (one per key column).
 BC_SEEN_NOTIFICATIONS = (
     "SELECT subscription_id, resource, change_type, last_modified FROM dynamics.bc_webhook_notifications"

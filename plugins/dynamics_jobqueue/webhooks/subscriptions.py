@@ -7,6 +7,13 @@ a subscription expires three days after it was created or renewed, so :func:`ens
 than 408/429/5xx) is missing from ``GET subscriptions`` and is created again; entity sets that the service refuses
 (not webhook-enabled, e.g. ``contacts``) are reported and left to the schedule. The ``clientState`` is a fresh
 random secret per subscription; the state store keeps only its SHA-256, which the receiver compares.
+
+A refusal is remembered (``dynamics.settings``, ``bc_webhook_refused:<entity set>``) and not asked again for
+``retry_refused_after`` (a day), so a steady-state run is one ``GET subscriptions`` per API route and nothing else.
+Business Central answers 400 both for an entity set without webhooks and for a failed handshake (the receiver
+down), so a refusal is remembered only when the same run shows the handshake works (a subscription created,
+renewed or recovered) or it was remembered before; a wrongly remembered one costs latency only, as a mapping
+whose entity set holds no live subscription is never skipped by the cron (:mod:`dynamics_jobqueue.sync.job_queue`).
 """
 
 from __future__ import annotations
@@ -83,9 +90,21 @@ def _save(store: StateStoreHook, sub: Subscription, entity_set: str, client_stat
         )
 
 
+def _forget_refused(store: StateStoreHook, entity_set: str) -> None:
+    with store.transaction() as cur:
+        cur.execute(queries.BC_FORGET_REFUSED, (entity_set,))
+
+
 def _forget(store: StateStoreHook, subscription_id: str) -> None:
     with store.transaction() as cur:
         cur.execute(queries.BC_FORGET_SUBSCRIPTION, (subscription_id,))
+
+
+def refused_entity_sets(store: StateStoreHook) -> dict[str, tuple[str, datetime]]:
+    """The remembered refusals: ``entity set -> (Business Central's message, when)``."""
+    with store.transaction() as cur:
+        cur.execute(queries.BC_REFUSED)
+        return {row[0]: (row[1] or "", row[2]) for row in cur.fetchall()}
 
 
 def ensure_subscriptions(
@@ -95,13 +114,15 @@ def ensure_subscriptions(
     notification_url: str,
     *,
     renew_before: timedelta = timedelta(days=1),
+    retry_refused_after: timedelta = timedelta(days=1),
     now: datetime | None = None,
 ) -> Outcome:
     """Make Business Central hold exactly one live subscription per entity set, to ``notification_url``.
 
-    One ``GET subscriptions`` per API route; then per entity set nothing (valid long enough), a renewal (PATCH),
-    or a creation (POST, when none exists or the one we stored was lost). Subscriptions to ``notification_url``
-    that we do not hold (a crash between create and save, a removed mapping) are deleted.
+    One ``GET subscriptions`` per API route; then per entity set nothing (valid long enough, or refused less than
+    ``retry_refused_after`` ago), a renewal (PATCH), or a creation (POST, when none exists or the one we stored
+    was lost). Subscriptions to ``notification_url`` that we do not hold (a crash between create and save, a
+    removed mapping) are deleted.
 
     :raises ApiError: typed, when Business Central cannot be read or refuses for another reason than an
         entity set without webhooks (400 on create).
@@ -114,8 +135,13 @@ def ensure_subscriptions(
         live.update((s.subscription_id, s) for s in hook.subscriptions(route))
     stored = stored_subscriptions(store)
     by_set = {s.entity_set: s for s in stored.values()}
+    remembered = refused_entity_sets(store)
+    refused: dict[str, str] = {}
     for entity_set in wanted:
         mine = by_set.get(entity_set)
+        if mine is None and entity_set in remembered and now - remembered[entity_set][1] < retry_refused_after:
+            outcome.unsupported[entity_set] = remembered[entity_set][0]
+            continue
         current = live.get(mine.subscription_id) if mine else None
         lost = current is None
         if current is not None and current.notification_url == notification_url:
@@ -142,12 +168,21 @@ def ensure_subscriptions(
         except ApiError as exc:
             if exc.status != 400:
                 raise
-            outcome.unsupported[entity_set] = str(exc)
+            outcome.unsupported[entity_set] = refused[entity_set] = str(exc)
             LOG.info("no webhook for %s (%s): the schedule syncs it", entity_set, exc)
             continue
         _save(store, created, entity_set, client_state)
+        if entity_set in remembered:
+            _forget_refused(store, entity_set)
         if entity_set not in outcome.recovered:
             outcome.created.append(entity_set)
+    handshake_works = bool(outcome.created or outcome.renewed or outcome.recovered)
+    for entity_set, reason in refused.items():
+        if handshake_works or entity_set in remembered:
+            with store.transaction() as cur:
+                cur.execute(queries.BC_REMEMBER_REFUSED, (entity_set, reason))
+    for entity_set in remembered.keys() - set(wanted):
+        _forget_refused(store, entity_set)
     held = {s.subscription_id for s in stored_subscriptions(store).values()}
     for sub in live.values():
         if sub.notification_url == notification_url and sub.subscription_id not in held:
@@ -178,4 +213,6 @@ def delete_all(hook: BusinessCentralHook, store: StateStoreHook) -> list[str]:
         if sub_id in live:
             _delete(hook, live[sub_id])
         _forget(store, sub_id)
+    for entity_set in refused_entity_sets(store):
+        _forget_refused(store, entity_set)
     return sorted(s.entity_set for s in stored.values())

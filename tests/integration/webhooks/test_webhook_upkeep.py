@@ -6,6 +6,7 @@ and its recovery wakes crm_sync with an asset event on the affected entity set (
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from dynamics_jobqueue.operators.webhooks import (
 )
 from dynamics_jobqueue.sync.loader import load_mappings
 from dynamics_jobqueue.webhooks.dataverse_steps import ENDPOINT_NAME, ensure_dataverse_webhook, stored_steps
-from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
+from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions, refused_entity_sets
 
 DV_URL = "https://airflow.example.com/dynamics-webhooks/dataverse"
 CRM_SETS = list(dict.fromkeys(m.crm.entity_set for m in load_mappings()))
@@ -82,15 +83,33 @@ def test_a_steady_state_dataverse_run_is_one_request_and_a_deleted_step_is_still
 
 
 def test_a_steady_state_business_central_run_reads_only_the_subscriptions(sandbox, state_store, receiver) -> None:
-    hook = BusinessCentralHook()
-    ensure_subscriptions(hook, state_store, ERP_SETS, receiver.url)
+    first = ensure_subscriptions(BusinessCentralHook(), state_store, ERP_SETS, receiver.url)
+    assert sorted(first.unsupported) == ["contacts", "salespeoplePurchasers"]
     _counted(sandbox)
-    steady = ensure_subscriptions(hook, state_store, ERP_SETS, receiver.url)
+    steady = ensure_subscriptions(BusinessCentralHook(), state_store, ERP_SETS, receiver.url)  # a new process
     # GET subscriptions on the two API routes (the sandbox labels requests outside a company "bc/companies"); the
-    # two POSTs are the entity sets without webhooks, refused again.
-    assert _counted(sandbox) == {"GET bc/companies": 2, "POST bc/companies": 2}
-    assert sorted(steady.kept) == sorted(s for s in ERP_SETS if s not in steady.unsupported)
+    # refused entity sets are not asked again, so neither the company nor anything else is read.
+    assert _counted(sandbox) == {"GET bc/companies": 2}
+    assert sorted(steady.kept) == sorted(s for s in ERP_SETS if s not in first.unsupported)
     assert (steady.created, steady.renewed, steady.recovered, steady.deleted) == ([], [], [], [])
+    assert steady.unsupported == first.unsupported  # Business Central's message, remembered
+
+    # A day later the refused ones are asked again (refused again, remembered again).
+    again = ensure_subscriptions(
+        BusinessCentralHook(), state_store, ERP_SETS, receiver.url, retry_refused_after=timedelta(0)
+    )
+    assert sorted(again.unsupported) == ["contacts", "salespeoplePurchasers"]
+    assert _counted(sandbox)["POST bc/companies"] == 2
+    assert sorted(refused_entity_sets(state_store)) == ["contacts", "salespeoplePurchasers"]
+
+
+def test_a_refusal_is_not_remembered_while_no_handshake_is_seen_to_work(sandbox, state_store, receiver) -> None:
+    receiver.stop()  # every handshake fails: 400, like an entity set without webhooks
+    down = ensure_subscriptions(BusinessCentralHook(), state_store, ERP_SETS, receiver.url)
+    assert sorted(down.unsupported) == sorted(ERP_SETS) and refused_entity_sets(state_store) == {}
+    receiver.start()
+    up = ensure_subscriptions(BusinessCentralHook(), state_store, ERP_SETS, receiver.url)
+    assert sorted(up.unsupported) == ["contacts", "salespeoplePurchasers"] and "customers" in up.created
 
 
 def test_a_recovery_records_an_asset_event_on_the_affected_entity_set(
