@@ -246,6 +246,18 @@ def sync(sandbox, state_store, mappings_dir, monkeypatch, crash_server) -> SyncH
 
 
 @pytest.fixture
+def receiver(sync: SyncHarness) -> Iterator[Any]:
+    """The webhook receiver app (Business Central and Dataverse routes) on a free loopback port, over the sync's
+    state store; it records asset events in memory (``tests/webhook_receiver.py``)."""
+    from webhook_receiver import Receiver
+
+    receiver = Receiver(sync.state)
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
 def wide_overlap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every record a run reads lies inside its watermark overlap: the ERP watermark is capped an hour before the
     pass's start instead of 999 ms, so the next run reads again everything changed since (the seed included),

@@ -11,20 +11,11 @@ import time
 from typing import Any
 
 import pytest
-from webhook_receiver import Receiver
 
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.sync.assets import crm_asset
 from dynamics_jobqueue.triggers.dataverse_changes import DataverseChangesTrigger
 from dynamics_jobqueue.webhooks.dataverse_steps import ensure_dataverse_webhook
-
-
-@pytest.fixture
-def receiver(sync) -> Any:
-    receiver = Receiver(sync.state)
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

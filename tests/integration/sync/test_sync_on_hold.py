@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from airflow.sdk.exceptions import AirflowSkipException
-from webhook_receiver import Receiver
 
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.sync import job_queue
@@ -19,14 +18,6 @@ from dynamics_jobqueue.sync.assets import erp_asset
 from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
 
 ON_HOLD = "On Hold with Inactivity Timeout"
-
-
-@pytest.fixture
-def receiver(sync) -> Any:
-    receiver = Receiver(sync.state)
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

@@ -12,19 +12,10 @@ import time
 from typing import Any
 
 import pytest
-from webhook_receiver import Receiver
 
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
 from dynamics_jobqueue.sync.assets import erp_asset
 from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
-
-
-@pytest.fixture
-def receiver(sync) -> Any:
-    receiver = Receiver(sync.state)
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture
