@@ -9,11 +9,14 @@ asset events become the task's ``triggering_asset_events``, as the scheduler han
 from __future__ import annotations
 
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from airflow.sdk.exceptions import AirflowSkipException
 
 from dynamics_jobqueue.operators.sync import CrmSyncOperator
+from dynamics_jobqueue.sync import job_queue
 from dynamics_jobqueue.sync.assets import erp_asset
 from dynamics_jobqueue.webhooks.subscriptions import ensure_subscriptions
 
@@ -35,8 +38,19 @@ def run_customer(sync: Any, events: list[tuple[str, dict[str, Any]]], run_id: st
     triggering = {erp_asset(name.split("/", 1)[1]): [extra] for name, extra in events}
     operator = CrmSyncOperator(task_id="customer", mapping_name="CUSTOMER", mappings_dir=sync.mappings_dir)
     params = {"full_sync": False, "full_synch_review": False, "mappings": []}
-    result = operator.execute({"params": params, "run_id": run_id, "triggering_asset_events": triggering})
+    run_type = "asset_triggered" if events else "scheduled"
+    context = {
+        "params": params,
+        "run_id": run_id,
+        "dag_run": SimpleNamespace(run_type=run_type),
+        "triggering_asset_events": triggering,
+    }
+    result = operator.execute(context)  # type: ignore[arg-type]
     return result["to_crm"]
+
+
+#: The asset event webhook_subscriptions records when it recovered a lost subscription (operators/webhooks.py).
+RECOVERED = ("business_central/customers", {"source": "business_central_subscriptions", "reason": "recovered"})
 
 
 def accounts(sync: Any, number: str) -> list[dict[str, Any]]:
@@ -59,27 +73,38 @@ def test_outage_wrong_client_state_and_lost_subscription_each_sync_a_change_once
     assert [a["address1_city"] for a in accounts(sync, "10000")] == ["Outage"]  # one account: no twin
     assert run_customer(sync, [], "outage-scheduled")["modified"] == 0  # the safety net has nothing left to do
 
+    # The last run was idle: CUSTOMER is On Hold with Inactivity Timeout (sync/job_queue.py) and cron ticks skip it
+    # while its tables announce their changes. The two cases below are the ones where an announcement is lost.
+    assert job_queue.entries(sync.state)["CUSTOMER"].status is job_queue.JobQueueStatus.ON_HOLD
+
     # A wrong clientState (the state store's hash no longer matches the secret Business Central sends): the
-    # notification is refused (401), no event, and Business Central deletes the subscription on that answer; the
-    # scheduled run (the safety net) syncs the change, once, and webhook_subscriptions recreates the subscription.
+    # notification is refused (401), no event, and Business Central deletes the subscription on that answer. The
+    # state store still lists it, so the cron tick skips CUSTOMER; webhook_subscriptions (every 30 minutes) finds
+    # the subscription lost, recreates it and records a "recovered" asset event: that run syncs the change, once.
     sync.sql("UPDATE dynamics.bc_webhook_subscriptions SET client_state_sha256 = %s", "0" * 64)
     sync.erp_user.update("customers", customer["20000"], {"city": "Forged"})
     assert receiver.take(1, timeout=4) == []
     assert sync.bc.subscriptions("api/v2.0") == []
-    assert run_customer(sync, [], "forged-scheduled")["modified"] == 1
-    assert [a["address1_city"] for a in accounts(sync, "20000")] == ["Forged"]
-    assert run_customer(sync, [], "forged-scheduled-2")["modified"] == 0
+    with pytest.raises(AirflowSkipException, match="On Hold with Inactivity Timeout"):
+        run_customer(sync, [], "forged-scheduled")
+    assert [a["address1_city"] for a in accounts(sync, "20000")] != ["Forged"]
     assert ensure_subscriptions(sync.bc, sync.state, ["customers"], receiver.url).recovered == ["customers"]
+    assert run_customer(sync, [RECOVERED], "forged-recovered")["modified"] == 1
+    assert [a["address1_city"] for a in accounts(sync, "20000")] == ["Forged"]
+    assert run_customer(sync, [], "forged-scheduled-2")["modified"] == 0  # Ready after a change: the tick runs it
 
-    # A lost subscription: the change made meanwhile has no notification and is synced by the scheduled run;
-    # webhook_subscriptions recovers the subscription and the next change is event-driven again.
+    # A lost subscription (expired in Business Central): the change made meanwhile has no notification; the cron
+    # tick skips CUSTOMER (On Hold again), the recovery's event syncs the change, and the next change is
+    # event-driven again.
     (sub,) = sync.bc.subscriptions("api/v2.0")
     sync.sandbox.admin("webhooks/expire", {"subscriptionId": sub.subscription_id})
     sync.erp_user.update("customers", customer["30000"], {"city": "Lost"})
     assert receiver.take(1, timeout=4) == []
-    assert run_customer(sync, [], "lost-scheduled")["modified"] == 1
-    assert [a["address1_city"] for a in accounts(sync, "30000")] == ["Lost"]
+    with pytest.raises(AirflowSkipException, match="On Hold with Inactivity Timeout"):
+        run_customer(sync, [], "lost-scheduled")
     assert ensure_subscriptions(sync.bc, sync.state, ["customers"], receiver.url).recovered == ["customers"]
+    assert run_customer(sync, [RECOVERED], "lost-recovered")["modified"] == 1
+    assert [a["address1_city"] for a in accounts(sync, "30000")] == ["Lost"]
     sync.erp_user.update("customers", customer["30000"], {"city": "Recovered"})
     events = receiver.take(1)
     assert [name for name, _ in events] == ["business_central/customers"]
