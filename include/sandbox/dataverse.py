@@ -36,6 +36,8 @@ from sandbox.api import (
     now,
     query_page,
 )
+from sandbox.dataverse_errors import BAD_REQUEST, json_object
+from sandbox.dataverse_errors import bad_request as _bad
 from sandbox.dataverse_webhooks import DataverseWebhooks
 from sandbox.metadata import csdl, entity_definitions
 from sandbox.odata import QueryError, format_datetime, parse_select
@@ -61,7 +63,6 @@ MAX_BATCH = 1_000
 DELTA_TOKEN_DAYS = 7
 
 NOT_FOUND = "0x80040217"
-BAD_REQUEST = "0x80048d19"
 DUPLICATE_ALTERNATE_KEY = "0x80060892"
 DUPLICATE_RECORD = "0x80040237"
 VERSION_MISMATCH = "0x80060882"
@@ -124,10 +125,6 @@ def stable_id(entity_set: str, key: str) -> str:
 def error_body(code: str, message: str) -> dict[str, Any]:
     """Dataverse's error shape."""
     return {"error": {"code": code, "message": message}}
-
-
-def _bad(message: str, code: str = BAD_REQUEST) -> ApiError:
-    return ApiError(400, code, message)
 
 
 def seconds(value: datetime) -> tuple[str, str]:
@@ -255,7 +252,7 @@ class Dataverse:
             return None
         if request.method != "POST":
             raise ApiError(405, BAD_REQUEST, f"{request.path} is an action; use POST.")
-        payload = self._payload(request)
+        payload = json_object(request)
         if request.path == "UpdateOptionValue":
             self.option_sets.update(payload)
             return ApiResponse(204, None)
@@ -458,15 +455,6 @@ class Dataverse:
 
     # -- writes over HTTP -------------------------------------------------------------------
 
-    def _payload(self, request: ApiRequest) -> dict[str, Any]:
-        try:
-            payload = request.json_body()
-        except ValueError as exc:
-            raise _bad(f"Error identified in Payload provided by the user: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise _bad("Error identified in Payload provided by the user: a JSON object is required.")
-        return payload
-
     def _write_answer(self, request: ApiRequest, entity: EntitySet, row: Row, created: bool) -> ApiResponse:
         entity_url = f"{request.root}{entity.name}({row.id})"
         headers = {"OData-EntityId": entity_url, "ETag": dataverse_etag(row.version)}
@@ -481,13 +469,13 @@ class Dataverse:
         return ApiResponse(204, None, headers)
 
     def _post(self, request: ApiRequest, entity: EntitySet) -> ApiResponse:
-        payload = self._payload(request)
+        payload = json_object(request)
         with self.store.transaction() as db:
             row = self.create(db, entity, payload, request.caller)
         return self._write_answer(request, entity, row, created=True)
 
     def _upsert(self, request: ApiRequest, entity: EntitySet, key: str) -> ApiResponse:
-        payload = self._payload(request)
+        payload = json_object(request)
         if_match = request.headers.get("if-match")
         if_none_match = request.headers.get("if-none-match")
         kind, value = self._parse_key(entity, key)

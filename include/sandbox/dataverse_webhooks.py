@@ -55,6 +55,8 @@ from xml.etree import ElementTree
 import requests
 
 from sandbox.api import ApiError, ApiRequest, ApiResponse
+from sandbox.dataverse_errors import BAD_REQUEST, json_object
+from sandbox.dataverse_errors import bad_request as _bad
 from sandbox.odata import matches, parse_filter
 
 if TYPE_CHECKING:
@@ -65,7 +67,6 @@ if TYPE_CHECKING:
     from sandbox.store import Row, Store
 
 LOG = logging.getLogger(__name__)
-BAD_REQUEST = "0x80048d19"
 NOT_FOUND = "0x80040217"
 NAMESPACE = uuid.UUID("5a0d0e00-0000-4000-8000-00000000beef")
 MESSAGES = ("Create", "Update", "Delete")
@@ -122,10 +123,6 @@ class DataverseWebhookConfig:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _bad(message: str) -> ApiError:
-    return ApiError(400, BAD_REQUEST, message)
 
 
 def _ticks(seconds: float) -> str:
@@ -224,15 +221,6 @@ class DataverseWebhooks:
                 )
             rows = [{c: r.get(c) for c in dict.fromkeys([key, *wanted])} for r in rows]
         return ApiResponse(200, {"@odata.context": f"{request.root}$metadata#{name}", "value": rows})
-
-    def _payload(self, request: ApiRequest) -> dict[str, Any]:
-        try:
-            payload = request.json_body()
-        except ValueError as exc:
-            raise _bad(f"Error identified in Payload provided by the user: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise _bad("Error identified in Payload provided by the user: a JSON object is required.")
-        return payload
 
     def _check_endpoint(self, body: dict[str, Any]) -> None:
         allowed = {
@@ -369,7 +357,7 @@ class DataverseWebhooks:
         return body, binds
 
     def _create(self, request: ApiRequest, name: str) -> ApiResponse:
-        payload = self._payload(request)
+        payload = json_object(request)
         with self.store.transaction() as db:
             if name == "serviceendpoints":
                 self._check_endpoint(payload)
@@ -396,7 +384,7 @@ class DataverseWebhooks:
         return ApiResponse(204, None, {"OData-EntityId": f"{request.root}{name}({record_id})"})
 
     def _update(self, request: ApiRequest, name: str, record_id: str) -> ApiResponse:
-        payload = self._payload(request)
+        payload = json_object(request)
         table = "dv_serviceendpoints" if name == "serviceendpoints" else "dv_steps"
         with self.store.transaction() as db:
             row = db.execute(f"SELECT body FROM {table} WHERE id = ?", (record_id,)).fetchone()
